@@ -1,0 +1,3 @@
+from valuelens.cli import main
+
+main()

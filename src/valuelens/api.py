@@ -1,0 +1,57 @@
+"""The Python API: the same operations as the CLI, returning DataFrames.
+
+    import valuelens.api as vl
+    tables = vl.run("audit.yaml")            # dict of DataFrames
+    tables = vl.run()                        # the built-in demo audit
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from valuelens.audit import AuditResult, run_audit
+from valuelens.config import AuditConfig, demo_audit, load_audit
+from valuelens.progress import Tracker
+from valuelens.results import read_tables
+from valuelens.store import STORE_NAME, Store
+
+
+def load(audit: str | Path | AuditConfig | None = None) -> AuditConfig:
+    if audit is None:
+        return demo_audit()
+    return audit if isinstance(audit, AuditConfig) else load_audit(audit)
+
+
+def run_full(audit: str | Path | AuditConfig | None = None, out_dir: str | Path | None = None,
+             tracker: Tracker | None = None) -> AuditResult:
+    cfg = load(audit)
+    source = str(audit) if isinstance(audit, (str, Path)) else ("builtin demo" if audit is None else "api")
+    return run_audit(cfg, out_dir, tracker, audit_source=source)
+
+
+def run(audit: str | Path | AuditConfig | None = None, out_dir: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """Run (or resume) an audit; returns its results tables."""
+    return run_full(audit, out_dir).tables
+
+
+def results(out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """Read the exported tables of a finished run."""
+    return read_tables(Path(out_dir))
+
+
+def cache_info(out_dir: str | Path) -> dict:
+    store = Store(Path(out_dir) / STORE_NAME)
+    try:
+        return store.info()
+    finally:
+        store.close()
+
+
+def cache_clear(out_dir: str | Path, model: str | None = None) -> int:
+    store = Store(Path(out_dir) / STORE_NAME)
+    try:
+        return store.clear(model)
+    finally:
+        store.close()

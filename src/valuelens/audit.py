@@ -1,0 +1,113 @@
+"""Audit orchestration: models × layers, through the cache, into tables."""
+
+from __future__ import annotations
+
+import fcntl
+import platform
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from valuelens import __version__
+from valuelens.config import AuditConfig
+from valuelens.errors import ValueLensError
+from valuelens.layers import first_token
+from valuelens.models import CachedModel, load_backend
+from valuelens.progress import NullTracker, Tracker
+from valuelens.results import export_tables, write_json
+from valuelens.store import STORE_NAME, Store
+
+# Layer name → run function, in the order layers run.
+LAYERS: dict[str, Callable[..., dict[str, pd.DataFrame]]] = {
+    "first_token": first_token.run,
+}
+
+
+@dataclass
+class AuditResult:
+    out_dir: Path
+    tables: dict[str, pd.DataFrame]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def locked(out_dir: Path):
+    """Refuse a second concurrent run on the same output directory."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueLensError(f"{out_dir}: another valuelens run is using this output directory") from None
+        yield
+
+
+def _versions() -> dict[str, str]:
+    out = {"valuelens": __version__, "python": platform.python_version()}
+    for mod in ("torch", "transformers"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    return out
+
+
+def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tracker | None = None,
+              audit_source: str = "") -> AuditResult:
+    out = Path(out_dir) if out_dir else audit.out_dir()
+    tracker = tracker or NullTracker()
+    with locked(out):
+        store = Store(out / STORE_NAME)
+        manifest: dict[str, Any] = {
+            "versions": _versions(), "audit_source": audit_source, "audit": audit.model_dump(mode="json"),
+            "seed": audit.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
+            "run_id": store.begin_run(), "models": [],
+        }
+        write_json(out / "run.json", manifest)
+        tables: dict[str, list[pd.DataFrame]] = {}
+        try:
+            for entry in audit.models:
+                backend = load_backend(entry.backend, batch_size=entry.batch_size, **entry.options)
+                try:
+                    model = CachedModel(backend, store, entry.name, chunk_size=audit.chunk_size)
+                    for layer, run in LAYERS.items():
+                        settings = getattr(audit.layers, layer)
+                        if settings is None:
+                            continue
+                        for name, df in run(model, audit, settings, tracker).items():
+                            df.insert(0, "model", entry.name)
+                            tables.setdefault(name, []).append(df)
+                    manifest["models"].append({**entry.catalogue(), "identity": model.identity,
+                                               "calls_made": model.made, "calls_cached": model.cached,
+                                               "faults": dict(backend.stats)})
+                finally:
+                    backend.close()
+            merged = {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}
+            catalogue = pd.DataFrame([{k: v for k, v in m.items() if k not in {"identity", "faults"}}
+                                      for m in manifest["models"]])
+            merged["models"] = catalogue
+            export_tables(out, merged)
+        except BaseException as e:
+            store.end_run("failed" if isinstance(e, Exception) else "interrupted")
+            manifest.update(status="failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__,
+                            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), calls=store.run_counts())
+            write_json(out / "run.json", manifest)
+            store.close()
+            raise
+        store.end_run()
+        manifest.update(status="finished", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), calls=store.run_counts(),
+                        calls_all_runs=_totals(store), tables=sorted(merged))
+        write_json(out / "run.json", manifest)
+        store.close()
+    return AuditResult(out, merged, manifest)
+
+
+def _totals(store: Store) -> dict[str, int]:
+    runs = store.all_runs()
+    return {"runs": len(runs), "calls_made": sum(r["calls_made"] for r in runs),
+            "calls_stored": store.info()["calls"]}

@@ -1,0 +1,144 @@
+"""The ``valuelens`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from valuelens.errors import ValueLensError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Audit LLMs for cross-cultural value alignment.")
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect or clear the call cache of an output directory.")
+app.add_typer(cache_app, name="cache")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def guarded():
+    """Our errors: one line on stderr, exit code 2 (bad input) or 1."""
+    try:
+        yield
+    except ValueLensError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: rerun the same command to resume from the store")
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def run(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: the built-in demo audit"),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory (overrides the audit file)"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars")):
+    """Run (or resume) an audit and write results, run.json and the store."""
+    from valuelens import api
+    from valuelens.progress import NullTracker, rich_tracker
+
+    with guarded():
+        api.load(audit)  # bad input fails before any progress bar appears
+        if quiet:
+            result = api.run_full(audit, out, NullTracker())
+        else:
+            with rich_tracker(console) as tracker:
+                result = api.run_full(audit, out, tracker)
+        _summary(result)
+
+
+def _summary(result) -> None:
+    calls = result.manifest.get("calls", {})
+    console.print(f"[bold]{result.out_dir}[/]: calls made {calls.get('calls_made', 0)}, "
+                  f"served from cache {calls.get('calls_cached', 0)}")
+    for name, df in result.tables.items():
+        if not name.endswith("_summary"):
+            continue
+        t = Table(title=name)
+        for col in df.columns:
+            t.add_column(str(col))
+        for row in df.itertuples(index=False):
+            t.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+        console.print(t)
+    console.print(f"results: {result.out_dir / 'results'} (Parquet and CSV); manifest: {result.out_dir / 'run.json'}")
+
+
+@app.command()
+def validate(audit: Path = typer.Argument(..., help="audit YAML")):
+    """Check an audit file without running it."""
+    from valuelens.config import load_audit
+
+    with guarded():
+        cfg = load_audit(audit)
+        console.print(f"{audit}: ok ({len(cfg.models)} models, layers: "
+                      f"{', '.join(k for k, v in cfg.layers if v is not None)})")
+
+
+@app.command()
+def models(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: the demo audit")):
+    """List the model backends and the catalogue of an audit's models."""
+    from valuelens import api
+    from valuelens.models.registry import BACKENDS
+
+    with guarded():
+        t = Table(title="backends")
+        t.add_column("name")
+        t.add_column("what")
+        for name, (_, doc) in BACKENDS.items():
+            t.add_row(name, doc)
+        console.print(t)
+        cfg = api.load(audit)
+        rows = [m.catalogue() for m in cfg.models]
+        c = Table(title="catalogue")
+        for col in rows[0]:
+            c.add_column(col)
+        for r in rows:
+            c.add_row(*[str(v) for v in r.values()])
+        console.print(c)
+
+
+@cache_app.command("info")
+def cache_info(out_dir: Path = typer.Argument(..., help="output directory of a run")):
+    """Number of cached calls, per model, and the store's size."""
+    from valuelens import api
+
+    with guarded():
+        _need_store(out_dir)
+        info = api.cache_info(out_dir)
+        console.print(f"{info['path']}: {info['calls']} calls, {info['runs']} runs, {info['bytes'] / 1e6:.1f} MB")
+        for m, n in info["per_model"].items():
+            console.print(f"  {m}: {n}")
+
+
+@cache_app.command("clear")
+def cache_clear(out_dir: Path = typer.Argument(..., help="output directory of a run"),
+                model: Optional[str] = typer.Option(None, help="only this model's calls"),
+                yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")):
+    """Delete cached calls (all, or one model's)."""
+    from valuelens import api
+
+    with guarded():
+        _need_store(out_dir)
+        if not yes and not typer.confirm(f"delete cached calls in {out_dir}?"):
+            raise typer.Exit(1)
+        console.print(f"deleted {api.cache_clear(out_dir, model)} calls")
+
+
+def _need_store(out_dir: Path) -> None:
+    from valuelens.store import STORE_NAME
+
+    if not (out_dir / STORE_NAME).is_file():
+        raise ValueLensError(f"{out_dir}: no {STORE_NAME} here (not a valuelens output directory)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The audit file: YAML read with a safe loader, validated with pydantic.
+
+Unknown keys and wrong types are errors that name the file, the line and the
+key. See the README ("Audit file") for the format.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from valuelens.errors import ValueLensError
+
+MAX_AUDIT_BYTES = 1 << 20
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelEntry(Strict):
+    """One audited model: how to reach it, and its catalogue metadata."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._\-]+$")
+    backend: str = Field(min_length=1, description="embedded | hf:PATH | openai:MODEL@URL | scripted:PATH")
+    display_name: str | None = None
+    region: Literal["China", "Western", "other"] = "other"
+    family: str = "unknown"
+    params_b: float | None = Field(default=None, gt=0, description="parameters, billions")
+    architecture: Literal["dense", "MoE"] = "dense"
+    alignment: Literal["base", "SFT", "RLHF-DPO", "full-FT", "unknown"] = "unknown"
+    revision: str | None = None
+    batch_size: int = Field(default=8, ge=1, le=1024)
+    options: dict[str, Any] = Field(default_factory=dict, description="backend options, e.g. max_concurrency, api_key_env")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from valuelens.models.registry import BACKENDS
+
+        kind = v.partition(":")[0]
+        if kind not in BACKENDS:
+            raise ValueError(f"unknown backend {kind!r}; known: {', '.join(BACKENDS)}")
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _no_inline_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if any(k.lower() in {"api_key", "key", "token", "password"} for k in v):
+            raise ValueError("secrets do not belong in the audit file; set api_key_env to the name of an environment variable")
+        return v
+
+    def catalogue(self) -> dict[str, Any]:
+        d = self.model_dump(exclude={"options", "batch_size"})
+        d["display_name"] = self.display_name or self.name
+        return d
+
+
+class FirstTokenSettings(Strict):
+    """Zero-shot first-token probe (Layer 3a) on a questionnaire."""
+
+    questions: str = "builtin"
+    generate_check: bool = Field(default=True, description="also generate a short answer and compare its letter")
+    max_tokens: int = Field(default=24, ge=1, le=512)
+    limit: int | None = Field(default=None, ge=1, description="use only the first N questions")
+
+
+class Layers(Strict):
+    first_token: FirstTokenSettings | None = None
+
+    @model_validator(mode="after")
+    def _some_layer(self) -> Layers:
+        if not any(getattr(self, f) is not None for f in type(self).model_fields):
+            raise ValueError("no layer selected; add e.g. 'first_token: {}'")
+        return self
+
+
+class AuditConfig(Strict):
+    name: str = Field(default="audit", pattern=r"^[A-Za-z0-9._\-]+$")
+    output_dir: str | None = Field(default=None, description="default: runs/<name>")
+    seed: int = 0
+    countries: list[str] = Field(default_factory=lambda: ["United States", "China"], min_length=1)
+    languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en", "zh"], min_length=1)
+    country_names: dict[str, dict[str, str]] = Field(default_factory=dict, description="extra countries: {Name: {zh: ...}}")
+    chunk_size: int = Field(default=32, ge=1, description="calls committed to the store per transaction")
+    models: list[ModelEntry] = Field(min_length=1)
+    layers: Layers
+
+    @model_validator(mode="after")
+    def _checks(self) -> AuditConfig:
+        names = [m.name for m in self.models]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate model names: {sorted(dup)}")
+        from valuelens.data.survey import country_names
+
+        known = {**country_names(), **self.country_names}
+        for c in self.countries:
+            if c not in known:
+                raise ValueError(f"unknown country {c!r}; add it under country_names (with its zh name)")
+            if "zh" in self.languages and c in self.country_names and "zh" not in self.country_names[c]:
+                raise ValueError(f"country {c!r} needs a zh name for Chinese prompts")
+        return self
+
+    def out_dir(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name}")
+
+
+# loading with line numbers --------------------------------------------------
+
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    out = {} if out is None else out
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[path + (key,)] = k.start_mark.line + 1
+            _line_map(v, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _line_map(v, path + (i,), out)
+    return out
+
+
+def parse_audit(text: str, origin: str) -> AuditConfig:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ValueLensError(f"{origin}{where}: invalid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ValueLensError(f"{origin}: invalid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ValueLensError(f"{origin}: expected a mapping of audit settings at the top level")
+    lines = _line_map(node) if node is not None else {}
+    try:
+        return AuditConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(err["loc"])
+        line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        where = f" line {line}" if line else ""
+        raise ValueLensError(f"{origin}{where}: {key}: {msg}") from None
+
+
+def load_audit(path: str | Path) -> AuditConfig:
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_AUDIT_BYTES:
+            raise ValueLensError(f"{path}: audit file larger than {MAX_AUDIT_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueLensError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ValueLensError(f"{path}: is a directory, expected an audit YAML file") from None
+    except UnicodeDecodeError as e:
+        raise ValueLensError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    return parse_audit(text, str(path))
+
+
+def demo_audit_text() -> str:
+    return resources.files("valuelens.data").joinpath("demo_audit.yaml").read_text(encoding="utf-8")
+
+
+def demo_audit() -> AuditConfig:
+    return parse_audit(demo_audit_text(), "builtin demo_audit.yaml")

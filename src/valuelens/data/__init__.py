@@ -1,0 +1,1 @@
+"""Data: schemas, loaders and the built-in demo corpora (written by us)."""

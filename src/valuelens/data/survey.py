@@ -1,0 +1,99 @@
+"""Survey questions: schema and the loader for our questionnaire JSON format.
+
+Format (the built-in ``demo_survey.json`` is an example)::
+
+    {"questions": [{"id": "D01", "dimension": "IDV", "ordinal": true,
+                    "text": {"en": "...", "zh": "..."},
+                    "options": {"en": ["...", ...], "zh": ["...", ...]}}]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from valuelens.errors import ValueLensError
+
+LABELS = "ABCDEFGHIJ"
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    text: dict[str, str]
+    options: dict[str, tuple[str, ...]]
+    dimension: str = ""
+    ordinal: bool = True
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        n = len(next(iter(self.options.values())))
+        return tuple(LABELS[:n])
+
+    def languages(self) -> set[str]:
+        return set(self.text) & set(self.options)
+
+
+def _builtin(name: str) -> Any:
+    return json.loads(resources.files("valuelens.data").joinpath(name).read_text(encoding="utf-8"))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueLensError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise ValueLensError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueLensError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+def parse_questions(raw: Any, origin: str) -> list[Question]:
+    if not isinstance(raw, dict) or not isinstance(raw.get("questions"), list) or not raw["questions"]:
+        raise ValueLensError(f"{origin}: expected an object with a non-empty 'questions' list")
+    out, seen = [], set()
+    for i, q in enumerate(raw["questions"]):
+        where = f"{origin}: questions[{i}]"
+        if not isinstance(q, dict):
+            raise ValueLensError(f"{where}: expected an object")
+        qid = q.get("id")
+        if not isinstance(qid, str) or not qid:
+            raise ValueLensError(f"{where}: 'id' must be a non-empty string")
+        if qid in seen:
+            raise ValueLensError(f"{where}: duplicate id {qid!r}")
+        seen.add(qid)
+        text, options = q.get("text"), q.get("options")
+        if not isinstance(text, dict) or not text or not all(isinstance(v, str) and v.strip() for v in text.values()):
+            raise ValueLensError(f"{where} ({qid}): 'text' must map language codes to non-empty strings")
+        if not isinstance(options, dict) or set(options) != set(text):
+            raise ValueLensError(f"{where} ({qid}): 'options' must have the same languages as 'text'")
+        sizes = set()
+        for lang, opts in options.items():
+            if not isinstance(opts, list) or len(opts) < 2 or not all(isinstance(o, str) and o.strip() for o in opts):
+                raise ValueLensError(f"{where} ({qid}): options[{lang!r}] must list at least 2 non-empty strings")
+            sizes.add(len(opts))
+        if len(sizes) != 1 or sizes.pop() > len(LABELS):
+            raise ValueLensError(f"{where} ({qid}): every language needs the same number of options (at most {len(LABELS)})")
+        out.append(Question(qid, dict(text), {k: tuple(v) for k, v in options.items()},
+                            str(q.get("dimension", "")), bool(q.get("ordinal", True)), str(q.get("source", origin))))
+    return out
+
+
+def load_questionnaire(source: str) -> list[Question]:
+    """``builtin`` (the demo questionnaire) or a path to a JSON file."""
+    if source == "builtin":
+        return parse_questions(_builtin("demo_survey.json"), "builtin demo_survey.json")
+    path = Path(source)
+    return parse_questions(read_json(path), str(path))
+
+
+def country_names() -> dict[str, dict[str, str]]:
+    """Country → {language: name}; English is the key itself."""
+    table = _builtin("countries.json")["countries"]
+    return {c: {"en": c, **v} for c, v in table.items()}

@@ -1,0 +1,96 @@
+"""Every model call goes through here: cache lookup, batched misses, store.
+
+Misses are sent to the backend in chunks of ``chunk_size`` and each chunk is
+committed before the next starts, so a killed run loses at most one chunk of
+work and never records a call twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from valuelens.models.base import Backend
+from valuelens.models.requests import GenerateRequest, GenerateResult, OptionRequest, OptionResult
+from valuelens.store import Store, call_key
+
+Progress = Callable[[int], None]
+
+
+class CachedModel:
+    """The model interface layers use: ``option_distribution`` and ``generate``."""
+
+    def __init__(self, backend: Backend, store: Store, name: str, *, chunk_size: int = 32):
+        self.backend = backend
+        self.store = store
+        self.name = name
+        self.chunk_size = max(1, int(chunk_size))
+        self.identity = backend.identity()
+        self.made = 0
+        self.cached = 0
+
+    @property
+    def supports_beams(self) -> bool:
+        return self.backend.supports_beams
+
+    def _run(
+        self,
+        payloads: list[dict[str, Any]],
+        compute: Callable[[list[int]], list[Any]],
+        progress: Progress | None,
+    ) -> list[Any]:
+        keys = [call_key(self.identity, p) for p in payloads]
+        found = self.store.get_many(set(keys))
+        out: list[Any] = [found.get(k) for k in keys]
+        hits = sum(1 for k in keys if k in found)
+        self.cached += hits
+        self.store.add_cached(hits)
+        if progress and hits:
+            progress(hits)
+        # Identical requests inside one call are computed once.
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if k not in found and k not in first:
+                first[k] = i
+        todo = list(first.values())
+        for s in range(0, len(todo), self.chunk_size):
+            idx = todo[s : s + self.chunk_size]
+            responses = compute(idx)
+            self.store.put_many(self.name, [(keys[i], payloads[i], r) for i, r in zip(idx, responses)])
+            self.made += len(idx)
+            for i, r in zip(idx, responses):
+                out[i] = r
+            if progress:
+                progress(len(idx))
+        for i, k in enumerate(keys):
+            if out[i] is None:
+                out[i] = out[first[k]]
+        if progress and len(keys) > hits + len(todo):
+            progress(len(keys) - hits - len(todo))
+        return out
+
+    def option_distribution(
+        self, requests: Sequence[OptionRequest], progress: Progress | None = None
+    ) -> list[OptionResult]:
+        requests = list(requests)
+
+        def compute(idx: list[int]) -> list[Any]:
+            return [r.to_json() for r in self.backend.option_distribution([requests[i] for i in idx])]
+
+        raw = self._run([r.to_json() for r in requests], compute, progress)
+        return [OptionResult.from_json(d) for d in raw]
+
+    def generate(
+        self, requests: Sequence[GenerateRequest], progress: Progress | None = None
+    ) -> list[GenerateResult]:
+        items = [(r, j) for r in requests for j in range(r.n)]
+
+        def compute(idx: list[int]) -> list[Any]:
+            return [{"text": t} for t in self.backend.generate([items[i] for i in idx])]
+
+        raw = self._run([r.sample_json(j) for r, j in items], compute, progress)
+        out, pos = [], 0
+        for r in requests:
+            out.append(GenerateResult(tuple(d["text"] for d in raw[pos : pos + r.n])))
+            pos += r.n
+        return out

@@ -1,0 +1,195 @@
+"""Local Hugging Face models through transformers.
+
+Option distributions: one forward pass per prompt (batched, left padding,
+length-sorted, explicit position ids so padding does not shift positions),
+log-softmax at the last position only.
+
+Label tokens: a label such as ``A`` can be written as the token ``A`` or the
+token `` A`` depending on what precedes it (after ``(`` SmolLM2 uses ``A``;
+after ``Answer:`` most tokenizers use `` A``). We count both spellings: the
+probability of an option is the sum over its single-token spellings, and the
+covered mass is the sum over all options' spellings. A label that is a single
+token in neither spelling is an error (use letters, or fewer options).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from valuelens.errors import ValueLensError
+from valuelens.models.base import sample_seed
+from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult
+
+
+def _torch():
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ValueLensError(
+            f"the hf backend needs torch and transformers ({e.name} is missing): "
+            "pip install torch==2.13.0 'valuelens[hf]'"
+        ) from None
+    return torch
+
+
+def weights_digest(path: Path) -> str:
+    """sha256 over the model's weight and config files (names and bytes)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in {".safetensors", ".bin", ".gguf", ".json"})
+    for p in files:
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+class HFBackend:
+    supports_beams = True
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str, digest: str, batch_size: int = 8,
+                 dtype: str = "float32", use_chat_template: bool | None = None):
+        torch = _torch()
+        self.torch = torch
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.tok.padding_side = "left"
+        if self.tok.pad_token_id is None:
+            self.tok.pad_token = self.tok.eos_token
+        self.name = name
+        self.digest = digest
+        self.batch_size = max(1, int(batch_size))
+        self.dtype = dtype
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        self.chat = has_template if use_chat_template is None else (use_chat_template and has_template)
+        self.stats: dict[str, int] = {}
+        self._label_ids: dict[str, list[int]] = {}
+
+    @classmethod
+    def from_path(cls, path: str | Path, *, batch_size: int = 8, dtype: str = "float32",
+                  gguf_file: str | None = None, name: str | None = None, **kw: Any) -> HFBackend:
+        torch = _torch()
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path).expanduser()
+        if not path.is_dir():
+            raise ValueLensError(f"hf model path {path}: not a directory")
+        try:
+            extra = {"gguf_file": gguf_file} if gguf_file else {}
+            tok = AutoTokenizer.from_pretrained(path, **extra)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra)
+        except (OSError, ValueError) as e:
+            raise ValueLensError(f"hf model path {path}: cannot load ({str(e).splitlines()[0]})") from None
+        return cls(model, tok, name=name or str(path), digest=weights_digest(path), batch_size=batch_size, dtype=dtype, **kw)
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "hf", "weights": self.digest, "dtype": self.dtype, "chat_template": self.chat}
+
+    def close(self) -> None:
+        pass
+
+    # prompts ----------------------------------------------------------------
+    def render(self, messages: Sequence[Any], prefill: str) -> str:
+        """Chat template with the generation prompt, then the assistant prefill;
+        without a template, the turns joined by blank lines, then the prefill."""
+        if self.chat:
+            msgs = [{"role": m.role, "content": m.content} for m in messages]
+            text = self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+            return text + prefill
+        body = "\n\n".join(m.content for m in messages)
+        return body + prefill
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        # A chat template already holds its special tokens.
+        return [self.tok(t, add_special_tokens=not self.chat)["input_ids"] for t in texts]
+
+    def _batch(self, seqs: list[list[int]]):
+        torch = self.torch
+        width = max(len(s) for s in seqs)
+        pad = self.tok.pad_token_id
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids, mask, pos
+
+    def label_ids(self, label: str) -> list[int]:
+        if label not in self._label_ids:
+            ids = []
+            for spelling in (label, " " + label):
+                enc = self.tok(spelling, add_special_tokens=False)["input_ids"]
+                if len(enc) == 1 and enc[0] not in ids:
+                    ids.append(enc[0])
+            if not ids:
+                raise ValueLensError(f"option label {label!r} is not a single token for model {self.name}; use letters A-J")
+            self._label_ids[label] = ids
+        return self._label_ids[label]
+
+    # option distributions ---------------------------------------------------
+    def last_logprobs(self, seqs: list[list[int]]):
+        """Log-softmax (float32) of the next-token logits after each sequence."""
+        torch = self.torch
+        ids, mask, pos = self._batch(seqs)
+        with torch.inference_mode():
+            try:
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1)
+            except TypeError:  # older architectures without logits_to_keep
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos)
+            return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+
+    def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
+        torch = self.torch
+        seqs = self._encode([self.render(r.messages, r.prefill) for r in requests])
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        results: list[OptionResult | None] = [None] * len(seqs)
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s : s + self.batch_size]
+            logp = self.last_logprobs([seqs[i] for i in idx])
+            for row, i in enumerate(idx):
+                mass = [float(torch.exp(logp[row, self.label_ids(lab)]).sum()) for lab in requests[i].labels]
+                covered = sum(mass)
+                probs = tuple(m / covered for m in mass) if covered > 0 else None
+                results[i] = OptionResult(probs, covered)
+        return results  # type: ignore[return-value]
+
+    # generation -------------------------------------------------------------
+    def generate(self, items: Sequence[tuple[GenerateRequest, int]]) -> list[str]:
+        """Greedy requests are batched; sampled ones run one at a time under
+        their own seed so a sample never depends on what it was batched with."""
+        torch = self.torch
+        texts = [self.render(r.messages, r.prefill) for r, _ in items]
+        seqs = self._encode(texts)
+        out: list[str | None] = [None] * len(items)
+        greedy = [i for i, (r, _) in enumerate(items) if r.settings.temperature == 0]
+        sampled = [i for i, (r, _) in enumerate(items) if r.settings.temperature > 0]
+        greedy.sort(key=lambda i: (items[i][0].settings.max_tokens, items[i][0].settings.num_beams, len(seqs[i])))
+        s = 0
+        while s < len(greedy):
+            st = items[greedy[s]][0].settings
+            idx = [i for i in greedy[s : s + self.batch_size]
+                   if (items[i][0].settings.max_tokens, items[i][0].settings.num_beams) == (st.max_tokens, st.num_beams)]
+            self._gen_batch(idx, seqs, out, st, sample=False)
+            s += len(idx)
+        for i in sampled:
+            r, j = items[i]
+            torch.manual_seed(sample_seed(r.settings.seed, j))
+            self._gen_batch([i], seqs, out, r.settings, sample=True)
+        return out  # type: ignore[return-value]
+
+    def _gen_batch(self, idx, seqs, out, st, *, sample: bool) -> None:
+        torch = self.torch
+        ids, mask, _ = self._batch([seqs[i] for i in idx])
+        kw: dict[str, Any] = dict(max_new_tokens=st.max_tokens, num_beams=st.num_beams,
+                                  pad_token_id=self.tok.pad_token_id, do_sample=sample)
+        if sample:
+            kw.update(temperature=st.temperature, top_p=st.top_p)
+        with torch.inference_mode():
+            gen = self.model.generate(input_ids=ids, attention_mask=mask, **kw)
+        for row, i in enumerate(idx):
+            out[i] = self.tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)

@@ -1,0 +1,104 @@
+"""Typed requests and results: the only way layers talk to models.
+
+A layer builds :class:`OptionRequest` or :class:`GenerateRequest` objects and
+sends them through :class:`valuelens.models.cached.CachedModel`; it never sees
+a backend's internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+def as_messages(prompt: str | tuple[Message, ...] | list[Message]) -> tuple[Message, ...]:
+    """A bare string is one user turn."""
+    if isinstance(prompt, str):
+        return (Message("user", prompt),)
+    return tuple(prompt)
+
+
+@dataclass(frozen=True)
+class OptionRequest:
+    """Probability of each option label as the first token of the answer.
+
+    ``prefill`` is the start of the assistant turn (chat models) or the text
+    appended after the prompt (models without a chat template); the option
+    label is scored as the token right after it.
+    """
+
+    messages: tuple[Message, ...]
+    labels: tuple[str, ...]
+    prefill: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "option_distribution",
+            "messages": [asdict(m) for m in self.messages],
+            "labels": list(self.labels),
+            "prefill": self.prefill,
+        }
+
+
+@dataclass(frozen=True)
+class OptionResult:
+    """``probs`` renormalised over the labels (same order); ``covered_mass`` is
+    the probability the labels had before renormalisation (1.0 = all mass).
+    ``probs`` is None when no label was observed at all (e.g. none in a
+    server's top-k logprobs)."""
+
+    probs: tuple[float, ...] | None
+    covered_mass: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"probs": None if self.probs is None else list(self.probs),
+                "covered_mass": self.covered_mass}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> OptionResult:
+        p = d["probs"]
+        return cls(None if p is None else tuple(p), float(d["covered_mass"]))
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    num_beams: int = 1
+    max_tokens: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.num_beams < 1 or self.max_tokens < 1:
+            raise ValueError(f"invalid generation settings: {self}")
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Generate ``n`` samples; each sample is cached on its own (sample index
+    is part of the key), so ``n`` can grow later without redoing work."""
+
+    messages: tuple[Message, ...]
+    settings: GenerateSettings = field(default_factory=GenerateSettings)
+    n: int = 1
+    prefill: str = ""
+
+    def sample_json(self, index: int) -> dict[str, Any]:
+        return {
+            "kind": "generate",
+            "messages": [asdict(m) for m in self.messages],
+            "settings": asdict(self.settings),
+            "prefill": self.prefill,
+            "sample_index": index,
+        }
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    texts: tuple[str, ...]  # one per sample, in sample-index order

@@ -1,0 +1,248 @@
+"""A small OpenAI-compatible server for tests, with scripted answers and faults.
+
+Serves ``POST /v1/chat/completions`` and ``POST /v1/completions`` on
+127.0.0.1 (a free port) from a background thread::
+
+    with FakeOpenAIServer(faults=["http_500"]) as srv:
+        backend = OpenAIBackend(model="m", base_url=srv.url)
+
+Answers are deterministic: the first-token distribution over :data:`VOCAB`
+comes from a hash of the prompt (:func:`token_logprobs`), generated text from
+the prompt and seed (:func:`generation_text`). The prompt is the request's
+``prompt`` (completions) or its message contents joined by blank lines (chat).
+
+Faults (see :data:`FAULTS`) are chosen per request: ``faults[i]`` for the
+``i``-th request, then ``fault_rates`` (fault name -> probability) drawn from
+an RNG seeded by (seed, prompt, how often this prompt was seen), so the same
+requests meet the same faults whatever the concurrency. ``always`` applies a
+fault to every request. After ``max_requests`` the server answers 410.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import socket
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+VOCAB = ("A", " A", "B", " B", "C", " C", "D", " D", "E", "F", " G", "The", "\n", "I", "Answer", " X")
+FAULTS = ("http_400", "http_401", "http_429", "http_429_retry_after", "http_500", "http_502", "http_503", "http_504",
+          "connection_reset", "timeout", "truncated_json", "malformed_json", "missing_logprobs", "empty_choices")
+
+
+def token_logprobs(prompt: str) -> dict[str, float]:
+    """The scripted first-token log-probabilities over VOCAB (sum to 1)."""
+    digest = hashlib.sha256(prompt.encode()).digest()
+    logits = [digest[i] / 32.0 for i in range(len(VOCAB))]
+    z = math.log(sum(math.exp(x) for x in logits))
+    return {t: x - z for t, x in zip(VOCAB, logits)}
+
+
+def top_k(prompt: str, k: int) -> list[tuple[str, float]]:
+    """The ``k`` most likely scripted tokens, most likely first."""
+    return sorted(token_logprobs(prompt).items(), key=lambda kv: -kv[1])[:k]
+
+
+def generation_text(prompt: str, seed: int | None) -> str:
+    return "gen-" + hashlib.sha256(f"{prompt}|{seed}".encode()).hexdigest()[:12]
+
+
+def prompt_of(body: dict[str, Any]) -> str:
+    if "prompt" in body:
+        return str(body["prompt"])
+    return "\n\n".join(m.get("content", "") for m in body.get("messages", []))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except (OSError, ValueError):
+            pass  # the socket was closed on purpose
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        fault, index = fake._begin(self.path, dict(self.headers), body)
+        try:
+            self._respond(fake, fault, index, body)
+        finally:
+            fake._end(index)
+
+    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps({"error": {"message": message, "code": status}}).encode(), headers)
+
+    def _respond(self, fake: FakeOpenAIServer, fault: str | None, index: int, body: Any) -> None:
+        if index >= fake.max_requests:
+            return self._error(410, f"fake server: max_requests ({fake.max_requests}) reached")
+        if self.path not in ("/v1/chat/completions", "/v1/completions"):
+            return self._error(404, f"no route {self.path}")
+        if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+            got = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            return self._error(401, f"Incorrect API key provided: {got}")  # echoes the key, as some servers do
+        if fault == "connection_reset":
+            self.close_connection = True
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.request.close()
+            return None
+        if fault == "timeout":
+            fake._stop.wait(fake.hang)
+            self.close_connection = True
+            return None
+        if fault and fault.startswith("http_"):
+            status = int(fault.split("_")[1])
+            headers = {"Retry-After": fake.retry_after} if fault == "http_429_retry_after" else None
+            return self._error(status, f"fake {fault}", headers)
+        if fault == "malformed_json":
+            return self._send(200, b'{"choices": [oops')
+        if not isinstance(body, dict):
+            return self._error(400, "body is not JSON")
+        if fake.delay:
+            time.sleep(fake.delay)
+        if fault == "empty_choices":
+            return self._send(200, json.dumps({"object": "chat.completion", "choices": []}).encode())
+        payload = json.dumps(fake.reply(self.path, body, with_logprobs=fault != "missing_logprobs")).encode()
+        if fault == "truncated_json":
+            payload = payload[: len(payload) // 2]
+        self._send(200, payload)
+        return None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    fake: FakeOpenAIServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+class FakeOpenAIServer:
+    """See the module docstring. ``requests`` records every request received
+    (path, headers, body, fault, start and end times); ``max_in_flight`` is
+    the most requests handled at once."""
+
+    def __init__(self, *, faults: list[str | None] | None = None, fault_rates: dict[str, float] | None = None,
+                 always: str | None = None, seed: int = 0, retry_after: str = "0.2", hang: float = 5.0,
+                 delay: float = 0.0, api_key: str | None = None, max_requests: int = 1000):
+        for f in [*(faults or []), *(fault_rates or {}), always]:
+            if f is not None and f not in FAULTS:
+                raise ValueError(f"unknown fault {f!r}; known: {FAULTS}")
+        self.faults = list(faults or [])
+        self.fault_rates = dict(fault_rates or {})
+        self.always = always
+        self.seed = seed
+        self.retry_after = retry_after
+        self.hang = hang
+        self.delay = delay
+        self.api_key = api_key
+        self.max_requests = max_requests
+        self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._httpd: _Server | None = None
+
+    # lifecycle ---------------------------------------------------------------
+    def start(self) -> FakeOpenAIServer:
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd.fake = self
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    # bookkeeping ---------------------------------------------------------------
+    def _begin(self, path: str, headers: dict[str, str], body: Any) -> tuple[str | None, int]:
+        with self._lock:
+            index = len(self.requests)
+            prompt = prompt_of(body) if isinstance(body, dict) else ""
+            seen = self._seen.get(prompt, 0)
+            self._seen[prompt] = seen + 1
+            fault = self.faults[index] if index < len(self.faults) else self.always
+            if fault is None and self.fault_rates:
+                u = random.Random(f"{self.seed}|{prompt}|{seen}").random()
+                for name, rate in self.fault_rates.items():
+                    if u < rate:
+                        fault = name
+                        break
+                    u -= rate
+            self.requests.append({"path": path, "headers": headers, "body": body, "fault": fault,
+                                  "start": time.monotonic(), "end": None})
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        return fault, index
+
+    def _end(self, index: int) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.requests[index]["end"] = time.monotonic()
+
+    # scripted replies ------------------------------------------------------------
+    def reply(self, path: str, body: dict[str, Any], *, with_logprobs: bool = True) -> dict[str, Any]:
+        prompt = prompt_of(body)
+        chat = path.endswith("/chat/completions")
+        if body.get("logprobs"):
+            k = int(body.get("top_logprobs") or 0) if chat else int(body["logprobs"])
+            top = top_k(prompt, max(k, 1))
+            text = top[0][0]
+        else:
+            top, text = [], generation_text(prompt, body.get("seed"))
+        lp = None
+        if top and with_logprobs and chat:
+            lp = {"content": [{"token": text, "logprob": top[0][1], "bytes": list(text.encode()),
+                               "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
+                                                for t, v in top[:k]]}]}
+        elif top and with_logprobs:
+            lp = {"tokens": [text], "token_logprobs": [top[0][1]], "top_logprobs": [dict(top)], "text_offset": [0]}
+        choice: dict[str, Any] = {"index": 0, "logprobs": lp, "finish_reason": "length"}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return {"id": "fake-1", "object": "chat.completion" if chat else "text_completion",
+                "model": body.get("model"), "choices": [choice],
+                "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 1, "total_tokens": 1}}
