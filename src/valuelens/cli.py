@@ -59,13 +59,21 @@ def _summary(result) -> None:
     for name, df in result.tables.items():
         if not name.endswith("_summary"):
             continue
+        # Transposed: one column per model and language, one row per measure.
+        keys = [c for c in ("model", "language") if c in df.columns]
         t = Table(title=name)
-        for col in df.columns:
-            t.add_column(str(col))
+        t.add_column("measure")
         for row in df.itertuples(index=False):
-            t.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+            t.add_column(" / ".join(str(getattr(row, k)) for k in keys), justify="right")
+        for col in df.columns:
+            if col not in keys:
+                t.add_row(col, *[_fmt(v) for v in df[col]])
         console.print(t)
     console.print(f"results: {result.out_dir / 'results'} (Parquet and CSV); manifest: {result.out_dir / 'run.json'}")
+
+
+def _fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 @app.command()

@@ -27,12 +27,15 @@ from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResu
 def _torch():
     try:
         import torch
-        import transformers  # noqa: F401
+        import transformers
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ValueLensError(
             f"the hf backend needs torch and transformers ({e.name} is missing): "
             "pip install torch==2.13.0 'valuelens[hf]'"
         ) from None
+    # Our own progress bars report progress; transformers' would interleave.
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     return torch
 
 
