@@ -83,27 +83,38 @@ class AuditConfig(Strict):
     name: str = Field(default="audit", pattern=r"^[A-Za-z0-9._\-]+$")
     output_dir: str | None = Field(default=None, description="default: runs/<name>")
     seed: int = 0
+    country_names: dict[str, dict[str, str]] = Field(default_factory=dict, description="extra countries: {Name: {zh: ...}}")
     countries: list[str] = Field(default_factory=lambda: ["United States", "China"], min_length=1)
     languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en", "zh"], min_length=1)
-    country_names: dict[str, dict[str, str]] = Field(default_factory=dict, description="extra countries: {Name: {zh: ...}}")
     chunk_size: int = Field(default=32, ge=1, description="calls committed to the store per transaction")
     models: list[ModelEntry] = Field(min_length=1)
     layers: Layers
 
-    @model_validator(mode="after")
-    def _checks(self) -> AuditConfig:
-        names = [m.name for m in self.models]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"duplicate model names: {sorted(dup)}")
+    @field_validator("countries")
+    @classmethod
+    def _known_countries(cls, v: list[str], info: Any) -> list[str]:
         from valuelens.data.survey import country_names
 
-        known = {**country_names(), **self.country_names}
-        for c in self.countries:
-            if c not in known:
+        extra = info.data.get("country_names", {})
+        for c in v:
+            if c not in country_names() and c not in extra:
                 raise ValueError(f"unknown country {c!r}; add it under country_names (with its zh name)")
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, v: list[ModelEntry]) -> list[ModelEntry]:
+        names = [m.name for m in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate model names: {dup}")
+        return v
+
+    @model_validator(mode="after")
+    def _zh_names(self) -> AuditConfig:
+        for c in self.countries:
             if "zh" in self.languages and c in self.country_names and "zh" not in self.country_names[c]:
-                raise ValueError(f"country {c!r} needs a zh name for Chinese prompts")
+                raise ValueError(f"country {c!r} needs a zh name under country_names for Chinese prompts")
         return self
 
     def out_dir(self) -> Path:
@@ -114,7 +125,7 @@ class AuditConfig(Strict):
 
 def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
     out = {} if out is None else out
-    out[path] = node.start_mark.line + 1
+    out.setdefault(path, node.start_mark.line + 1)  # a key keeps its own line
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             key = k.value
