@@ -39,6 +39,40 @@ class Question:
         return set(self.text) & set(self.options)
 
 
+@dataclass(frozen=True)
+class HumanDistribution:
+    """Human answer shares for one question in one population.
+
+    ``probs`` follows the question's option order and sums to 1. ``group`` is
+    "" for a whole country, else a demographic cell such as
+    ``"sex=female;age=30-49"``. ``n`` is the respondent count when known.
+    """
+
+    question_id: str
+    country: str
+    probs: tuple[float, ...]
+    group: str = ""
+    n: int | None = None
+
+
+@dataclass
+class Survey:
+    """Questions plus human distributions, from one source."""
+
+    questions: dict[str, Question]
+    distributions: list[HumanDistribution]
+    source: str
+    notes: list[str] = field(default_factory=list)  # what a loader detected (e.g. percent vs fractions)
+
+    def countries(self) -> list[str]:
+        return sorted({d.country for d in self.distributions})
+
+    def lookup(self, question_id: str, country: str, group: str = "") -> HumanDistribution | None:
+        if not hasattr(self, "_index"):
+            self._index = {(d.question_id, d.country, d.group): d for d in self.distributions}
+        return self._index.get((question_id, country, group))
+
+
 def _builtin(name: str) -> Any:
     return json.loads(resources.files("valuelens.data").joinpath(name).read_text(encoding="utf-8"))
 
