@@ -13,7 +13,8 @@ import pytest
 
 from valuelens.audit import locked
 
-SCRIPT = {"rules": [{"contains": "China", "text": "(B) because"}], "default_text": "A. yes"}
+SCRIPT = {"rules": [{"contains": "China", "text": "(B) because"}, {"contains": "中国", "text": "(B) 因为"}],
+          "default_text": "A. yes"}
 
 
 def vl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -34,7 +35,7 @@ models:
     region: China
     family: Test
 layers:
-  first_token: {{limit: 3}}
+  first_token: {{limit: 3, generate_check: true}}
 """)
     return p
 
@@ -46,17 +47,22 @@ def test_run_writes_tables_manifest_and_resumes_from_cache(audit, tmp_path):
     for name in ("first_token_items", "first_token_options", "first_token_summary", "models"):
         assert (out / "results" / f"{name}.parquet").is_file() and (out / "results" / f"{name}.csv").is_file()
     manifest = json.loads((out / "run.json").read_text())
-    assert manifest["status"] == "finished" and manifest["calls"] == {"calls_made": 24, "calls_cached": 0}
+    # 3 questions x 2 countries x 2 languages, asked as ZS, ZS[ctrl] and for a free answer
+    assert manifest["status"] == "finished" and manifest["calls"] == {"calls_made": 36, "calls_cached": 0}
     assert manifest["models"][0]["region"] == "China" and manifest["versions"]["valuelens"]
     items = pd.read_parquet(out / "results" / "first_token_items.parquet")
-    assert len(items) == 3 * 2 * 2  # questions x countries x languages
-    assert set(items.loc[items.country == "United States", "reply_option"]) == {"A"}
+    assert len(items) == 3 * 2 * 2 * 2 and set(items.condition) == {"ZS", "ZS[ctrl]"}
+    zs = items[items.condition == "ZS"]
+    assert set(zs.loc[zs.country == "United States", "reply_option"]) == {"A"}
+    assert set(zs.loc[zs.country == "China", "reply_option"]) == {"B"}
+    ctrl = items[items.condition == "ZS[ctrl]"]
+    assert (ctrl.prompt_country != ctrl.country).all() and (zs.prompt_country == zs.country).all()
     r2 = vl("run", str(audit), "-q", cwd=tmp_path)
     assert r2.returncode == 0
-    assert json.loads((out / "run.json").read_text())["calls"] == {"calls_made": 0, "calls_cached": 24}
+    assert json.loads((out / "run.json").read_text())["calls"] == {"calls_made": 0, "calls_cached": 36}
     info = vl("cache", "info", str(out), cwd=tmp_path)
-    assert "24 calls" in info.stdout and "fake: 24" in info.stdout
-    assert "deleted 24 calls" in vl("cache", "clear", str(out), "--yes", cwd=tmp_path).stdout
+    assert "36 calls" in info.stdout and "fake: 36" in info.stdout
+    assert "deleted 36 calls" in vl("cache", "clear", str(out), "--yes", cwd=tmp_path).stdout
 
 
 def test_bad_input_exit_2_one_line_nothing_written(tmp_path):

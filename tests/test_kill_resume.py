@@ -17,7 +17,9 @@ import pytest
 
 from valuelens.store import STORE_NAME
 
-TOTAL_CALLS = 10 * 2 * 2 * 2  # questions x countries x languages x (probe + free answer)
+# questions x countries x languages x (ZS, ZS[ctrl], free answer); a few [ctrl]
+# prompts equal another country's ZS prompt and are served once.
+ASKED = 10 * 2 * 2 * 3
 
 
 def _audit(tmp_path: Path, model_dir: Path, out: Path) -> Path:
@@ -29,7 +31,7 @@ chunk_size: 2
 models:
   - {{name: tiny, backend: "hf:{model_dir}", batch_size: 2}}
 layers:
-  first_token: {{max_tokens: 6}}
+  first_token: {{max_tokens: 6, generate_check: true}}
 """)
     return p
 
@@ -53,11 +55,12 @@ def test_sigkill_at_several_points_then_resume(tmp_path, tiny_model_dir):
     ref = subprocess.run([sys.executable, "-m", "valuelens", "run", str(_audit(tmp_path, tiny_model_dir, ref_out)), "-q"],
                          capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr
-    assert json.loads((ref_out / "run.json").read_text())["calls"]["calls_made"] == TOTAL_CALLS
+    total = json.loads((ref_out / "run.json").read_text())["calls"]["calls_made"]
+    assert ASKED - 10 <= total <= ASKED
 
     audit = _audit(tmp_path, tiny_model_dir, out)
     kills = 0
-    for target in (1, 6, 17, 30, 41, 52, 66, 75):
+    for target in (1, 9, 23, 40, 57, 71, 88, 103, 115):
         proc = _start(audit)
         deadline = time.time() + 120
         while _stored(out) < target and proc.poll() is None and time.time() < deadline:
@@ -74,9 +77,9 @@ def test_sigkill_at_several_points_then_resume(tmp_path, tiny_model_dir):
     with sqlite3.connect(out / STORE_NAME) as c:
         made = c.execute("SELECT SUM(calls_made) FROM runs").fetchone()[0]
         stored = c.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM calls").fetchone()
-    assert stored == (TOTAL_CALLS, TOTAL_CALLS) and made == TOTAL_CALLS  # nothing lost, nothing twice
+    assert stored == (total, total) and made == total  # nothing lost, nothing twice
 
-    for name in ("first_token_items", "first_token_options", "first_token_summary"):
+    for name in ("first_token_items", "first_token_options", "first_token_summary", "first_token_table2"):
         a = pd.read_parquet(ref_out / "results" / f"{name}.parquet")
         b = pd.read_parquet(out / "results" / f"{name}.parquet")
         # Floats may differ in the last bits when a resumed batch pads differently.

@@ -16,7 +16,7 @@ import pandas as pd
 from valuelens import __version__
 from valuelens.config import AuditConfig
 from valuelens.errors import ValueLensError
-from valuelens.layers import first_token
+from valuelens.layers import LayerContext, first_token
 from valuelens.models import CachedModel, load_backend
 from valuelens.progress import NullTracker, Tracker
 from valuelens.results import export_tables, write_json
@@ -79,7 +79,7 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
                         settings = getattr(audit.layers, layer)
                         if settings is None:
                             continue
-                        for name, df in run(model, audit, settings, tracker).items():
+                        for name, df in run(model, settings, LayerContext(audit, out, tracker)).items():
                             df.insert(0, "model", entry.name)
                             tables.setdefault(name, []).append(df)
                     manifest["models"].append({**entry.catalogue(), "identity": model.identity,

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from valuelens.errors import ValueLensError
@@ -57,17 +58,17 @@ def _summary(result) -> None:
     console.print(f"[bold]{result.out_dir}[/]: calls made {calls.get('calls_made', 0)}, "
                   f"served from cache {calls.get('calls_cached', 0)}")
     for name, df in result.tables.items():
-        if not name.endswith("_summary"):
+        if not name.endswith(("_summary", "_table2")):
             continue
         # Transposed: one column per model and language, one row per measure.
-        keys = [c for c in ("model", "language") if c in df.columns]
+        keys = [c for c in ("model", "condition", "language") if c in df.columns]
         t = Table(title=name)
         t.add_column("measure")
         for row in df.itertuples(index=False):
-            t.add_column(" / ".join(str(getattr(row, k)) for k in keys), justify="right")
+            t.add_column(escape(" / ".join(str(getattr(row, k)) for k in keys)), justify="right")
         for col in df.columns:
             if col not in keys:
-                t.add_row(col, *[_fmt(v) for v in df[col]])
+                t.add_row(col, *[escape(_fmt(v)) for v in df[col]])
         console.print(t)
     console.print(f"results: {result.out_dir / 'results'} (Parquet and CSV); manifest: {result.out_dir / 'run.json'}")
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from valuelens.errors import ValueLensError
+from valuelens.training import TrainSettings
 
 MAX_AUDIT_BYTES = 1 << 20
 
@@ -60,11 +61,48 @@ class ModelEntry(Strict):
         return d
 
 
-class FirstTokenSettings(Strict):
-    """Zero-shot first-token probe (Layer 3a) on a questionnaire."""
+class DataSource(Strict):
+    """Where survey questions and human distributions come from."""
 
-    questions: str = "builtin"
-    generate_check: bool = Field(default=True, description="also generate a short answer and compare its letter")
+    kind: Literal["builtin", "cao2025", "global_opinions", "wvs7"] = "builtin"
+    path: str | None = None
+    path_zh: str | None = Field(default=None, description="cao2025: the Chinese twin file")
+    codebook: str | None = Field(default=None, description="wvs7: codebook.json")
+    metadata: str | None = Field(default=None, description="wvs7: question_metadata.json")
+
+    @model_validator(mode="after")
+    def _paths(self) -> DataSource:
+        if self.kind != "builtin" and not self.path:
+            raise ValueError(f"data kind {self.kind!r} needs a path")
+        if self.kind == "wvs7" and not self.codebook:
+            raise ValueError("data kind 'wvs7' needs a codebook path")
+        return self
+
+
+class Split(Strict):
+    """A cell of items: countries × questions (None = all of them)."""
+
+    countries: list[str] | None = None
+    questions: list[str] | None = None
+
+
+class TrainSpec(Strict):
+    """KL fine-tuning: the train and validation cells, and the settings."""
+
+    train: Split
+    val: Split
+    settings: TrainSettings = Field(default_factory=TrainSettings)
+
+
+class FirstTokenSettings(Strict):
+    """Layer 3a: zero-shot probe, [ctrl], optional KL fine-tuning."""
+
+    data: DataSource = Field(default_factory=DataSource)
+    control: bool = Field(default=True, description="also ask with the country replaced by a random other one")
+    test_splits: dict[str, Split] = Field(default_factory=dict,
+                                          description="Table-2 columns; default: one cell 'all' = the audit's countries")
+    train: TrainSpec | None = None
+    generate_check: bool = Field(default=False, description="also generate a free answer and compare its letter")
     max_tokens: int = Field(default=24, ge=1, le=512)
     limit: int | None = Field(default=None, ge=1, description="use only the first N questions")
 

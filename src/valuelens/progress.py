@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from rich.markup import escape
+
 Advance = Callable[[int], None]
 
 
@@ -23,7 +25,7 @@ class RichTracker:
         self.progress = progress
 
     def track(self, description: str, total: int) -> Advance:
-        task = self.progress.add_task(description, total=total, rate="")
+        task = self.progress.add_task(escape(description), total=total, rate="")
         by_id = {t.id: t for t in self.progress.tasks}
 
         def advance(n: int) -> None:

@@ -1,32 +1,41 @@
-"""Layer 3a, zero-shot first-token probe (Cao et al. 2025).
+"""Layer 3a: first-token probability alignment (Cao et al. 2025).
 
-Prompt (English; a Chinese version below): "How would someone from {country}
-answer the following question:\\n\\n{question} \\nHere are the options: \\n(A)...
-\\n" in the user turn and "If had to select one of the options, my answer would
-be (" as the assistant prefill (the paper's wording, grammar included). The
-model's distribution is the softmax over the option letters at the next token.
+Zero-shot probe: "How would someone from {country} answer the following
+question:\\n\\n{question} \\nHere are the options: \\n(A)...\\n" in the user turn
+and "If had to select one of the options, my answer would be (" as the
+assistant prefill (the paper's wording, grammar included; Chinese version
+below). The model's distribution is the softmax over the option letters at
+the next token, through ``option_distribution``: one forward pass, no
+generation.
 
-With ``generate_check`` the same question is also asked for a free answer
-(greedy), and the first option letter in the reply is compared with the
-first-token argmax: a model whose letters disagree is not answering the way
-its probabilities say.
+Conditions: ZS; ZS[ctrl] (the country in the prompt replaced by a random
+other country, seeded, while the human target stays the original country's);
+FT and FT[ctrl] after KL fine-tuning on a train cell of countries ×
+questions. Per item: 1 − Jensen–Shannon *distance* (natural log, clipped to
+[0, 1]; Cao et al.'s code drops NaN items, we keep them), KL(human ‖ model)
+ε-smoothed (ε = metrics.DEFAULT_EPS, so options outside a server's top-k do
+not make it infinite), and the ordinal EMD.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from valuelens.config import AuditConfig, FirstTokenSettings
-from valuelens.data.survey import Question, country_names, load_questionnaire
-from valuelens.metrics import js_distance
+from valuelens.config import FirstTokenSettings, Split
+from valuelens.data.sources import load_survey
+from valuelens.data.survey import Question, Survey, country_names
+from valuelens.errors import ValueLensError
+from valuelens.layers import LayerContext
+from valuelens.metrics import DEFAULT_EPS, js_distance, kl, one_minus_jsd, ordinal_emd
 from valuelens.models import CachedModel, GenerateRequest, GenerateSettings, Message, OptionRequest
-from valuelens.progress import Tracker
 
 TEMPLATES = {
     "en": {
@@ -40,11 +49,16 @@ TEMPLATES = {
         "free": "请先回答一个选项的字母，然后用一句话简要说明。",
     },
 }
+CONDITIONS = ("ZS", "ZS[ctrl]", "FT", "FT[ctrl]")
 
 
 def user_prompt(q: Question, country: str, lang: str) -> str:
     opts = "\n".join(f"({lab}){text}" for lab, text in zip(q.labels, q.options[lang]))
     return TEMPLATES[lang]["user"].format(country=country, question=q.text[lang], options=opts)
+
+
+def option_request(q: Question, country: str, lang: str) -> OptionRequest:
+    return OptionRequest((Message("user", user_prompt(q, country, lang)),), q.labels, TEMPLATES[lang]["prefill"])
 
 
 def parse_letter(text: str, labels: Sequence[str]) -> str | None:
@@ -54,73 +68,210 @@ def parse_letter(text: str, labels: Sequence[str]) -> str | None:
     return m.group(1) if m else None
 
 
-def run(model: CachedModel, audit: AuditConfig, settings: FirstTokenSettings, tracker: Tracker) -> dict[str, pd.DataFrame]:
-    questions = load_questionnaire(settings.questions)[: settings.limit]
-    names = {**country_names(), **{c: {"en": c, **v} for c, v in audit.country_names.items()}}
-    cells: list[dict[str, Any]] = []
-    for lang in audit.languages:
-        for country in audit.countries:
-            for q in questions:
-                if lang in q.languages():
-                    cells.append({"language": lang, "country": country, "question": q,
-                                  "user": user_prompt(q, names[country].get(lang, country), lang)})
-    reqs = [OptionRequest((Message("user", c["user"]),), c["question"].labels, TEMPLATES[c["language"]]["prefill"])
-            for c in cells]
-    results = model.option_distribution(reqs, tracker.track(f"{model.name}: first-token probe", len(reqs)))
-    replies: list[str | None] = [None] * len(cells)
-    if settings.generate_check:
-        gen = [GenerateRequest((Message("user", c["user"] + "\n" + TEMPLATES[c["language"]]["free"]),),
-                               GenerateSettings(temperature=0.0, max_tokens=settings.max_tokens, seed=audit.seed))
-               for c in cells]
-        replies = [g.texts[0] for g in model.generate(gen, tracker.track(f"{model.name}: free answers", len(gen)))]
+@dataclass(frozen=True)
+class Item:
+    question: Question
+    country: str  # the population whose answers are the target
+    language: str
+    human: tuple[float, ...] | None
 
+
+def control_country(seed: int, qid: str, country: str, pool: Sequence[str]) -> str:
+    """A random other country, the same for every language and model run."""
+    others = sorted(c for c in pool if c != country)
+    h = int.from_bytes(hashlib.sha256(f"{seed}|{qid}|{country}".encode()).digest()[:8], "big")
+    return others[h % len(others)]
+
+
+def _in(split: Split, item: Item) -> bool:
+    return (split.countries is None or item.country in split.countries) and \
+           (split.questions is None or item.question.id in split.questions)
+
+
+def build_items(survey: Survey, questions: list[Question], countries: Sequence[str], languages: Sequence[str]) -> list[Item]:
+    """Every (question, country, language); with human data, only pairs that have it."""
+    has_human = bool(survey.distributions)
+    items = []
+    for lang in languages:
+        for country in countries:
+            for q in questions:
+                if lang not in q.languages():
+                    continue
+                d = survey.lookup(q.id, country) if has_human else None
+                if has_human and d is None:
+                    continue
+                items.append(Item(q, country, lang, d.probs if d else None))
+    return items
+
+
+class FirstTokenRun:
+    """Holds what the conditions share: items, names, the control pool."""
+
+    def __init__(self, settings: FirstTokenSettings, ctx: LayerContext):
+        self.s, self.ctx, self.audit = settings, ctx, ctx.audit
+        d = settings.data
+        extra = {k: v for k, v in (("codebook", d.codebook), ("metadata", d.metadata)) if v}
+        self.survey = load_survey(d.kind, d.path, d.path_zh, **extra)
+        self.questions = list(self.survey.questions.values())[: settings.limit]
+        self.names = {**country_names(), **{c: {"en": c, **v} for c, v in self.audit.country_names.items()}}
+        self.splits = settings.test_splits or {"all": Split(countries=list(self.audit.countries))}
+        eval_countries = sorted({c for sp in self.splits.values() for c in (sp.countries or self.survey.countries())})
+        self.items = [it for it in build_items(self.survey, self.questions, eval_countries, self.audit.languages)
+                      if any(_in(sp, it) for sp in self.splits.values())]
+        if not self.items:
+            raise ValueLensError(f"first_token: no items for countries {eval_countries} in {d.path or 'builtin'}"
+                                 " (check the country names and test_splits)")
+        pool = self.survey.countries() if len(self.survey.countries()) > 1 else list(self.names)
+        self.pool = pool
+
+    def prompt_country(self, it: Item, control: bool) -> str:
+        return control_country(self.audit.seed, it.question.id, it.country, self.pool) if control else it.country
+
+    def localized(self, country: str, lang: str) -> str:
+        return self.names.get(country, {}).get(lang, country)
+
+    def probe(self, model: CachedModel, condition: str) -> list[dict[str, Any]]:
+        control = condition.endswith("[ctrl]")
+        asked = [self.prompt_country(it, control) for it in self.items]
+        reqs = [option_request(it.question, self.localized(c, it.language), it.language)
+                for it, c in zip(self.items, asked)]
+        res = model.option_distribution(reqs, self.ctx.tracker.track(f"{model.name}: {condition}", len(reqs)))
+        rows = []
+        for it, c, r in zip(self.items, asked, res):
+            rows.append({"condition": condition, "item": it, "prompt_country": c, "result": r})
+        return rows
+
+
+def _metrics(human: tuple[float, ...] | None, probs: tuple[float, ...] | None) -> dict[str, float]:
+    if human is None or probs is None:
+        return {"one_minus_jsd": np.nan, "kl": np.nan, "emd": np.nan}
+    return {"one_minus_jsd": one_minus_jsd(human, probs, normalize=True),
+            "kl": kl(human, probs, eps=DEFAULT_EPS, normalize=True),
+            "emd": ordinal_emd(human, probs, normalize=True)}
+
+
+def run(model: CachedModel, settings: FirstTokenSettings, ctx: LayerContext) -> dict[str, pd.DataFrame]:
+    job = FirstTokenRun(settings, ctx)
+    if settings.train is not None and not model.can_finetune:
+        raise ValueLensError(f"model {model.name}: its backend cannot be fine-tuned; "
+                             "remove layers.first_token.train or use an hf/embedded backend")
+    rows = job.probe(model, "ZS")
+    if settings.control:
+        rows += job.probe(model, "ZS[ctrl]")
+    replies = _free_answers(model, job, settings) if settings.generate_check else {}
+    train_log = pd.DataFrame()
+    if settings.train is not None:
+        tuned, train_log = _finetune(model, job, settings, ctx)
+        rows += job.probe(tuned, "FT")
+        if settings.control:
+            rows += job.probe(tuned, "FT[ctrl]")
+    items, options = _tables(rows, replies)
+    tables = {"first_token_items": items, "first_token_options": options,
+              "first_token_summary": summarise(items, options),
+              "first_token_table2": table2(items, job.splits)}
+    if len(train_log):
+        tables["first_token_train_log"] = train_log
+    return tables
+
+
+def _free_answers(model: CachedModel, job: FirstTokenRun, s: FirstTokenSettings) -> dict[tuple, str]:
+    gen = [GenerateRequest((Message("user", user_prompt(it.question, job.localized(it.country, it.language), it.language)
+                                    + "\n" + TEMPLATES[it.language]["free"]),),
+                           GenerateSettings(temperature=0.0, max_tokens=s.max_tokens, seed=job.audit.seed))
+           for it in job.items]
+    out = model.generate(gen, job.ctx.tracker.track(f"{model.name}: free answers", len(gen)))
+    return {(it.question.id, it.country, it.language): g.texts[0] for it, g in zip(job.items, out)}
+
+
+def _finetune(model: CachedModel, job: FirstTokenRun, s: FirstTokenSettings, ctx: LayerContext):
+    from valuelens.training import TrainItem
+
+    spec = s.train
+    assert spec is not None
+    cells = {}
+    for name, split in (("train", spec.train), ("val", spec.val)):
+        countries = split.countries or job.survey.countries()
+        cells[name] = [TrainItem(option_request(it.question, job.localized(it.country, it.language), it.language), it.human)
+                       for it in build_items(job.survey, job.questions, countries, job.audit.languages)
+                       if it.human is not None and _in(split, it)]
+        if not cells[name]:
+            raise ValueLensError(f"first_token.train.{name}: no items with human distributions in this cell")
+    out = ctx.out_dir / "finetune" / model.name
+    tuned, log = model.finetuned(cells["train"], cells["val"], spec.settings, out, ctx.tracker)
+    return tuned, pd.DataFrame(log)
+
+
+def _tables(rows: list[dict[str, Any]], replies: dict[tuple, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     items, options = [], []
-    for c, r, reply in zip(cells, results, replies):
-        q: Question = c["question"]
+    for row in rows:
+        it: Item = row["item"]
+        r = row["result"]
+        q = it.question
         top = q.labels[int(np.argmax(r.probs))] if r.probs is not None else None
-        letter = parse_letter(reply, q.labels) if reply is not None else None
-        items.append({
-            "language": c["language"], "country": c["country"], "question_id": q.id, "dimension": q.dimension,
-            "n_options": len(q.labels), "covered_mass": r.covered_mass, "top_option": top,
-            "top_prob": max(r.probs) if r.probs is not None else float("nan"),
-            "reply": reply, "reply_option": letter,
-            "reply_agrees": (letter == top) if (letter is not None and top is not None) else None,
-        })
+        rec = {"condition": row["condition"], "language": it.language, "country": it.country,
+               "prompt_country": row["prompt_country"], "question_id": q.id, "dimension": q.dimension,
+               "n_options": len(q.labels), "covered_mass": r.covered_mass, "top_option": top,
+               "top_prob": max(r.probs) if r.probs is not None else np.nan, **_metrics(it.human, r.probs)}
+        reply = replies.get((q.id, it.country, it.language)) if row["condition"] == "ZS" else None
+        if replies:
+            letter = parse_letter(reply, q.labels) if reply is not None else None
+            rec.update(reply=reply, reply_option=letter,
+                       reply_agrees=(letter == top) if (letter is not None and top is not None) else None)
+        items.append(rec)
         for i, lab in enumerate(q.labels):
-            options.append({"language": c["language"], "country": c["country"], "question_id": q.id,
-                            "option": lab, "option_text": q.options[c["language"]][i],
-                            "prob": r.probs[i] if r.probs is not None else float("nan")})
-    items_df, options_df = pd.DataFrame(items), pd.DataFrame(options)
-    return {"first_token_items": items_df, "first_token_options": options_df,
-            "first_token_summary": summarise(items_df, options_df)}
+            options.append({"condition": row["condition"], "language": it.language, "country": it.country,
+                            "question_id": q.id, "option": lab, "option_text": q.options[it.language][i],
+                            "prob": r.probs[i] if r.probs is not None else np.nan,
+                            "human_prob": it.human[i] if it.human is not None else np.nan})
+    return pd.DataFrame(items), pd.DataFrame(options)
 
 
 def country_gap(options: pd.DataFrame) -> pd.DataFrame:
-    """Per language, pair of countries and question: Jensen–Shannon distance
-    between the model's two distributions (0 = the country changes nothing)."""
+    """Per condition, language, question and pair of countries: Jensen–Shannon
+    distance between the model's two distributions (0 = the country changes nothing)."""
     rows = []
-    for (lang, qid), g in options.groupby(["language", "question_id"], sort=False):
+    for (cond, lang, qid), g in options.groupby(["condition", "language", "question_id"], sort=False):
         dists = {c: d.sort_values("option")["prob"].to_numpy() for c, d in g.groupby("country", sort=False)}
         for a, b in combinations(dists, 2):
             if not (np.isnan(dists[a]).any() or np.isnan(dists[b]).any()):
-                rows.append({"language": lang, "question_id": qid, "pair": f"{a} | {b}",
-                             "js_distance": js_distance(dists[a], dists[b])})
-    return pd.DataFrame(rows, columns=["language", "question_id", "pair", "js_distance"])
+                rows.append({"condition": cond, "language": lang, "question_id": qid, "pair": f"{a} | {b}",
+                             "js_distance": js_distance(dists[a], dists[b], normalize=True)})
+    return pd.DataFrame(rows, columns=["condition", "language", "question_id", "pair", "js_distance"])
 
 
 def summarise(items: pd.DataFrame, options: pd.DataFrame) -> pd.DataFrame:
+    """Per condition × language: means of the item columns."""
     gap = country_gap(options)
     rows = []
-    for lang, g in items.groupby("language", sort=False):
+    for (cond, lang), g in items.groupby(["condition", "language"], sort=False):
         valid = g["top_option"].notna()
-        agrees = g["reply_agrees"].dropna()
-        rows.append({
-            "language": lang, "n_items": len(g),
-            "mean_covered_mass": g["covered_mass"].mean(),
-            "min_covered_mass": g["covered_mass"].min(),
-            "first_option_share": (g.loc[valid, "top_option"] == "A").mean() if valid.any() else float("nan"),
-            "mean_country_gap_jsd": gap.loc[gap["language"] == lang, "js_distance"].mean() if len(gap) else float("nan"),
-            "reply_parsed_share": g["reply_option"].notna().mean() if g["reply"].notna().any() else float("nan"),
-            "reply_agreement": agrees.astype(float).mean() if len(agrees) else float("nan"),
-        })
+        gl = gap[(gap["condition"] == cond) & (gap["language"] == lang)]
+        row = {"condition": cond, "language": lang, "n_items": len(g),
+               "mean_covered_mass": g["covered_mass"].mean(), "min_covered_mass": g["covered_mass"].min(),
+               "first_option_share": (g.loc[valid, "top_option"] == "A").mean() if valid.any() else np.nan,
+               "mean_one_minus_jsd": g["one_minus_jsd"].mean(), "mean_kl": g["kl"].mean(), "mean_emd": g["emd"].mean(),
+               "mean_country_gap_jsd": gl["js_distance"].mean() if len(gl) else np.nan}
+        if "reply_agrees" in g and g["reply"].notna().any():
+            agrees = g["reply_agrees"].dropna()
+            row["reply_parsed_share"] = g.loc[g["reply"].notna(), "reply_option"].notna().mean()
+            row["reply_agreement"] = agrees.astype(float).mean() if len(agrees) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table2(items: pd.DataFrame, splits: dict[str, Split]) -> pd.DataFrame:
+    """The paper's Table 2: rows condition × language, one column per test
+    cell (mean 1 − JSD over its items) and their unweighted average."""
+    rows = []
+    for (cond, lang), g in items.groupby(["condition", "language"], sort=False):
+        row: dict[str, Any] = {"condition": cond, "language": lang}
+        for name, sp in splits.items():
+            mask = np.ones(len(g), bool)
+            if sp.countries is not None:
+                mask &= g["country"].isin(sp.countries).to_numpy()
+            if sp.questions is not None:
+                mask &= g["question_id"].isin(sp.questions).to_numpy()
+            row[name] = g.loc[mask, "one_minus_jsd"].mean() if mask.any() else np.nan
+        row["average"] = float(np.nanmean([row[n] for n in splits])) if any(pd.notna(row[n]) for n in splits) else np.nan
+        rows.append(row)
     return pd.DataFrame(rows)

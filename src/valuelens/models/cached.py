@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from valuelens.errors import ValueLensError
 from valuelens.models.base import Backend
 from valuelens.models.requests import GenerateRequest, GenerateResult, OptionRequest, OptionResult
 from valuelens.store import Store, call_key
@@ -32,6 +33,21 @@ class CachedModel:
     @property
     def supports_beams(self) -> bool:
         return self.backend.supports_beams
+
+    @property
+    def can_finetune(self) -> bool:
+        return callable(getattr(self.backend, "finetune", None))
+
+    def finetuned(self, train: list[Any], val: list[Any], settings: Any, out_dir: Any,
+                  tracker: Any = None) -> tuple[CachedModel, list[dict]]:
+        """First-token KL fine-tuning (backends that support it). The tuned
+        model has a new identity, so its calls never mix with the base model's
+        in the cache. Returns the tuned model and the training log."""
+        if not self.can_finetune:
+            raise ValueLensError(f"model {self.name}: its backend cannot be fine-tuned")
+        backend, log = self.backend.finetune(train, val, settings, out_dir, tracker)  # type: ignore[attr-defined]
+        tuned = CachedModel(backend, self.store, f"{self.name}+ft", chunk_size=self.chunk_size)
+        return tuned, log
 
     def _run(
         self,

@@ -95,6 +95,14 @@ class HFBackend:
     def close(self) -> None:
         pass
 
+    def finetune(self, train: list[Any], val: list[Any], settings: Any, out_dir: Path, tracker: Any = None):
+        """First-token KL fine-tuning in place (see valuelens.training);
+        returns this backend, now with the tuned identity, and the training log."""
+        from valuelens.training import train_first_token
+
+        result = train_first_token(self, train, val, settings, Path(out_dir), tracker)
+        return self, result.log
+
     # prompts ----------------------------------------------------------------
     def render(self, messages: Sequence[Any], prefill: str) -> str:
         """Chat template with the generation prompt, then the assistant prefill;

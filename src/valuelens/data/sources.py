@@ -1,0 +1,56 @@
+"""One entry point for every survey source: ``load_survey(kind, path, ...)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from valuelens.data.survey import Survey, load_questionnaire
+from valuelens.errors import ValueLensError
+
+KINDS = ("builtin", "cao2025", "global_opinions", "wvs7")
+_WVS_KEYS = {"codebook", "metadata", "adjustments", "questions", "countries", "weighted", "demographics"}
+
+
+def load_survey(kind: str, path: str | Path | None = None, path_zh: str | Path | None = None, **kw: Any) -> Survey:
+    """Load a Survey.
+
+    - ``builtin``: our questionnaire JSON (``path`` None or "builtin" = the demo); no distributions.
+    - ``cao2025``: Cao et al. 2025 JSON (``path``), Chinese texts from ``path_zh``.
+    - ``global_opinions``: GlobalOpinionQA CSV (``path``; None tries the Hugging Face hub).
+    - ``wvs7``: WVS-7 microdata CSV (``path``) with ``codebook=`` (required), ``metadata=``,
+      ``adjustments=``, ``questions=``, ``countries=``, ``weighted=``, ``demographics=``.
+    """
+    def no_extra(allowed: set[str]) -> None:
+        extra = sorted(set(kw) - allowed)
+        if extra:
+            raise ValueLensError(f"survey kind {kind!r}: unexpected option(s) {', '.join(extra)}")
+
+    if path_zh is not None and kind != "cao2025":
+        raise ValueLensError(f"survey kind {kind!r}: path_zh applies only to 'cao2025'")
+    if kind == "builtin":
+        no_extra(set())
+        source = "builtin" if path in (None, "builtin") else str(path)
+        questions = load_questionnaire(source)
+        return Survey({q.id: q for q in questions}, [], "builtin",
+                      [f"{source}: {len(questions)} questions, no human distributions"])
+    if kind == "cao2025":
+        no_extra(set())
+        if path is None:
+            raise ValueLensError("survey kind 'cao2025': give the path of the JSON file (e.g. sft_wvs_valid.json)")
+        from valuelens.data.cao2025 import load_cao2025
+        return load_cao2025(path, path_zh)
+    if kind == "global_opinions":
+        no_extra(set())
+        from valuelens.data.global_opinions import load_global_opinions
+        return load_global_opinions(path)
+    if kind == "wvs7":
+        no_extra(_WVS_KEYS)
+        if path is None or not kw.get("codebook"):
+            raise ValueLensError("survey kind 'wvs7': give the microdata CSV path and codebook=<codebook.json>")
+        from valuelens.data.wvs import respondents_to_survey
+        return respondents_to_survey(path, kw["codebook"], kw.get("metadata"),
+                                     adjustments_path=kw.get("adjustments"), questions=kw.get("questions"),
+                                     countries=kw.get("countries"), weighted=kw.get("weighted", True),
+                                     demographics=kw.get("demographics", True))
+    raise ValueLensError(f"unknown survey kind {kind!r}; expected one of {', '.join(KINDS)}")
