@@ -5,10 +5,10 @@ from __future__ import annotations
 import fcntl
 import platform
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -22,9 +22,11 @@ from valuelens.progress import NullTracker, Tracker
 from valuelens.results import export_tables, write_json
 from valuelens.store import STORE_NAME, Store
 
-# Layer name → run function, in the order layers run.
-LAYERS: dict[str, Callable[..., dict[str, pd.DataFrame]]] = {
-    "first_token": first_token.run,
+# Layer name → module, in the order layers run. A layer module has
+# ``run(model, settings, ctx) -> tables`` (one model) and may have
+# ``combine(tables, settings) -> tables`` (after all models: cross-model measures).
+LAYERS: dict[str, ModuleType] = {
+    "first_token": first_token,
 }
 
 
@@ -75,11 +77,11 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
                 backend = load_backend(entry.backend, batch_size=entry.batch_size, **entry.options)
                 try:
                     model = CachedModel(backend, store, entry.name, chunk_size=audit.chunk_size)
-                    for layer, run in LAYERS.items():
+                    for layer, module in LAYERS.items():
                         settings = getattr(audit.layers, layer)
                         if settings is None:
                             continue
-                        for name, df in run(model, settings, LayerContext(audit, out, tracker)).items():
+                        for name, df in module.run(model, settings, LayerContext(audit, out, tracker)).items():
                             df.insert(0, "model", entry.name)
                             tables.setdefault(name, []).append(df)
                     manifest["models"].append({**entry.catalogue(), "identity": model.identity,
@@ -88,6 +90,10 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
                 finally:
                     backend.close()
             merged = {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}
+            for layer, module in LAYERS.items():
+                settings = getattr(audit.layers, layer)
+                if settings is not None and hasattr(module, "combine"):
+                    merged.update(module.combine(merged, settings))
             catalogue = pd.DataFrame([{k: v for k, v in m.items() if k not in {"identity", "faults"}}
                                       for m in manifest["models"]])
             merged["models"] = catalogue
