@@ -51,6 +51,9 @@ def run(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: 
             with rich_tracker(console) as tracker:
                 result = api.run_full(audit, out, tracker)
         _summary(result)
+        from valuelens.report import build_report
+
+        console.print(f"report: {build_report(result.out_dir)}")
 
 
 def _summary(result) -> None:
@@ -75,6 +78,25 @@ def _summary(result) -> None:
 
 def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+@app.command()
+def report(out_dir: Path = typer.Argument(..., help="output directory of a run")):
+    """Write OUT_DIR/report.html: one self-contained HTML report (opens with no network)."""
+    from valuelens.report import build_report
+
+    with guarded():
+        console.print(f"report: {build_report(out_dir)}")
+
+
+@app.command()
+def compare(out_dirs: list[Path] = typer.Argument(..., help="output directories of two or more runs"),
+            out: Path = typer.Option(..., "--out", "-o", help="report file (.html) or directory (gets report.html)")):
+    """One report over several runs; model names that occur in more than one become MODEL@RUN."""
+    from valuelens.report import build_comparison
+
+    with guarded():
+        console.print(f"report: {build_comparison(out_dirs, out)}")
 
 
 @app.command()

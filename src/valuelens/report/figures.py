@@ -1,0 +1,135 @@
+"""Plotly figures for the report, as JSON to embed in the page.
+
+Figures plot table columns as they are, or simple means of them (the
+caption of each figure says which). Thresholds of the oversight flags are
+drawn as dashed lines.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+from valuelens.stats import BootstrapCI
+
+FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "Noto Sans CJK SC", "Helvetica Neue", Arial, sans-serif'
+PALETTE = ("#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5", "#9c6b4e", "#9498a0")
+
+
+def to_json(fig: go.Figure) -> str:
+    """Figure JSON that is safe inside ``<script type="application/json">``."""
+    s = pio.to_json(fig, validate=False, pretty=False, remove_uids=True)
+    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _style(fig: go.Figure, height: int, **layout) -> go.Figure:
+    layout = {"barmode": "group", **layout}
+    fig.update_layout(template="plotly_white", height=height, font={"family": FONT, "size": 12},
+                      margin={"l": 50, "r": 20, "t": 50, "b": 40}, legend={"tracegroupgap": 4},
+                      **layout)
+    return fig
+
+
+def _color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def metric_bars(df: pd.DataFrame, metrics: list[tuple[str, str, float | None]], series: str | None,
+                x: str = "model") -> go.Figure:
+    """One panel per (column, title, threshold); bars per ``x``, one colour per ``series`` value."""
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[t for _, t, _ in metrics], horizontal_spacing=0.06)
+    levels = df[series].drop_duplicates().tolist() if series else [None]
+    label = len(df) <= 12  # values on the bars while they fit
+    for col_i, (col, _, threshold) in enumerate(metrics, start=1):
+        for i, lev in enumerate(levels):
+            sub = df if lev is None else df[df[series] == lev]
+            fig.add_trace(go.Bar(x=sub[x].astype(str), y=sub[col], name=str(lev) if lev is not None else col,
+                                 legendgroup=str(lev), showlegend=col_i == 1 and lev is not None,
+                                 marker_color=_color(i), hovertemplate="%{x}: %{y:.3f}<extra>" + str(lev) + "</extra>",
+                                 texttemplate="%{y:.3f}" if label else None, textposition="outside",
+                                 textfont_size=10, cliponaxis=False),
+                          row=1, col=col_i)
+        if threshold is not None:
+            fig.add_hline(y=threshold, line_dash="dash", line_color="#c0392b", line_width=1, row=1, col=col_i,
+                          annotation_text=f"flag {threshold:g}", annotation_font_size=10)
+    fig.update_yaxes(rangemode="tozero", tickformat=".3~f")
+    return _style(fig, 360, legend_title_text=series or "")
+
+
+def distributions(options: pd.DataFrame, model: str, countries: list[str], languages: list[str]) -> go.Figure:
+    """Stacked option probabilities per question: a panel per language (rows) and country (columns).
+
+    With a ``human_prob`` column, each question has a model bar and a human bar.
+    """
+    df = options[options["model"] == model]
+    countries = [c for c in countries if c in set(df["country"])]
+    languages = [lang for lang in languages if lang in set(df["language"])]
+    human = "human_prob" in df.columns and df["human_prob"].notna().any()
+    titles = [f"{c} · {lang}" for lang in languages for c in countries]
+    row_px = 300 if human else 250
+    fig = make_subplots(rows=len(languages), cols=len(countries), subplot_titles=titles, shared_yaxes=True,
+                        vertical_spacing=min(0.3, 110 / (row_px * len(languages))), horizontal_spacing=0.04)
+    letters = sorted(df["option"].astype(str).unique())
+    for r, lang in enumerate(languages, start=1):
+        for c, country in enumerate(countries, start=1):
+            cell = df[(df["language"] == lang) & (df["country"] == country)]
+            for i, letter in enumerate(letters):
+                opt = cell[cell["option"].astype(str) == letter]
+                qs = opt["question_id"].astype(str).tolist()
+                xs, ys, texts = qs, opt["prob"].tolist(), opt["option_text"].astype(str).tolist()
+                if human:
+                    xs = [qs + qs, ["model"] * len(qs) + ["human"] * len(qs)]
+                    ys, texts = ys + opt["human_prob"].tolist(), texts + texts
+                fig.add_trace(go.Bar(x=xs, y=ys, name=f"({letter})", legendgroup=letter, marker_color=_color(i),
+                                     showlegend=r == 1 and c == 1, customdata=texts,
+                                     hovertemplate=f"({letter}) %{{customdata}}<br>%{{y:.3f}}<extra></extra>"),
+                              row=r, col=c)
+    fig.update_yaxes(range=[0, 1], tickformat=".1~f")
+    return _style(fig, row_px * len(languages) + 60, barmode="stack", legend_title_text="option")
+
+
+def bars_with_ci(rows: list[dict], title: str) -> go.Figure:
+    """rows: {"x", "series", "y", "ci": BootstrapCI | None}; error bars show the interval."""
+    fig = go.Figure()
+    df = pd.DataFrame(rows)
+    for i, (lev, sub) in enumerate(df.groupby("series", sort=False)):
+        cis: list[BootstrapCI | None] = sub["ci"].tolist()
+        plus = [ci.high - y if ci else 0.0 for ci, y in zip(cis, sub["y"])]
+        minus = [y - ci.low if ci else 0.0 for ci, y in zip(cis, sub["y"])]
+        fig.add_trace(go.Bar(x=sub["x"].astype(str), y=sub["y"], name=str(lev), marker_color=_color(i),
+                             error_y={"type": "data", "symmetric": False, "array": plus, "arrayminus": minus},
+                             hovertemplate="%{x}: %{y:.3f}<extra>" + str(lev) + "</extra>"))
+    fig.update_yaxes(rangemode="tozero", tickformat=".3~f", title_text=title)
+    return _style(fig, 360)
+
+
+def table2_bars(t2: pd.DataFrame, cells: list[str]) -> go.Figure:
+    """The Table 2 cells as grouped bars, one colour per model · condition."""
+    fig = go.Figure()
+    keys = [k for k in ("model", "condition", "language") if k in t2.columns]
+    for i, (_, row) in enumerate(t2.iterrows()):
+        name = " · ".join(str(row[k]) for k in keys if pd.notna(row[k]))
+        fig.add_trace(go.Bar(x=cells, y=[row[c] for c in cells], name=name, marker_color=_color(i),
+                             hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))
+    fig.update_yaxes(rangemode="tozero", tickformat=".3~f", title_text="1−JSD")
+    return _style(fig, 380)
+
+
+def group_dots(h, comparison, max_panels: int = 8) -> go.Figure:
+    """Per tested metric, each model's value as a dot in its group, with the group mean as a bar."""
+    tests = comparison.tests[:max_panels]
+    fig = make_subplots(rows=1, cols=len(tests), subplot_titles=[t.entry.label for t in tests],
+                        horizontal_spacing=0.05)
+    for col, t in enumerate(tests, start=1):
+        for i, (group, models) in enumerate(((comparison.a, comparison.models_a), (comparison.b, comparison.models_b))):
+            vals = h.values.loc[models, t.entry.key].dropna()
+            fig.add_trace(go.Bar(x=[group], y=[vals.mean()], marker_color=_color(i), opacity=0.35, showlegend=False,
+                                 hovertemplate=f"{group} mean: %{{y:.3f}}<extra></extra>"), row=1, col=col)
+            fig.add_trace(go.Scatter(x=[group] * len(vals), y=vals.tolist(), mode="markers", text=vals.index.tolist(),
+                                     marker={"color": _color(i), "size": 9, "line": {"width": 1, "color": "#fff"}},
+                                     showlegend=False, hovertemplate="%{text}: %{y:.3f}<extra></extra>"),
+                          row=1, col=col)
+    fig.update_yaxes(tickformat=".3~f")
+    return _style(fig, 320, barmode="overlay")

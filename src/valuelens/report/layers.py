@@ -1,0 +1,133 @@
+"""One report section per audit layer.
+
+The first-token layer has its own figures; a layer without a dedicated
+renderer (yet) shows its tables and bar charts of its summary table's
+numeric columns. A layer without tables says whether it was not run or has
+no data yet, and why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from valuelens.stats import bootstrap_ci
+
+from . import figures
+from .blocks import Section
+from .headline import METRICS, headline_rows
+from .load import LAYERS, Layer, ReportData
+
+MAX_ROWS = 12
+DISTANCES = (("one_minus_jsd", "1−JSD vs human (higher is closer)"), ("kl", "KL vs human (lower is closer)"),
+             ("emd", "EMD vs human (lower is closer)"))
+
+
+def _threshold(table: str, column: str) -> float | None:
+    m = next((m for m in METRICS if m.table == table and m.column == column), None)
+    return m.flag[1] if m and m.flag else None
+
+
+def layer_sections(data: ReportData, seed: int = 0) -> list[Section]:
+    out = []
+    for layer in LAYERS:
+        sec = Section(f"layer-{layer.key}", layer.title)
+        status, reason = data.layer_status(layer)
+        if status != "ok":
+            sec.status, sec.reason = status, reason
+        elif layer.key == "first_token":
+            first_token(sec, data, seed)
+        else:
+            generic(sec, data, layer)
+        out.append(sec)
+    return out
+
+
+def first_token(sec: Section, data: ReportData, seed: int) -> None:
+    t = data.tables
+    sec.text("Zero-shot first-token probe (Cao et al. 2025): the model's distribution over the option letters at the "
+             "first answer token, per country in the prompt and prompt language. Covered mass = probability on the "
+             "option letters before renormalising; country gap = Jensen–Shannon distance (natural log) between the "
+             "distributions for two countries; reply agreement = the free answer's letter equals the top option.")
+    summary = t.get("first_token_summary")
+    if summary is not None:
+        rows, which = headline_rows(summary)
+        panels = [(c, title, _threshold("first_token_summary", c)) for c, title in
+                  (("mean_covered_mass", "covered mass"), ("first_option_share", "first-option share"),
+                   ("mean_country_gap_jsd", "country gap (JSD)"), ("reply_agreement", "reply agreement"))
+                  if c in rows.columns and rows[c].notna().any()]
+        if panels:
+            sec.plot(figures.metric_bars(rows, panels, "language" if "language" in rows.columns else None),
+                     "Per model and language",
+                     f"Values of first_token_summary ({which}); dashed lines are the oversight thresholds.")
+        sec.frame(summary, "first_token_summary", "As exported (results/first_token_summary.csv).")
+    t2 = t.get("first_token_table2")
+    if t2 is not None and len(t2):
+        keys = {"run", "model", "condition", "language", "average"}
+        cells = [c for c in t2.columns if c not in keys and pd.api.types.is_numeric_dtype(t2[c])]
+        cells += ["average"] if "average" in t2.columns else []
+        cells = [c for c in cells if t2[c].notna().any()]
+        sec.frame(t2, "Table 2 layout: 1−JSD per test cell",
+                  "As exported (first_token_table2): mean 1−JSD per test cell of unseen questions and/or countries "
+                  "(Jensen–Shannon distance, natural log, clipped to [0, 1]); ZS zero-shot, FT fine-tuned, [ctrl] "
+                  "with the country replaced by a random other one.")
+        if cells:
+            sec.plot(figures.table2_bars(t2[t2[cells].notna().any(axis=1)], cells), "Table 2 cells",
+                     "The same numbers as the table above.")
+        else:
+            sec.text("No 1−JSD values yet: the questionnaire of this run has no human answer distributions.", "muted")
+    items = t.get("first_token_items")
+    if items is not None:
+        _distances(sec, items, seed)
+    options = t.get("first_token_options")
+    if options is not None and len(options):
+        rows, which = headline_rows(options)
+        for model in rows["model"].drop_duplicates():
+            sec.plot(figures.distributions(rows, model, data.countries(), data.languages()),
+                     f"Answer distributions: {model}",
+                     f"first_token_options.prob per question ({which}), stacked by option; hover for the option "
+                     "text." + (" Human bars: human_prob." if _has_human(rows, model) else ""))
+
+
+def _has_human(options: pd.DataFrame, model: str) -> bool:
+    return "human_prob" in options.columns and options.loc[options["model"] == model, "human_prob"].notna().any()
+
+
+def _distances(sec: Section, items: pd.DataFrame, seed: int) -> None:
+    series = "condition" if "condition" in items.columns else ("country" if "country" in items.columns else None)
+    for col, title in DISTANCES:
+        if col not in items.columns or not items[col].notna().any():
+            continue
+        rows = []
+        for keys, g in items.groupby(["model"] + ([series] if series else []), sort=False):
+            model, lev = keys[0], (keys[1] if series else "all items")
+            v = pd.to_numeric(g[col], errors="coerce").dropna().to_numpy()
+            if v.size == 0:
+                continue
+            ci = bootstrap_ci(v, seed=seed) if v.size >= 2 and np.isfinite(v).all() else None
+            rows.append({"x": model, "series": lev, "y": float(v.mean()), "ci": ci})
+        if rows:
+            by = f" and {series}" if series else ""
+            sec.plot(figures.bars_with_ci(rows, title.split(" (")[0]), title,
+                     f"Mean of first_token_items.{col} per model{by} over items; error bars: 95% percentile "
+                     f"bootstrap over items (2000 resamples, seed {seed}).")
+
+
+def generic(sec: Section, data: ReportData, layer: Layer) -> None:
+    tables = data.layer_tables(layer)
+    sec.text(f"Tables of this layer: {', '.join(sorted(tables))}. This report shows them as exported; "
+             "dedicated figures for this layer are not written yet.")
+    for name, df in sorted(tables.items()):
+        if name.endswith("_summary"):
+            rows, which = headline_rows(df)
+            skip = {"run", "model", "language", "country", "condition"}
+            nums = [c for c in rows.columns if c not in skip and not c.startswith("n_")
+                    and pd.api.types.is_numeric_dtype(rows[c]) and rows[c].notna().any()][:6]
+            if nums and "model" in rows.columns:
+                panels = [(c, c, _threshold(name, c)) for c in nums]
+                sec.plot(figures.metric_bars(rows, panels, "language" if "language" in rows.columns else None),
+                         name, f"Values of {name} ({which}).")
+            sec.frame(df, name, f"As exported (results/{name}.csv).")
+        else:
+            sec.frame(df, name, f"results/{name}.csv: {len(df)} rows.", max_rows=MAX_ROWS)
+

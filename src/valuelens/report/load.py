@@ -1,0 +1,197 @@
+"""Read what a run wrote (run.json and results/*.parquet) for the report.
+
+A run may be finished, failed or still running: whatever is missing is
+reported as missing, never invented. For a comparison, the runs' tables are
+concatenated with a ``run`` column, and model names that occur in more than
+one run are made unique as ``MODEL@RUN``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from valuelens.errors import ValueLensError
+from valuelens.results import RESULTS_DIR, read_tables
+
+
+@dataclass(frozen=True)
+class Layer:
+    key: str
+    title: str
+    prefix: str  # tables of this layer are named PREFIX*
+    config_keys: tuple[str, ...]  # keys under ``layers:`` in the audit file
+
+
+# The four layers, in the paper's order.
+LAYERS: tuple[Layer, ...] = (
+    Layer("dilemmas", "Ethical dilemmas", "dilemma_", ("dilemmas", "dilemma", "moralchoice", "escalation")),
+    Layer("def", "DEF (Diversity-Enhanced Framework)", "def_", ("def",)),
+    Layer("first_token", "First-token alignment", "first_token_", ("first_token",)),
+    Layer("mark", "MARK (personality-driven reasoning)", "mark_", ("mark",)),
+)
+
+CATALOGUE_COLUMNS = ["name", "display_name", "region", "family", "params_b", "architecture", "alignment",
+                     "revision", "backend", "calls_made", "calls_cached"]
+
+
+@dataclass
+class Run:
+    name: str
+    out_dir: Path
+    manifest: dict[str, Any]
+    tables: dict[str, pd.DataFrame]
+
+
+@dataclass
+class ReportData:
+    title: str
+    runs: list[Run]
+    tables: dict[str, pd.DataFrame]
+    catalogue: pd.DataFrame
+    renamed: dict[str, str] = field(default_factory=dict)  # "MODEL@RUN" -> original name, comparison only
+
+    @property
+    def is_comparison(self) -> bool:
+        return len(self.runs) > 1
+
+    def layer_tables(self, layer: Layer) -> dict[str, pd.DataFrame]:
+        return {k: v for k, v in self.tables.items() if k.startswith(layer.prefix)}
+
+    def layer_status(self, layer: Layer) -> tuple[str, str]:
+        """("ok" | "no data yet" | "not run", a sentence saying why)."""
+        if self.layer_tables(layer):
+            return "ok", ""
+        configured = [r for r in self.runs if _configured(r.manifest, layer)]
+        if not configured:
+            return "not run", "This layer was not part of the audit."
+        reasons = []
+        for r in configured:
+            status = r.manifest.get("status", "unknown")
+            why = {"running": "the run is still in progress (or was killed; rerun the same command to resume)",
+                   "failed": f"the run failed: {r.manifest.get('error', 'no error recorded')}",
+                   "finished": "the run finished without writing tables for this layer",
+                   }.get(status, f"run status {status!r}")
+            reasons.append(f"{r.name}: {why}" if self.is_comparison else why[0].upper() + why[1:])
+        return "no data yet", "; ".join(reasons) + "."
+
+    def countries(self) -> list[str]:
+        return _union(self, "countries", "country")
+
+    def languages(self) -> list[str]:
+        return _union(self, "languages", "language")
+
+
+def _configured(manifest: dict[str, Any], layer: Layer) -> bool:
+    layers = (manifest.get("audit") or {}).get("layers") or {}
+    return any(layers.get(k) is not None for k in layer.config_keys)
+
+
+def _union(data: ReportData, audit_key: str, column: str) -> list[str]:
+    out: list[str] = []
+    for r in data.runs:
+        out += [c for c in (r.manifest.get("audit") or {}).get(audit_key, []) if c not in out]
+    for df in data.tables.values():
+        if column in df.columns:
+            out += [c for c in df[column].dropna().unique().tolist() if c not in out]
+    return out
+
+
+def load_run(out_dir: str | Path, name: str | None = None) -> Run:
+    out = Path(out_dir)
+    manifest_path = out / "run.json"
+    has_results = (out / RESULTS_DIR).is_dir()
+    if not manifest_path.is_file() and not has_results:
+        raise ValueLensError(f"{out}: no run.json and no {RESULTS_DIR}/ here (not a valuelens output directory)")
+    manifest: dict[str, Any] = {}
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueLensError(f"{manifest_path}: not valid JSON ({e})") from None
+    tables = read_tables(out) if has_results else {}
+    return Run(name or out.resolve().name, out, manifest, tables)
+
+
+def catalogue(run: Run) -> pd.DataFrame:
+    """The ``models`` table, or for a run that has not exported it yet, the
+    models the manifest lists (finished ones with call counts, then the rest
+    of the audit's models without)."""
+    if "models" in run.tables:
+        df = run.tables["models"].copy()
+    else:
+        finished = {m["name"]: m for m in run.manifest.get("models", []) if "name" in m}
+        rows = []
+        for m in (run.manifest.get("audit") or {}).get("models", []):
+            row = {k: v for k, v in m.items() if k not in {"options", "batch_size"}}
+            row["display_name"] = row.get("display_name") or row.get("name")
+            row.update({k: v for k, v in finished.get(m.get("name"), {}).items() if k not in {"identity", "faults"}})
+            rows.append(row)
+        df = pd.DataFrame(rows)
+    cols = [c for c in CATALOGUE_COLUMNS if c in df.columns] + [c for c in df.columns if c not in CATALOGUE_COLUMNS]
+    return df[cols] if len(df.columns) else pd.DataFrame(columns=CATALOGUE_COLUMNS)
+
+
+def report_data(out_dir: str | Path) -> ReportData:
+    run = load_run(out_dir)
+    title = (run.manifest.get("audit") or {}).get("name") or run.name
+    tables = {k: v for k, v in run.tables.items() if k != "models"}
+    return ReportData(f"valuelens audit: {title}", [run], tables, catalogue(run))
+
+
+def _unique_run_names(runs: list[Run]) -> list[str]:
+    """The audit names if they differ, else the directory names, else parent/directory, else numbered."""
+    levels = [[(r.manifest.get("audit") or {}).get("name") or r.out_dir.resolve().name for r in runs],
+              [r.out_dir.resolve().name for r in runs],
+              [f"{r.out_dir.resolve().parent.name}/{r.out_dir.resolve().name}" for r in runs]]
+    for names in levels:
+        if len(set(names)) == len(names):
+            return names
+    return [f"{n}-{i}" for i, n in enumerate(levels[0], start=1)]
+
+
+def comparison_data(out_dirs: list[str | Path]) -> ReportData:
+    """Several runs as one: every row tagged with its run; clashing model names renamed."""
+    dirs = [Path(d) for d in out_dirs]
+    if len(dirs) < 2:
+        raise ValueLensError("a comparison needs at least two run directories")
+    runs = [load_run(d) for d in dirs]
+    for run, name in zip(runs, _unique_run_names(runs)):
+        run.name = name
+    cats = [catalogue(r) for r in runs]
+    seen: dict[str, int] = {}
+    for cat in cats:
+        for m in cat.get("name", pd.Series(dtype=object)).dropna().unique():
+            seen[m] = seen.get(m, 0) + 1
+    clash = {m for m, n in seen.items() if n > 1}
+    renamed: dict[str, str] = {}
+    merged: dict[str, list[pd.DataFrame]] = {}
+    for run, cat in zip(runs, cats):
+        def rename(s: pd.Series, run=run) -> pd.Series:
+            return s.map(lambda m: f"{m}@{run.name}" if m in clash else m)
+
+        cat = cat.copy()
+        for m in clash & set(cat.get("name", pd.Series(dtype=object)).dropna()):
+            renamed[f"{m}@{run.name}"] = m
+        if "name" in cat.columns:
+            if "display_name" in cat.columns:
+                same = cat["display_name"].isna() | (cat["display_name"] == cat["name"])
+                cat["display_name"] = cat["display_name"].where(~same, rename(cat["name"]))
+            cat["name"] = rename(cat["name"])
+        cat.insert(0, "run", run.name)
+        merged.setdefault("models", []).append(cat)
+        for k, df in run.tables.items():
+            if k == "models":
+                continue
+            df = df.copy()
+            if "model" in df.columns:
+                df["model"] = rename(df["model"])
+            df.insert(0, "run", run.name)
+            merged.setdefault(k, []).append(df)
+    tables = {k: pd.concat(v, ignore_index=True) for k, v in merged.items()}
+    cat = tables.pop("models")
+    return ReportData(f"valuelens comparison: {', '.join(r.name for r in runs)}", runs, tables, cat, renamed)

@@ -1,0 +1,107 @@
+"""Render a report to one self-contained HTML file (jinja2, autoescaped).
+
+plotly.js is embedded inline and each figure is inline JSON: the file opens
+from disk with no network, and its Content-Security-Policy forbids fetching
+anything.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import plotly
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+from plotly.offline import get_plotlyjs
+
+from valuelens import __version__
+
+from . import compare, headline, sections
+from .blocks import Cell, Section
+from .layers import layer_sections
+from .load import ReportData
+
+REPORT_NAME = "report.html"
+
+
+def num(v: Any) -> str:
+    """3 decimals for reals, integers as they are, — for missing."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, Integral):
+        return str(int(v))
+    if isinstance(v, Real):
+        f = float(v)
+        if math.isnan(f):
+            return "—"
+        if math.isinf(f):
+            return "∞" if f > 0 else "−∞"
+        return f"{f:.3f}"
+    try:
+        if v != v:  # pandas NA / NaT
+            return "—"
+    except (TypeError, ValueError):
+        pass
+    return str(v)
+
+
+def pval(v: Any) -> str:
+    if v is None or not isinstance(v, Real) or math.isnan(float(v)):
+        return "—"
+    return "<0.001" if float(v) < 0.001 else f"{float(v):.3f}"
+
+
+def environment() -> Environment:
+    env = Environment(loader=PackageLoader("valuelens.report", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(num=num, pval=pval)
+    env.tests["cellobj"] = lambda x: isinstance(x, Cell)
+    return env
+
+
+def _plotlyjs() -> Markup:
+    js = get_plotlyjs()
+    # Inside <script>, only "</script" could end the element early; plotly.js has none today.
+    return Markup(js.replace("</script", "<\\/script"))
+
+
+def render(data: ReportData) -> str:
+    seed = int(next((r.manifest["seed"] for r in data.runs if isinstance(r.manifest.get("seed"), int)), 0))
+    h = headline.compute(data, seed)
+    secs: list[Section] = [sections.summary(data, h), *layer_sections(data, seed),
+                           sections.comparisons(compare.compare(data.catalogue, h), h),
+                           sections.run_facts(data), sections.catalogue(data), sections.about(h)]
+    n = 0
+    for s in secs:
+        for b in s.blocks:
+            if b["kind"] == "plot":
+                n += 1
+                b["id"] = f"plot-{n}"
+                b["json"] = Markup(b["json"])
+    return environment().get_template("report.html.j2").render(
+        title=data.title, version=__version__, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        runs=data.runs, sections=secs, plotlyjs=_plotlyjs(), plotly_version=_plotlyjs_version())
+
+
+def _plotlyjs_version() -> str:
+    try:
+        from plotly.offline.offline import get_plotlyjs_version
+
+        return get_plotlyjs_version()
+    except ImportError:  # pragma: no cover - older plotly
+        return f"(from plotly.py {plotly.__version__})"
+
+
+def write_html(path: Path, html: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,161 @@
+"""The report's non-layer sections: summary, comparisons, run facts, catalogue."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import figures
+from .blocks import Cell, Section
+from .compare import Comparisons
+from .headline import Headline, bias_profiles, flag_rules, flags, ranking
+from .load import LAYERS, ReportData
+
+
+def summary(data: ReportData, h: Headline) -> Section:
+    sec = Section("summary", "Summary")
+    countries, languages = data.countries(), data.languages()
+    sec.text(f"Cultures: {', '.join(countries) or 'none recorded'}; prompt languages: {', '.join(languages) or 'none'}; "
+             f"models: {len(h.models)}.")
+    status = []
+    for layer in LAYERS:
+        st, reason = data.layer_status(layer)
+        status.append({"text": f"{layer.title}: {'included' if st == 'ok' else st}", "flag": st != "ok",
+                       "detail": reason})
+    sec.items(status, "Layers")
+    ranked = ranking(h)
+    entries = [e for e in h.entries if e.metric.better]
+    if len(ranked):
+        rows = []
+        for i, r in enumerate(ranked.to_dict("records"), start=1):
+            cells: list[Any] = [i, r["model"]]
+            for e in entries:
+                rank = r[e.key + "#rank"]
+                ci = h.cis.get((e.key, r["model"]))
+                note = ("" if rank != rank else f"#{int(rank)}") + (f" [{ci.low:.3f}, {ci.high:.3f}]" if ci else "")
+                cells.append(Cell(r[e.key], note=note))
+            cells.append(r["mean_rank"])
+            rows.append(cells)
+        cols = ["rank", "model"] + [f"{e.label} ({e.metric.better} is better)" for e in entries] + ["mean rank"]
+        sec.table(cols, rows, f"Model ranking for {', '.join(countries) or 'the audited cultures'}",
+                  "Models ordered by their mean rank over the metrics shown that they have a value for (#1 = best "
+                  "on that metric; ties share the better rank; [low, high] = 95% interval where the metric has "
+                  "per-item values). " + h.describe())
+    else:
+        sec.text("No headline metric is available yet, so models are not ranked.", "muted")
+    raised = flags(data, h)
+    profiles = bias_profiles(h, raised)
+    if profiles:
+        sec.blocks.append({"kind": "profiles", "title": "Bias profile per model", "profiles": profiles})
+    rules = flag_rules(h)
+    if rules:
+        sec.table(["metric", "flag when", "meaning", "source column"],
+                  [[r["metric"], r["rule"], r["meaning"], r["source"]] for r in rules], "Human oversight: rules",
+                  "A value beyond the threshold means a person should look at the model's answers before relying "
+                  "on it for this culture.")
+        if raised:
+            sec.table(["model", "where", "metric", "value", "rule"],
+                      [[f["model"], f["where"], f["metric"], Cell(f["value"], kind="flag"), f["rule"]]
+                       for f in raised], f"Human oversight: {len(raised)} flag{'s' * (len(raised) != 1)} raised",
+                      "What each flag means: see the rules above.")
+        else:
+            sec.text("Human oversight: no flag raised by the rules above.", "ok")
+    return sec
+
+
+def comparisons(comp: Comparisons, h: Headline) -> Section:
+    sec = Section("comparisons", "Comparisons")
+    sec.text("Groups of models from the catalogue compared on each per-model headline metric (one value per model, "
+             "as in the ranking). Student's t-test (pooled variance) and Welch's t-test, two-sided; SD with ddof 1; "
+             "SEM = SD/√n; SED = standard error of the difference; DF = degrees of freedom. "
+             + (f"p (Holm): Holm–Bonferroni adjusted over all {comp.n_tests} metric comparisons of the same test."
+                if comp.n_tests > 1 else ""))
+    for c in comp.done:
+        rows = []
+        for t in c.tests:
+            s, w = t.student, t.welch
+            tests = [Cell(s.t, 2), Cell(s.df, 2), Cell(s.sed, 2), Cell(s.p, 2, kind="p")]
+            if comp.n_tests > 1:
+                tests.append(Cell(t.holm_student, 2, kind="p"))
+            tests += [Cell(w.t, 2), Cell(w.df, 2), Cell(w.sed, 2), Cell(w.p, 2, kind="p")]
+            if comp.n_tests > 1:
+                tests.append(Cell(t.holm_welch, 2, kind="p"))
+            rows.append([Cell(t.entry.label, 2), c.a, s.n1, s.mean1, s.sd1, s.sem1, *tests])
+            rows.append([c.b, s.n2, s.mean2, s.sd2, s.sem2])
+        holm_col = ["p (Holm)"] if comp.n_tests > 1 else []
+        cols = (["metric", "group", "n", "mean", "SD", "SEM", "Student t", "DF", "SED", "p", *holm_col,
+                 "Welch t", "DF", "SED", "p", *holm_col])
+        caption = f"{c.a}: {', '.join(c.models_a)}. {c.b}: {', '.join(c.models_b)}."
+        for reason, labels in c.skipped_metrics.items():
+            caption += f" Not tested ({reason}): {', '.join(labels)}."
+        sec.table(cols, rows, f"{c.label}: {c.a} vs {c.b}", caption)
+        if c.tests:
+            sec.plot(figures.group_dots(h, c), f"{c.label}: per-model values",
+                     "Each dot is one model's headline value (the observations of the tests above); "
+                     "bars are group means.")
+    if comp.skipped:
+        sec.items([{"text": s, "flag": False, "detail": ""} for s in comp.skipped], "Not compared")
+    return sec
+
+
+def run_facts(data: ReportData) -> Section:
+    sec = Section("run", "Run facts")
+    for run in data.runs:
+        m = run.manifest
+        prefix = f"{run.name}: " if data.is_comparison else ""
+        if not m:
+            sec.text(f"{prefix}no run.json in {run.out_dir}.", "warn")
+            continue
+        audit = m.get("audit") or {}
+        calls = m.get("calls") or {}
+        total = m.get("calls_all_runs") or {}
+        layers = [k for k, v in (audit.get("layers") or {}).items() if v is not None]
+        facts = [["status", m.get("status", "unknown")], ["error", m.get("error")],
+                 ["output directory", str(run.out_dir)], ["audit file", m.get("audit_source")],
+                 ["run id", m.get("run_id")], ["started", m.get("started")], ["ended", m.get("ended")],
+                 ["seed", m.get("seed")], ["countries", ", ".join(audit.get("countries", []))],
+                 ["languages", ", ".join(audit.get("languages", []))], ["layers in the audit", ", ".join(layers)],
+                 ["calls made (this run)", calls.get("calls_made")],
+                 ["calls served from the cache (this run)", calls.get("calls_cached")],
+                 ["runs on this output directory", total.get("runs")],
+                 ["calls made (all runs)", total.get("calls_made")], ["calls in the store", total.get("calls_stored")],
+                 *[[f"version: {k}", v] for k, v in (m.get("versions") or {}).items()]]
+        sec.table(["fact", "value"], [r for r in facts if r[1] not in (None, "")], f"{prefix}run.json",
+                  f"From {run.out_dir / 'run.json'}.")
+        models = m.get("models") or []
+        if models:
+            sec.table(["model", "calls made", "calls cached", "faults"],
+                      [[x.get("name"), x.get("calls_made"), x.get("calls_cached"), _faults(x.get("faults"))]
+                       for x in models], f"{prefix}calls and faults per model",
+                      "Faults are the backend's counters (retries, timeouts, errors) for the models that finished.")
+    return sec
+
+
+def _faults(f: Any) -> str:
+    if not f:
+        return "none"
+    return ", ".join(f"{k}: {v}" for k, v in f.items()) if isinstance(f, dict) else json.dumps(f)
+
+
+def catalogue(data: ReportData) -> Section:
+    sec = Section("catalogue", "Model catalogue")
+    if len(data.catalogue):
+        sec.frame(data.catalogue, "", "From results/models (or, before it exists, the audit in run.json). "
+                  + ("Model names that occur in several runs are shown as MODEL@RUN." if data.renamed else ""))
+    else:
+        sec.text("No model catalogue recorded.", "warn")
+    return sec
+
+
+def about(h: Headline) -> Section:
+    sec = Section("about", "About these numbers")
+    sec.items([{"text": t, "flag": False, "detail": ""} for t in [
+        "Every number is read from the exported tables in results/ (Parquet and CSV) or from run.json; the only "
+        "aggregation is the simple mean of a table column, and each table or figure says over which rows.",
+        "Numbers are shown with 3 decimals; p-values below 0.001 as <0.001; — means no value.",
+        "1−JSD uses the Jensen–Shannon distance (the square root of the divergence, natural log), clipped to [0, 1], "
+        "as in Cao et al.'s code. EMD is the 1-D Wasserstein distance over option positions, divided by "
+        "(number of options − 1).",
+        "Tables with a condition column: headline values, ranking and flags use the zero-shot (ZS) rows.",
+        *([h.describe()] if h.sources else [])]])
+    return sec

@@ -1,0 +1,237 @@
+"""The HTML report: self-contained, honest about missing layers, numbers from
+the tables, comparisons in the Table 1 layout, and it renders in a browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from html import unescape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from valuelens import api
+from valuelens.errors import ValueLensError
+from valuelens.report import build_comparison, build_report
+from valuelens.report.compare import compare
+from valuelens.report.headline import compute
+from valuelens.report.load import comparison_data, report_data
+from valuelens.stats import ttest
+
+ARTIFACTS = Path(os.environ.get("VALUELENS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+SCRIPTS = {
+    # Probabilities from a hash of the prompt; free answers pick A (US) or B (China).
+    "cn": {"rules": [{"contains": "China", "text": "(B) because"}], "default_text": "A. yes"},
+    # Always the first option, whatever the country: position bias, ignores the country.
+    "west": {"rules": [{"contains": "", "probs": [0.7, 0.1, 0.1, 0.1], "text": "(A) sure"}]},
+}
+NOT_RUN = ("Ethical dilemmas", "DEF (Diversity-Enhanced Framework)", "MARK (personality-driven reasoning)")
+
+
+def make_run(root: Path, name: str, limit: int = 3) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for key, script in SCRIPTS.items():
+        (root / f"{key}.json").write_text(json.dumps(script))
+    audit = root / "audit.yaml"
+    audit.write_text(f"""\
+name: {name}
+seed: 7
+countries: [United States, China]
+languages: [en, zh]
+models:
+  - name: cn-model
+    backend: scripted:{root / 'cn.json'}
+    display_name: "CN <b>model</b> & co"
+    region: China
+    family: Qwen
+  - name: west-model
+    backend: scripted:{root / 'west.json'}
+    region: Western
+    family: Llama-3
+layers:
+  first_token: {{limit: {limit}, generate_check: true}}
+""")
+    out = root / "out"
+    api.run_full(audit, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("report") / "a", "run-a")
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("report") / "b", "run-b", limit=4)
+
+
+def add_future_tables(out: Path) -> None:
+    """Columns and tables other layers will export: conditions, distances vs human, Table 2, dilemmas."""
+    res = out / "results"
+    items = pd.read_parquet(res / "first_token_items.parquet")
+    if "condition" in items.columns:
+        items = items[items["condition"] == "ZS"].drop(columns="condition")
+    rng = np.random.default_rng(0)
+    parts = []
+    for cond in ("ZS", "ZS[ctrl]", "FT", "FT[ctrl]"):
+        d = items.copy()
+        d.insert(1, "condition", cond)
+        d["one_minus_jsd"] = rng.uniform(0.5, 0.95, len(d))
+        d["kl"] = rng.uniform(0.2, 1.2, len(d))
+        d["emd"] = rng.uniform(0.0, 0.4, len(d))
+        parts.append(d)
+    pd.concat(parts, ignore_index=True).to_parquet(res / "first_token_items.parquet", index=False)
+    options = pd.read_parquet(res / "first_token_options.parquet")
+    if "condition" not in options.columns:
+        options.insert(1, "condition", "ZS")
+    options["human_prob"] = 0.25
+    options.to_parquet(res / "first_token_options.parquet", index=False)
+    pd.DataFrame([{"model": m, "condition": c, "language": "en", "C1-Q1": 0.7 + 0.01 * i, "C2-Q2": 0.6 + 0.01 * i,
+                   "average": 0.65}
+                  for m in ("cn-model", "west-model") for i, c in enumerate(("ZS", "ZS[ctrl]", "FT", "FT[ctrl]"))]
+                 ).to_parquet(res / "first_token_table2.parquet", index=False)
+    pd.DataFrame([{"model": "cn-model", "language": "en", "flip_rate": 0.8, "agreement_all": 0.9},
+                  {"model": "west-model", "language": "en", "flip_rate": 0.1, "agreement_all": 0.4}]
+                 ).to_parquet(res / "dilemma_summary.parquet", index=False)
+
+
+@pytest.fixture(scope="module")
+def rich_dir(run_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("rich") / "rich-run"
+    shutil.copytree(run_dir, out)
+    add_future_tables(out)
+    return out
+
+
+def text_of(html: str) -> str:
+    """Visible text, roughly: tags and the inline scripts removed."""
+    html = re.sub(r"<script\b.*?</script>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
+def test_report_is_self_contained(run_dir):
+    path = build_report(run_dir)
+    assert path == run_dir / "report.html" and path.is_file()
+    html = path.read_text(encoding="utf-8")
+    # No external script, stylesheet, font or image: no src/href to the network, no CSS url()/@import.
+    assert not re.search(r"""<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert not re.search(r"<link\b", html, re.I)
+    assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//", text_of(html.split("<script>", 1)[0]), re.I)
+    # The plotly library itself is inline, and the page forbids fetching anything.
+    assert "plotly.js v" in html and "Plotly.newPlot" in html and len(html) > 2_000_000
+    assert "default-src 'none'" in html
+
+
+def test_report_shows_catalogue_layers_and_run_facts(run_dir):
+    html = build_report(run_dir).read_text(encoding="utf-8")
+    text = text_of(html)
+    for title in NOT_RUN:  # a one-layer run says which layers were not run
+        assert f"{title}: not run. This layer was not part of the audit." in text
+    assert "First-token alignment: included" in text
+    assert "Model catalogue" in text and "Qwen" in text and "Llama-3" in text and "Western" in text
+    # autoescape: catalogue text is shown, never interpreted as HTML
+    assert "CN &lt;b&gt;model&lt;/b&gt; &amp; co" in html and "<b>model</b>" not in html
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["run_id"] in text and "calls made (this run)" in text and "version: valuelens" in text
+    # Comparisons need two models per group: with one China and one Western model it says so.
+    assert "origin region (region): not compared" in text and "China: 1 model, Western: 1 model" in text
+
+
+def test_numbers_are_read_from_the_tables(run_dir):
+    text = text_of(build_report(run_dir).read_text(encoding="utf-8"))
+    summary = pd.read_parquet(run_dir / "results" / "first_token_summary.parquet")
+    for v in summary["mean_country_gap_jsd"]:
+        assert f"{v:.3f}" in text
+    if "condition" in summary.columns:  # headlines read the zero-shot rows
+        summary = summary[summary["condition"] == "ZS"]
+    per_model = summary.groupby("model")["first_option_share"].mean()  # the stated aggregation
+    h = compute(report_data(run_dir))
+    assert h.values["first_option_share"].to_dict() == pytest.approx(per_model.to_dict())
+    # west-model always puts 0.7 on option A: position bias and an ignored country are flagged.
+    assert per_model["west-model"] == 1.0
+    assert re.search(r"west-model [\w ,]*language en[\w ,]* first-option share 1\.000 > 0\.6", text)
+    assert re.search(r"west-model [\w ,]*language zh[\w ,]* country gap \(JSD\) 0\.000 < 0\.02", text)
+    assert "position bias (first-option share 1.000)" in text
+    ranking = text[text.index("Model ranking for United States, China"):text.index("Bias profile")]
+    assert ranking.index("cn-model") < ranking.index("west-model")
+
+
+def test_partial_runs_say_no_data_yet(run_dir, tmp_path):
+    out = tmp_path / "partial"
+    out.mkdir()
+    manifest = json.loads((run_dir / "run.json").read_text())
+    manifest.update(status="running", models=[])
+    (out / "run.json").write_text(json.dumps(manifest))
+    text = text_of(build_report(out).read_text(encoding="utf-8"))
+    assert "First-token alignment: no data yet. The run is still in progress" in text
+    assert "Ethical dilemmas: not run." in text
+    assert "cn-model" in text and "Qwen" in text  # catalogue from the audit in run.json
+    manifest.update(status="failed", error="backend exploded")
+    (out / "run.json").write_text(json.dumps(manifest))
+    assert "First-token alignment: no data yet. The run failed: backend exploded." in text_of(
+        build_report(out).read_text(encoding="utf-8"))
+    with pytest.raises(ValueLensError, match="not a valuelens output directory"):
+        build_report(tmp_path / "nothing-here")
+
+
+def test_future_tables_are_rendered(rich_dir):
+    text = text_of(build_report(rich_dir).read_text(encoding="utf-8"))
+    assert "Table 2 layout" in text and "C1-Q1" in text and "1−JSD vs human (higher is closer)" in text
+    assert "Ethical dilemmas: included" in text and "dilemma_summary" in text
+    assert re.search(r"cn-model language en consequence flip rate 0\.800 > 0\.5", text)
+    items = pd.read_parquet(rich_dir / "results" / "first_token_items.parquet")
+    zs = items[(items.condition == "ZS") & (items.country == "China")]
+    for model, v in zs.groupby("model")["one_minus_jsd"].mean().items():  # headline: ZS rows, per country
+        assert f"{v:.3f}" in text
+    assert "1−JSD vs human · China" in text and "with condition ZS" in text
+
+
+def test_comparison_of_two_runs(run_dir, other_run, tmp_path):
+    other = other_run
+    dest = build_comparison([run_dir, other], tmp_path / "cmp")
+    assert dest == tmp_path / "cmp" / "report.html" and dest.is_file()
+    text = text_of(dest.read_text(encoding="utf-8"))
+    run_a, run_b = "run-a", "run-b"  # the audits' names
+    for m in ("cn-model", "west-model"):
+        assert f"{m}@{run_a}" in text and f"{m}@{run_b}" in text
+    assert "origin region: China vs Western" in text and "Student t" in text and "Welch t" in text
+    assert "p (Holm)" in text
+    data = comparison_data([run_dir, other])
+    assert set(data.tables["first_token_items"]["run"]) == {run_a, run_b}
+    h = compute(data)
+    comp = compare(data.catalogue, h)
+    region = next(c for c in comp.done if c.grouping == "region")
+    t = next(t for t in region.tests if np.isfinite(t.student.p))
+    x = h.values.loc[region.models_a, t.entry.key]
+    y = h.values.loc[region.models_b, t.entry.key]
+    assert t.student == ttest(x, y, equal_var=True) and t.welch == ttest(x, y, equal_var=False)
+    assert f"{t.student.t:.3f}" in text and f"{t.welch.df:.3f}" in text
+    with pytest.raises(ValueLensError, match="at least two"):
+        build_comparison([run_dir], tmp_path / "one.html")
+
+
+def test_report_renders_in_a_browser(rich_dir, other_run, tmp_path):
+    import browser
+
+    why = browser.unavailable()
+    if why and os.environ.get("VALUELENS_REQUIRE_BROWSER"):
+        pytest.fail(f"VALUELENS_REQUIRE_BROWSER is set but {why}")
+    if why:
+        pytest.skip(f"browser check skipped: {why}")
+    dest = build_comparison([rich_dir, other_run], tmp_path / "cmp.html")
+    page = browser.open_page(dest, ARTIFACTS / "report-comparison.png", timeout=25)
+    assert page.errors == [], page.errors
+    assert page.foreign_requests == [] and page.url in page.page_requests
+    expected = {"layer-first_token", "layer-dilemmas", "comparisons"}
+    assert expected <= {p["section"] for p in page.plots}
+    html = dest.read_text(encoding="utf-8")
+    assert len(page.plots) == html.count('<div class="plot"')
+    assert all(p["rendered"] and p["svg"] for p in page.plots), page.plots
+    assert {"summary", "layer-def", "layer-mark", "run", "catalogue"} <= set(page.sections)
+    assert page.screenshot and page.screenshot.stat().st_size > 10_000
+    assert page.seconds < 30
