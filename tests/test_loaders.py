@@ -194,7 +194,7 @@ def test_cao2025_zh_mismatch_and_missing_file(tmp_path):
     one_line(err, "nope.json", "not found")
     with pytest.raises(ValueLensError) as err:
         load_cao2025(tmp_path)
-    one_line(err, str(tmp_path), "cannot read")
+    one_line(err, str(tmp_path), "is a directory")
 
 
 # ---------------------------------------------------------------- GlobalOpinionQA

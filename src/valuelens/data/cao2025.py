@@ -49,20 +49,9 @@ def safe_sum(values: list[float]) -> float:
         return math.inf
 
 
-def _read(path: Path) -> Any:
-    try:
-        return read_json(path)
-    except RecursionError:
-        raise ValueLensError(f"{path}: JSON nested too deeply") from None
-    except ValueError as e:  # e.g. integers over Python's digit limit
-        raise ValueLensError(f"{path}: invalid JSON ({str(e)[:80]})") from None
-    except OSError as e:
-        raise ValueLensError(f"{path}: cannot read ({e.strerror or e})") from None
-
-
 def _parse_items(path: Path) -> list[dict[str, Any]]:
     """Validate one file; returns per item: index, id, country, text, options, raw dist, raw sum."""
-    raw = _read(path)
+    raw = read_json(path)
     if not isinstance(raw, list) or not raw:
         raise ValueLensError(f"{path}: expected a non-empty JSON list of items")
     out = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,11 @@ class Survey:
     def countries(self) -> list[str]:
         return sorted({d.country for d in self.distributions})
 
+    @cached_property
+    def _index(self) -> dict[tuple[str, str, str], HumanDistribution]:
+        return {(d.question_id, d.country, d.group): d for d in self.distributions}
+
     def lookup(self, question_id: str, country: str, group: str = "") -> HumanDistribution | None:
-        if not hasattr(self, "_index"):
-            self._index = {(d.question_id, d.country, d.group): d for d in self.distributions}
         return self._index.get((question_id, country, group))
 
 
@@ -82,10 +85,18 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueLensError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ValueLensError(f"{path}: is a directory, expected a JSON file") from None
+    except RecursionError:
+        raise ValueLensError(f"{path}: JSON nested too deeply") from None
     except UnicodeDecodeError as e:
         raise ValueLensError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise ValueLensError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
+        raise ValueLensError(f"{path}: invalid JSON ({str(e).splitlines()[0][:80]})") from None
+    except OSError as e:
+        raise ValueLensError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def parse_questions(raw: Any, origin: str) -> list[Question]:

@@ -49,10 +49,7 @@ for _entry in _TABLE.replace("\n", "").split(";"):
 
 def _json(path: str | Path) -> Any:
     path = Path(path)
-    try:
-        raw = read_json(path)
-    except (OSError, RecursionError, ValueError) as e:  # ValueError: e.g. integers over the digit limit
-        raise ValueLensError(f"{path}: cannot read as JSON ({str(getattr(e, 'strerror', None) or e)[:80]})") from None
+    raw = read_json(path)
     if not isinstance(raw, dict) or not raw:
         raise ValueLensError(f"{path}: expected a non-empty JSON object keyed by variable name")
     return raw
