@@ -63,15 +63,18 @@ def _summary(result) -> None:
     for name, df in result.tables.items():
         if not name.endswith(("_summary", "_table2")):
             continue
-        # Transposed: one column per model and language, one row per measure.
+        # Transposed: one column per model/condition/language, one row per
+        # measure; measures that are NaN everywhere (e.g. no human data) are left out.
         keys = [c for c in ("model", "condition", "language") if c in df.columns]
+        measures = [c for c in df.columns if c not in keys and df[c].notna().any()]
+        if not measures:
+            continue
         t = Table(title=name)
-        t.add_column("measure")
+        t.add_column("measure", no_wrap=True)
         for row in df.itertuples(index=False):
             t.add_column(escape(" / ".join(str(getattr(row, k)) for k in keys)), justify="right")
-        for col in df.columns:
-            if col not in keys:
-                t.add_row(col, *[escape(_fmt(v)) for v in df[col]])
+        for col in measures:
+            t.add_row(col, *[escape(_fmt(v)) for v in df[col]])
         console.print(t)
     console.print(f"results: {result.out_dir / 'results'} (Parquet and CSV); manifest: {result.out_dir / 'run.json'}")
 
