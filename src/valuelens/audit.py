@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import platform
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ import pandas as pd
 from valuelens import __version__
 from valuelens.config import AuditConfig
 from valuelens.errors import ValueLensError
-from valuelens.layers import LayerContext, first_token
+from valuelens.layers import LayerContext, def_layer, dilemmas, first_token, mark
 from valuelens.models import CachedModel, load_backend
 from valuelens.progress import NullTracker, Tracker
 from valuelens.results import export_tables, write_json
@@ -27,6 +29,9 @@ from valuelens.store import STORE_NAME, Store
 # ``combine(tables, settings) -> tables`` (after all models: cross-model measures).
 LAYERS: dict[str, ModuleType] = {
     "first_token": first_token,
+    "diversity": def_layer,
+    "dilemmas": dilemmas,
+    "mark": mark,
 }
 
 
@@ -52,17 +57,29 @@ def locked(out_dir: Path):
 def _versions() -> dict[str, str]:
     out = {"valuelens": __version__, "python": platform.python_version()}
     for mod in ("torch", "transformers"):
+        # The installed version, without importing torch (seconds) for audits that do not use it.
         try:
-            out[mod] = __import__(mod).__version__
-        except ImportError:
+            out[mod] = sys.modules[mod].__version__ if mod in sys.modules else importlib.metadata.version(mod)
+        except (AttributeError, importlib.metadata.PackageNotFoundError):
             pass
     return out
+
+
+def check_inputs(audit: AuditConfig, out_dir: str | Path | None = None) -> None:
+    """Read every selected layer's input data (layers may define
+    ``check(settings, ctx)``), so bad input fails before anything is written."""
+    ctx = LayerContext(audit, Path(out_dir) if out_dir else audit.out_dir(), NullTracker())
+    for layer, module in LAYERS.items():
+        settings = getattr(audit.layers, layer, None)
+        if settings is not None and hasattr(module, "check"):
+            module.check(settings, ctx)
 
 
 def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tracker | None = None,
               audit_source: str = "") -> AuditResult:
     out = Path(out_dir) if out_dir else audit.out_dir()
     tracker = tracker or NullTracker()
+    check_inputs(audit, out)
     with locked(out):
         store = Store(out / STORE_NAME)
         manifest: dict[str, Any] = {
@@ -87,6 +104,9 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
                     manifest["models"].append({**entry.catalogue(), "identity": model.identity,
                                                "calls_made": model.made, "calls_cached": model.cached,
                                                "faults": dict(backend.stats)})
+                except BaseException:  # the failing model's faults go on the record too
+                    manifest["models"].append({**entry.catalogue(), "status": "failed", "faults": dict(backend.stats)})
+                    raise
                 finally:
                     backend.close()
             merged = {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}

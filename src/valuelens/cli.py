@@ -104,11 +104,13 @@ def compare(out_dirs: list[Path] = typer.Argument(..., help="output directories 
 
 @app.command()
 def validate(audit: Path = typer.Argument(..., help="audit YAML")):
-    """Check an audit file without running it."""
+    """Check an audit file and the layers' data files without running it."""
+    from valuelens.audit import check_inputs
     from valuelens.config import load_audit
 
     with guarded():
         cfg = load_audit(audit)
+        check_inputs(cfg)
         console.print(f"{audit}: ok ({len(cfg.models)} models, layers: "
                       f"{', '.join(k for k, v in cfg.layers if v is not None)})")
 

@@ -14,9 +14,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from valuelens.errors import ValueLensError
+from valuelens.layers.def_layer.settings import DEFSettings
+from valuelens.layers.dilemmas.settings import DilemmaSettings
+from valuelens.layers.mark.settings import MarkSettings
 from valuelens.training import TrainSettings
 
 MAX_AUDIT_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # values after expanding aliases
 
 
 class Strict(BaseModel):
@@ -109,6 +113,9 @@ class FirstTokenSettings(Strict):
 
 class Layers(Strict):
     first_token: FirstTokenSettings | None = None
+    diversity: DEFSettings | None = None
+    dilemmas: DilemmaSettings | None = None
+    mark: MarkSettings | None = None
 
     @model_validator(mode="after")
     def _some_layer(self) -> Layers:
@@ -175,10 +182,39 @@ def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dic
     return out
 
 
+def _check_expansion(root: yaml.Node, origin: str) -> None:
+    """Refuse alias bombs ("billion laughs") and recursive aliases before
+    anything walks the expanded tree: count nodes with aliases expanded,
+    sharing the count of each node (linear in the file's size)."""
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        kids = ([n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode)
+                else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if done:
+            on_path.discard(id(node))
+            size[id(node)] = total = 1 + sum(size[id(k)] for k in kids)
+            if total > MAX_YAML_NODES:
+                raise ValueLensError(f"{origin} line {node.start_mark.line + 1}: invalid YAML: aliases expand to more "
+                                     f"than {MAX_YAML_NODES} values (an alias bomb?)")
+        elif id(node) in on_path:
+            raise ValueLensError(f"{origin} line {node.start_mark.line + 1}: invalid YAML: recursive alias")
+        elif id(node) not in size:
+            on_path.add(id(node))
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids)
+
+
 def parse_audit(text: str, origin: str) -> AuditConfig:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_expansion(node, origin)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ValueLensError(f"{origin}: invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" line {mark.line + 1}" if mark else ""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from valuelens.data.cao2025 import finite, safe_sum, show
-from valuelens.data.survey import LABELS, HumanDistribution, Question, Survey
+from valuelens.data.survey import LABELS, HumanDistribution, Question, Survey, check_size
 from valuelens.errors import ValueLensError
 
 HF_DATASET = "Anthropic/llm_global_opinions"
@@ -43,6 +43,7 @@ def _literal(text: Any, where: str, field: str, kind: type) -> Any:
 
 def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
     try:
+        check_size(path)
         text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise ValueLensError(f"{path}: file not found") from None

@@ -19,6 +19,7 @@ from typing import Any
 from valuelens.errors import ValueLensError
 
 LABELS = "ABCDEFGHIJ"
+MAX_DATA_BYTES = 32 << 20  # survey JSON/CSV files; the largest real ones are under 2 MB
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,20 @@ def _builtin(name: str) -> Any:
     return json.loads(resources.files("valuelens.data").joinpath(name).read_text(encoding="utf-8"))
 
 
+def check_size(path: Path, limit: int = MAX_DATA_BYTES) -> None:
+    """Refuse a data file over ``limit`` bytes before reading it (a missing
+    file is left to the reader's own error)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return
+    if size > limit and path.is_file():
+        raise ValueLensError(f"{path}: {size} bytes, larger than the {limit >> 20} MiB limit for this kind of data file")
+
+
 def read_json(path: Path) -> Any:
     try:
+        check_size(path)
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueLensError(f"{path}: file not found") from None

@@ -21,6 +21,7 @@ AGE_GROUPS = ("<=29", "30-49", "50+")
 SEX = {1: "male", 2: "female"}
 DEMOGRAPHIC_COLUMNS = ("B_COUNTRY", "B_COUNTRY_ALPHA", "Q260", "Q262", "W_WEIGHT")
 _RESERVED = {"country", "sex", "age", "age_group", "weight"}
+MAX_HEADER_CHARS = 1 << 20
 
 # ISO 3166-1 numeric code, alpha-3 code, name as WVS writes it (909 is WVS's own code).
 _TABLE = """8 ALB Albania;12 DZA Algeria;20 AND Andorra;31 AZE Azerbaijan;32 ARG Argentina;36 AUS Australia;
@@ -144,7 +145,9 @@ def load_microdata(csv_path: str | Path, codebook: dict[str, Question], question
     path = Path(csv_path)
     try:
         with path.open(encoding="utf-8") as f:
-            head = f.readline()
+            head = f.readline(MAX_HEADER_CHARS + 1)
+        if len(head) > MAX_HEADER_CHARS:  # a WVS-7 header is ~6 KB; do not read a huge first line
+            raise ValueLensError(f"{path}: line 1 (the header) is longer than {MAX_HEADER_CHARS} characters")
         sep = ";" if head.count(";") > head.count(",") else ","
         cols = list(pd.read_csv(path, sep=sep, nrows=0).columns)
         ccol = "B_COUNTRY" if "B_COUNTRY" in cols else "B_COUNTRY_ALPHA" if "B_COUNTRY_ALPHA" in cols else None

@@ -20,6 +20,7 @@ not make it infinite), and the ordinal EMD.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,8 +111,7 @@ class FirstTokenRun:
     def __init__(self, settings: FirstTokenSettings, ctx: LayerContext):
         self.s, self.ctx, self.audit = settings, ctx, ctx.audit
         d = settings.data
-        extra = {k: v for k, v in (("codebook", d.codebook), ("metadata", d.metadata)) if v}
-        self.survey = load_survey(d.kind, d.path, d.path_zh, **extra)
+        self.survey = _load(d.kind, d.path, d.path_zh, d.codebook, d.metadata)
         self.questions = list(self.survey.questions.values())[: settings.limit]
         self.names = {**country_names(), **{c: {"en": c, **v} for c, v in self.audit.country_names.items()}}
         self.splits = settings.test_splits or {"all": Split(countries=list(self.audit.countries))}
@@ -140,6 +140,34 @@ class FirstTokenRun:
         for it, c, r in zip(self.items, asked, res):
             rows.append({"condition": condition, "item": it, "prompt_country": c, "result": r})
         return rows
+
+
+def _stamp(path: str | None) -> tuple | None:
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st else None
+
+
+_SURVEYS: dict[tuple, Survey] = {}
+
+
+def _load(kind: str, path: str | None, path_zh: str | None, codebook: str | None, metadata: str | None) -> Survey:
+    """load_survey, remembering the last survey read (the pre-run check and
+    each model's run read the same files; a changed file is read again)."""
+    key = (kind, *((p, _stamp(p)) for p in (path, path_zh, codebook, metadata)))
+    if key not in _SURVEYS:
+        extra = {k: v for k, v in (("codebook", codebook), ("metadata", metadata)) if v}
+        survey = load_survey(kind, path, path_zh, **extra)
+        _SURVEYS.clear()
+        _SURVEYS[key] = survey
+    return _SURVEYS[key]
+
+
+def check(settings: FirstTokenSettings, ctx: LayerContext) -> None:
+    """Before the run writes anything: read the data and build the items."""
+    FirstTokenRun(settings, ctx)
 
 
 def _metrics(human: tuple[float, ...] | None, probs: tuple[float, ...] | None) -> dict[str, float]:

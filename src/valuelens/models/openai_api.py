@@ -58,6 +58,16 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _logprob(v: Any) -> float | None:
+    """A logprob from JSON as a float (huge integers become inf), or None if not a number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf
+
+
 def _server_message(response: Any) -> str:
     """The server's own short error message, else the start of the body."""
     try:
@@ -218,7 +228,11 @@ class OpenAIBackend:
         elif isinstance(lp, dict) and self.mode == "completions" and lp.get("tokens"):
             top = dict((lp.get("top_logprobs") or [{}])[0] or {})
             top.setdefault(lp["tokens"][0], (lp.get("token_logprobs") or [None])[0])
-        top = {t: float(v) for t, v in top.items() if isinstance(t, str) and isinstance(v, (int, float))}
+        top = {t: _logprob(v) for t, v in top.items() if isinstance(t, str) and _logprob(v) is not None}
+        bad = [v for v in top.values() if math.isnan(v) or v > 1e-3]
+        if bad:  # a probability above 1 (or NaN): the response is broken, not a distribution
+            raise BackendError(f"{self.name}: the server returned an invalid logprob ({bad[0]!r})")
+        top = {t: min(v, 0.0) for t, v in top.items()}
         if not top:
             self._count("missing_logprobs")
             raise BackendError(f"{self.name}: the server returned no logprobs; option distributions need "
@@ -245,9 +259,10 @@ class OpenAIBackend:
         return self._run_all(jobs)
 
     def _text(self, choice: dict[str, Any]) -> str:
-        if self.mode == "completions":
-            return choice.get("text") or ""
-        return (choice.get("message") or {}).get("content") or ""
+        text = choice.get("text") if self.mode == "completions" else (choice.get("message") or {}).get("content")
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"the reply text is a {type(text).__name__}, not a string")
+        return text or ""
 
     def generate(self, items: Sequence[tuple[GenerateRequest, int]]) -> list[str]:
         """One request per sample (``n=1``) with seed ``sample_seed(seed, index)``."""

@@ -24,12 +24,15 @@ ValueLensError naming the file, the row (1-based) and the field.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from valuelens.data.dilemmas.schema import Chain, ChainStep, Dilemma, MCScenario, MCTemplates, Text
+from valuelens.data.survey import check_size
 from valuelens.errors import ValueLensError
 
 MC_TEMPLATES = ("ab", "compare", "repeat")
@@ -46,11 +49,14 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Objects from a JSONL file, or a JSON file holding objects or lists of them."""
     p = Path(path)
     try:
+        check_size(p)
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ValueLensError(f"{p}: file not found") from None
-    except (IsADirectoryError, UnicodeDecodeError) as e:
-        raise ValueLensError(f"{p}: cannot read as UTF-8 text ({type(e).__name__})") from None
+    except UnicodeDecodeError as e:
+        raise ValueLensError(f"{p}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:  # a directory, no permission, ...
+        raise ValueLensError(f"{p}: cannot read ({e.strerror or type(e).__name__})") from None
     out: list[Any] = []
     if p.suffix == ".jsonl":
         for n, line in enumerate(text.splitlines(), 1):
@@ -59,6 +65,9 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
                     out.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise ValueLensError(f"{p} line {n}: invalid JSON: {e.msg}") from None
+                except (RecursionError, ValueError) as e:  # too deep; an integer beyond Python's digit limit
+                    why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:80]
+                    raise ValueLensError(f"{p} line {n}: invalid JSON ({why})") from None
     else:
         dec, pos = json.JSONDecoder(), 0
         while pos < len(text):
@@ -70,6 +79,9 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
                 obj, pos = dec.raw_decode(text, pos)
             except json.JSONDecodeError as e:
                 raise ValueLensError(f"{p} line {e.lineno}: invalid JSON: {e.msg}") from None
+            except (RecursionError, ValueError) as e:  # too deep; an integer beyond Python's digit limit
+                why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:80]
+                raise ValueLensError(f"{p} line {text.count(chr(10), 0, pos) + 1}: invalid JSON ({why})") from None
             out.extend(obj if isinstance(obj, list) else [obj])
     for i, rec in enumerate(out, 1):
         if not isinstance(rec, dict):
@@ -113,8 +125,7 @@ def _rows(path: Path, records: list[dict[str, Any]], parse):
             out.append(parse(rec, i))
         except RowError as e:
             raise ValueLensError(f"{path} row {i}: field {e.field!r}: {e.problem}") from None
-    ids = [x.id for x in out]
-    dup = sorted({x for x in ids if ids.count(x) > 1})
+    dup = sorted(k for k, n in Counter(x.id for x in out).items() if n > 1)
     if dup:
         raise ValueLensError(f"{path}: duplicate ids {dup[:5]}")
     if not out:
@@ -234,11 +245,16 @@ def load_mmd(path: str | Path) -> list[Chain]:
 
 def _mc_csv(path: Path) -> list[MCScenario]:
     try:
-        f = path.open(encoding="utf-8", newline="")
+        check_size(path)
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ValueLensError(f"{path}: file not found") from None
-    with f:
-        reader = csv.DictReader(f)
+    except UnicodeDecodeError as e:
+        raise ValueLensError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:  # a directory, no permission, ...
+        raise ValueLensError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         missing = [c for c in MC_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueLensError(f"{path}: missing column {missing[0]!r}")
@@ -247,9 +263,21 @@ def _mc_csv(path: Path) -> list[MCScenario]:
             for c in ("scenario_id", "context", "action1", "action2"):
                 if not (r.get(c) or "").strip():
                     raise ValueLensError(f"{path} row {n}: field {c!r}: empty")
-            out.append(MCScenario(r["scenario_id"].strip(), r["ambiguity"].strip(), r["generation_rule"].strip(),
-                                  r["context"].strip(), r["action1"].strip(), r["action2"].strip()))
+            out.append(MCScenario(r["scenario_id"].strip(), (r["ambiguity"] or "").strip(),
+                                  (r["generation_rule"] or "").strip(), r["context"].strip(),
+                                  r["action1"].strip(), r["action2"].strip()))
+    except csv.Error as e:
+        raise ValueLensError(f"{path} line {reader.line_num + 1}: invalid CSV ({e})") from None
     return out
+
+
+def _formats(template: str, *args: str, **kw: str) -> bool:
+    """Whether ``template.format(*args, **kw)`` works (the layer formats it later)."""
+    try:
+        template.format(*args, **kw)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+        return False
+    return True
 
 
 def _json_obj(path: Path) -> dict[str, Any]:
@@ -274,7 +302,7 @@ def load_moralchoice(root: str | Path, ambiguity: str = "both") -> tuple[list[MC
         for key in ("question_header", "question"):
             if not isinstance(q.get(key), str):
                 raise ValueLensError(f"{qp}: field {key!r}: missing or not a string")
-        if q["question"].count("{}") != 3:
+        if q["question"].count("{}") != 3 or not _formats(q["question"], "c", "a", "b"):
             raise ValueLensError(f"{qp}: field 'question': expected three {{}} placeholders (context, option A, option B)")
         questions[name] = (q["question_header"], q["question"])
         sides = {}
@@ -282,6 +310,10 @@ def load_moralchoice(root: str | Path, ambiguity: str = "both") -> tuple[list[MC
             pats = r.get(f"responses_{side}")
             if not isinstance(pats, list) or not all(isinstance(x, str) for x in pats):
                 raise ValueLensError(f"{rp}: field 'responses_{side}': expected a list of strings")
+            for i, pat in enumerate(pats):
+                if not _formats(pat, optionA="a", optionA_short="a", optionB="b", optionB_short="b"):
+                    raise ValueLensError(f"{rp}: field 'responses_{side}'[{i}]: placeholders must be {{optionA}}, "
+                                         "{optionA_short}, {optionB} or {optionB_short} (a literal brace is {{ or }})")
             sides[side] = tuple(pats)
         responses[name] = sides
     ref = root / "response_templates" / "refusals.txt"
@@ -289,4 +321,8 @@ def load_moralchoice(root: str | Path, ambiguity: str = "both") -> tuple[list[MC
         refusals = tuple(line.strip() for line in ref.read_text(encoding="utf-8").splitlines() if line.strip())
     except FileNotFoundError:
         raise ValueLensError(f"{ref}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise ValueLensError(f"{ref}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ValueLensError(f"{ref}: cannot read ({e.strerror or type(e).__name__})") from None
     return scenarios, MCTemplates(questions, responses, refusals)

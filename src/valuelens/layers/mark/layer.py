@@ -1,0 +1,117 @@
+"""MARK layer entry points: ``run`` (one model) and ``combine`` (Table 3).
+
+Tables: ``mark_traces`` (a readable row per MARK respondent-question),
+``mark_responses`` (every method's answer per respondent-question),
+``mark_items`` (per method × language × question × country distributions and
+metrics), ``mark_summary`` (per method × language, with bootstrap intervals
+and the paired test against MARK), ``mark_stages`` (valid / invalid / repaired
+per stage) and, after all models, ``mark_table3``. Full traces go to
+``OUT/mark_traces/<model>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from valuelens.data.survey import country_names
+from valuelens.errors import ValueLensError
+from valuelens.layers import LayerContext
+from valuelens.layers.mark.baselines import run_baselines
+from valuelens.layers.mark.data import load_sample
+from valuelens.layers.mark.evaluate import items, responses, summary, table3
+from valuelens.layers.mark.pipeline import run_mark
+from valuelens.layers.mark.settings import MarkSettings
+from valuelens.models import CachedModel
+
+PERSONA_STAGES = ("stress", "type", "impact")
+
+
+def write_traces(path: Path, records: list[dict[str, Any]], model: str) -> Path:
+    """One JSON object per line, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps({"model": model, **r}, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _last_error(rec: dict[str, Any]) -> str | None:
+    st = rec["stages"].get(rec["invalid_stage"] or "")
+    return st["attempts"][-1]["error"] if st and st["attempts"] else None
+
+
+def trace_row(r: dict[str, Any]) -> dict[str, Any]:
+    """The readable summary of one trace."""
+    st = r["stages"].get("stress", {})
+    scores = (st.get("parsed") or {}).get("scores", {})
+    choices = ((r["stages"].get("reason") or {}).get("parsed") or {}).get("choices", {})
+    vote = r["vote"] or {}
+    persona = "; ".join(f"{k}={v}" for k, v in r["inputs"]["persona"].items() if v is not None and k != "country")
+    return {
+        "respondent_id": r["respondent_id"], "country": r["country"], "language": r["language"],
+        "question_id": r["question_id"], "persona": persona, "prior_type": r["prior"]["type"],
+        "stress_level": (st.get("parsed") or {}).get("stress_level"),
+        "stressors": "; ".join(f"{k} ({scores[k]:g})" for k in st.get("stressors", [])) or None,
+        "mbti": r["mbti"],
+        "stack": " ".join(f"{f}{'+' if r['impacts'][f] == 'positive' else '-'}" for _, f in r["stack"])
+        if r["stack"] and r["impacts"] else None,
+        "choices": " ".join(f"{f}:{c['option']}" for f, c in choices.items()) or None,
+        "weights": ", ".join(f"{f} {w:.3f}" for f, w in vote.get("weights", {}).items()) or None,
+        "answer": r["answer"], "answer_text": r["answer_text"], "truth": r["truth"],
+        "correct": r["answer"] == r["truth"], "valid": r["valid"], "invalid_stage": r["invalid_stage"],
+        "error": _last_error(r), "explanation": r["explanation"], "calls": r["calls"],
+    }
+
+
+def stage_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per language × stage: jobs, valid, invalid, repaired (valid after a retry), calls."""
+    seen, rows = set(), []
+    for r in records:
+        for stage, o in r["stages"].items():
+            key = (r["language"], stage, r["respondent_id"]) + (() if stage in PERSONA_STAGES else (r["question_id"],))
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append({"language": r["language"], "stage": stage, "valid": o["valid"],
+                         "repaired": o["valid"] and len(o["attempts"]) > 1, "calls": len(o["attempts"])})
+    cols = ["language", "stage", "jobs", "valid", "invalid", "repaired", "calls"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    out = df.groupby(["language", "stage"], sort=False).agg(
+        jobs=("valid", "size"), valid=("valid", "sum"), repaired=("repaired", "sum"), calls=("calls", "sum"))
+    out["invalid"] = out["jobs"] - out["valid"]
+    return out.reset_index()[cols]
+
+
+def run(model: CachedModel, settings: MarkSettings, ctx: LayerContext) -> dict[str, pd.DataFrame]:
+    audit = ctx.audit
+    sample = load_sample(settings, list(audit.countries), audit.seed)
+    names = {**country_names(), **{c: {"en": c, **v} for c, v in audit.country_names.items()}}
+    langs = [lang for lang in audit.languages if any(lang in q.languages() for q in sample.questions.values())]
+    if not langs:
+        raise ValueLensError(f"layers.mark: the questions have no text in {', '.join(audit.languages)}; "
+                             "give data.texts (a questionnaire JSON with these languages)")
+    mark = run_mark(model, settings, sample.respondents, sample.questions, langs, names, audit.seed, ctx.tracker)
+    base = run_baselines(model, settings, sample.respondents, sample.questions, sample.context, langs, names,
+                         audit.seed, ctx.tracker)
+    write_traces(ctx.out_dir / "mark_traces" / f"{model.name}.jsonl", mark, model.name)
+    resp = responses(mark + base, {r.id: r.weight for r in sample.respondents},
+                     {q.id: len(q.labels) for q in sample.questions.values()})
+    resp["reply"] = [None] * len(mark) + [b["reply"] for b in base]
+    its = items(resp, sample.global_human)
+    return {"mark_traces": pd.DataFrame([trace_row(r) for r in mark]), "mark_responses": resp, "mark_items": its,
+            "mark_summary": summary(resp, its, settings.reference, settings.bootstrap, audit.seed),
+            "mark_stages": stage_table(mark)}
+
+
+def combine(tables: dict[str, pd.DataFrame], settings: MarkSettings) -> dict[str, pd.DataFrame]:
+    summ = tables.get("mark_summary")
+    return {"mark_table3": table3(summ)} if summ is not None and len(summ) else {}

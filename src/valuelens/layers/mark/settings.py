@@ -1,0 +1,78 @@
+"""Settings of the MARK layer (``layers.mark`` in the audit file).
+
+Defined here, without importing :mod:`valuelens.config`, so the config can
+import it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BASELINES = ("demo_ideo", "demo_ideo_opinion", "worldvaluesbench")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MarkData(_Strict):
+    """WVS-7 respondent microdata (CSV) and its codebook."""
+
+    path: str = Field(min_length=1, description="WVS-7 microdata CSV")
+    codebook: str = Field(min_length=1, description="codebook.json")
+    metadata: str | None = Field(default=None, description="question_metadata.json (question wording)")
+    adjustments: str | None = Field(default=None, description="answer_adjustment.json")
+    texts: str | None = Field(default=None, description="questionnaire JSON with en/zh texts for the questions "
+                                                       "(same ids and option counts); needed for Chinese prompts")
+
+
+class StackWeights(_Strict):
+    """Base vote weight of each position in the function stack."""
+
+    dominant: float = Field(default=0.4, gt=0)
+    auxiliary: float = Field(default=0.3, gt=0)
+    tertiary: float = Field(default=0.2, gt=0)
+    inferior: float = Field(default=0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StackWeights:
+        w = self.as_tuple()
+        if any(a < b for a, b in zip(w, w[1:])):
+            raise ValueError("weights must satisfy dominant >= auxiliary >= tertiary >= inferior")
+        return self
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return (self.dominant, self.auxiliary, self.tertiary, self.inferior)
+
+
+class MarkSettings(_Strict):
+    """Layer 3b: MARK (multi-stage personality-driven reasoning) and its baselines."""
+
+    data: MarkData
+    questions: list[str] = Field(min_length=1, description="WVS-7 question ids to simulate, e.g. [Q1, Q46]")
+    opinion_questions: list[str] = Field(default_factory=list,
+                                         description="extra context-only questions for the prior-opinion baseline")
+    max_opinions: int = Field(default=10, ge=1, description="prior opinions shown per prompt")
+    respondents_per_country: int = Field(default=50, ge=1)
+    weights: StackWeights = Field(default_factory=StackWeights)
+    negative_factor: float = Field(default=0.5, gt=0, le=1,
+                                   description="multiplies the weight of a negatively impacted function")
+    max_retries: int = Field(default=2, ge=0, le=5, description="repair attempts per structured stage")
+    max_tokens: int = Field(default=512, ge=16, le=4096, description="per structured stage")
+    baseline_max_tokens: int = Field(default=32, ge=1, le=4096)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    baselines: list[Literal["demo_ideo", "demo_ideo_opinion", "worldvaluesbench"]] = \
+        Field(default_factory=lambda: list(BASELINES))
+    explain: bool = Field(default=True, description="LLM-written explanation of the synthesised answer")
+    reference: Literal["sampled", "global"] = Field(
+        default="sampled", description="human distribution in Table 3: the sampled respondents' or the whole country's")
+    bootstrap: int = Field(default=1000, ge=100, le=100_000, description="bootstrap resamples")
+
+    @field_validator("questions", "baselines")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("duplicate entries")
+        return v
