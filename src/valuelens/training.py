@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from valuelens.errors import ValueLensError
+from valuelens.errors import MissingDependency, ValueLensError
 from valuelens.models.hf import HFBackend
 from valuelens.models.requests import OptionRequest
 from valuelens.progress import Tracker
@@ -161,8 +161,10 @@ def _train(backend, train, val, seqs, settings, out_dir, progress, digest) -> Tr
     torch, ckpt, (tr_seqs, va_seqs) = backend.torch, out_dir / "checkpoint", seqs
     torch.manual_seed(settings.seed)
     if settings.method == "lora":
-        from peft import LoraConfig, get_peft_model
-
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError:
+            raise MissingDependency("LoRA fine-tuning needs peft: pip install 'valuelens[hf]'") from None
         cfg = LoraConfig(task_type="CAUSAL_LM", r=settings.lora_r, lora_alpha=settings.lora_alpha,
                          lora_dropout=settings.lora_dropout, target_modules=list(settings.target_modules))
         backend.model = get_peft_model(backend.model, cfg)
