@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from valuelens.data.cao2025 import finite, safe_sum, show
-from valuelens.data.survey import LABELS, HumanDistribution, Question, Survey, check_size
+from valuelens.data.survey import LABELS, HumanDistribution, Question, Survey, read_text
 from valuelens.errors import ValueLensError
 
 HF_DATASET = "Anthropic/llm_global_opinions"
@@ -42,15 +42,7 @@ def _literal(text: Any, where: str, field: str, kind: type) -> Any:
 
 
 def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    try:
-        check_size(path)
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ValueLensError(f"{path}: file not found") from None
-    except OSError as e:
-        raise ValueLensError(f"{path}: cannot read ({e.strerror or e})") from None
-    except UnicodeDecodeError as e:
-        raise ValueLensError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    text = read_text(path, "utf-8-sig")
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = reader.fieldnames or []

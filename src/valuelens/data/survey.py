@@ -92,24 +92,32 @@ def check_size(path: Path, limit: int = MAX_DATA_BYTES) -> None:
         raise ValueLensError(f"{path}: {size} bytes, larger than the {limit >> 20} MiB limit for this kind of data file")
 
 
-def read_json(path: Path) -> Any:
+def read_text(path: Path, encoding: str = "utf-8", limit: int = MAX_DATA_BYTES) -> str:
+    """A data file's text, or a one-line error naming the file (missing, a
+    directory, over ``limit`` bytes, not ``encoding``, unreadable)."""
     try:
-        check_size(path)
-        return json.loads(path.read_text(encoding="utf-8"))
+        check_size(path, limit)
+        return path.read_bytes().decode(encoding)
     except FileNotFoundError:
         raise ValueLensError(f"{path}: file not found") from None
     except IsADirectoryError:
-        raise ValueLensError(f"{path}: is a directory, expected a JSON file") from None
-    except RecursionError:
-        raise ValueLensError(f"{path}: JSON nested too deeply") from None
+        raise ValueLensError(f"{path}: is a directory, expected a file") from None
     except UnicodeDecodeError as e:
         raise ValueLensError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:  # no permission, ...
+        raise ValueLensError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
+
+
+def read_json(path: Path) -> Any:
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueLensError(f"{path}: JSON nested too deeply") from None
     except json.JSONDecodeError as e:
         raise ValueLensError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
         raise ValueLensError(f"{path}: invalid JSON ({str(e).splitlines()[0][:80]})") from None
-    except OSError as e:
-        raise ValueLensError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def parse_questions(raw: Any, origin: str) -> list[Question]:

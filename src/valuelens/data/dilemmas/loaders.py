@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from valuelens.data.dilemmas.schema import Chain, ChainStep, Dilemma, MCScenario, MCTemplates, Text
-from valuelens.data.survey import check_size
+from valuelens.data.survey import read_text
 from valuelens.errors import ValueLensError
 
 MC_TEMPLATES = ("ab", "compare", "repeat")
@@ -48,15 +48,7 @@ class RowError(Exception):
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Objects from a JSONL file, or a JSON file holding objects or lists of them."""
     p = Path(path)
-    try:
-        check_size(p)
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueLensError(f"{p}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise ValueLensError(f"{p}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:  # a directory, no permission, ...
-        raise ValueLensError(f"{p}: cannot read ({e.strerror or type(e).__name__})") from None
+    text = read_text(p)
     out: list[Any] = []
     if p.suffix == ".jsonl":
         for n, line in enumerate(text.splitlines(), 1):
@@ -244,15 +236,7 @@ def load_mmd(path: str | Path) -> list[Chain]:
 
 
 def _mc_csv(path: Path) -> list[MCScenario]:
-    try:
-        check_size(path)
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ValueLensError(f"{path}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise ValueLensError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:  # a directory, no permission, ...
-        raise ValueLensError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
+    text = read_text(path)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         missing = [c for c in MC_COLUMNS if c not in (reader.fieldnames or [])]
