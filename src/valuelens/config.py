@@ -133,6 +133,10 @@ class AuditConfig(Strict):
     languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en", "zh"], min_length=1)
     chunk_size: int = Field(default=32, ge=1, description="calls committed to the store per transaction")
     models: list[ModelEntry] = Field(min_length=1)
+    max_parallel_models: int | None = Field(
+        default=None, ge=1,
+        description="lanes run at once (a lane: one server's models, or all local models, or an entry's options.lane); "
+                    "default: every lane at once; 1: one model after another")
     layers: Layers
 
     @field_validator("countries")
@@ -153,6 +157,10 @@ class AuditConfig(Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"duplicate model names: {dup}")
+        for m in v:
+            lane = m.options.get("lane")
+            if lane is not None and not (isinstance(lane, str) and lane.strip()):
+                raise ValueError(f"model {m.name}: options.lane must be a non-empty name")
         return v
 
     @model_validator(mode="after")
