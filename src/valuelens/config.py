@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from valuelens.data.catalogue import lookup, resolve, suggest
 from valuelens.errors import ValueLensError
 from valuelens.layers.def_layer.settings import DEFSettings
 from valuelens.layers.dilemmas.settings import DilemmaSettings
@@ -27,20 +28,42 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_CATALOGUE_RULE = "; filled from the built-in catalogue when the model is a known one and the key is not set"
+
+
 class ModelEntry(Strict):
-    """One audited model: how to reach it, and its catalogue metadata."""
+    """One audited model: how to reach it, and its catalogue metadata.
+
+    A known model (``valuelens models`` lists the built-in catalogue) gets its
+    metadata — display_name, region, family, params_b, architecture,
+    alignment — filled in: the entry named by ``catalogue:``, else the one
+    the backend runs (``embedded``; the path of ``hf:``/``vllm:``, or its last
+    component; the MODEL of ``openai:MODEL@URL``), else the one named by
+    ``name``; case-insensitive, over names, aliases and Hugging Face repo ids.
+    A key set in the audit file always wins; ``catalogue: null`` turns the
+    lookup off. Unknown models keep the defaults below.
+    """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._\-]+$")
-    backend: str = Field(min_length=1, description="embedded | hf:PATH | openai:MODEL@URL | scripted:PATH")
-    display_name: str | None = None
-    region: Literal["China", "Western", "other"] = "other"
-    family: str = "unknown"
-    params_b: float | None = Field(default=None, gt=0, description="parameters, billions")
-    architecture: Literal["dense", "MoE"] = "dense"
-    alignment: Literal["base", "SFT", "RLHF-DPO", "full-FT", "unknown"] = "unknown"
+    backend: str = Field(min_length=1, description="embedded | hf:PATH | openai:MODEL@URL | vllm:PATH | scripted:PATH")
+    catalogue_ref: str | None = Field(
+        default=None, alias="catalogue", exclude=True,
+        description="the catalogue entry to take metadata from (name, alias or repo id); default: found from the "
+                    "backend, then the name; null: none")
+    display_name: str | None = Field(default=None, description="default: the name" + _CATALOGUE_RULE)
+    region: Literal["China", "Western", "other"] = Field(default="other", description="origin" + _CATALOGUE_RULE)
+    family: str = Field(default="unknown",
+                        description="architecture series, e.g. Llama-3, Mistral, Qwen" + _CATALOGUE_RULE)
+    params_b: float | None = Field(default=None, gt=0, description="parameters, billions" + _CATALOGUE_RULE)
+    architecture: Literal["dense", "MoE", "unknown"] = Field(
+        default="dense", description="dense | MoE | unknown (undisclosed)" + _CATALOGUE_RULE)
+    alignment: Literal["base", "SFT", "RLHF-DPO", "full-FT", "unknown"] = Field(
+        default="unknown", description="base | SFT | RLHF-DPO | full-FT (full fine-tune of a base model)"
+                                       + _CATALOGUE_RULE)
     revision: str | None = None
     batch_size: int = Field(default=8, ge=1, le=1024)
     options: dict[str, Any] = Field(default_factory=dict, description="backend options, e.g. max_concurrency, api_key_env")
+    _known: str | None = PrivateAttr(default=None)
 
     @field_validator("backend")
     @classmethod
@@ -58,6 +81,34 @@ class ModelEntry(Strict):
         if any(k.lower() in {"api_key", "key", "token", "password"} for k in v):
             raise ValueError("secrets do not belong in the audit file; set api_key_env to the name of an environment variable")
         return v
+
+    @field_validator("catalogue_ref")
+    @classmethod
+    def _in_catalogue(cls, v: str | None) -> str | None:
+        if v is not None and lookup(v) is None:
+            close = suggest(v)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"{v!r} is not in the built-in catalogue (valuelens models lists it){hint}")
+        return v
+
+    @model_validator(mode="after")
+    def _fill_from_catalogue(self) -> ModelEntry:
+        if "catalogue_ref" in self.model_fields_set:
+            known = lookup(self.catalogue_ref) if self.catalogue_ref is not None else None
+        else:
+            known = resolve(self.name, self.backend)
+        if known is None:
+            return self
+        self._known = known.name
+        for key, value in known.metadata().items():
+            if key not in self.model_fields_set:
+                self.__dict__[key] = value  # not via setattr: model_fields_set keeps what the file set
+        return self
+
+    @property
+    def known_as(self) -> str | None:
+        """The catalogue entry this model's metadata came from, if any."""
+        return self._known
 
     def catalogue(self) -> dict[str, Any]:
         d = self.model_dump(exclude={"options", "batch_size"})
