@@ -2,12 +2,12 @@
 
 Each entry gives a model's metadata — origin region, family, parameter count,
 dense/MoE, alignment method — with its canonical name, display name, Hugging
-Face repo id, aliases (API model ids, older repo ids, the paper's spellings),
-developer and a short source note. ``null`` in the file means not disclosed or
+Face repo id, hosted-API model ids, aliases (older repo ids, the paper's
+spellings), developer and a short source note. ``null`` in the file means not disclosed or
 not known.
 
-Lookup is case-insensitive over the name, the aliases, the repo ids and the
-repo ids' last path component (``meta-llama/Meta-Llama-3-8B-Instruct`` also
+Lookup is case-insensitive over the name, the API ids, the aliases, the repo
+ids and the repo ids' last path component (``meta-llama/Meta-Llama-3-8B-Instruct`` also
 answers to ``Meta-Llama-3-8B-Instruct``). :func:`match_backend` finds the
 model a backend spec runs: ``embedded`` is SmolLM2-135M-Instruct; for
 ``hf:PATH``, ``openai:MODEL@URL`` and other ``KIND:ARG`` specs it tries the
@@ -47,7 +47,8 @@ class KnownModel(BaseModel):
     name: str = Field(min_length=1, description="canonical name, e.g. Llama-3-8B-Instruct")
     display_name: str = Field(min_length=1)
     hf_repo: str | None = Field(default=None, pattern=r"^[\w.\-]+/[\w.\-]+$", description="Hugging Face repo id")
-    aliases: tuple[str, ...] = ()
+    api_ids: tuple[str, ...] = Field(default=(), description="model ids of the hosted API, e.g. gpt-4o-2024-08-06")
+    aliases: tuple[str, ...] = Field(default=(), description="other spellings: older repo ids, the paper's names")
     region: Region
     family: str = Field(min_length=1, description="the architecture series the weights build on")
     developer: str = Field(min_length=1, description="who trained this checkpoint")
@@ -61,7 +62,7 @@ class KnownModel(BaseModel):
 
     def keys(self) -> set[str]:
         """Every lookup key (case-folded)."""
-        out = {self.name, *self.aliases}
+        out = {self.name, *self.api_ids, *self.aliases}
         if self.hf_repo:
             out.add(self.hf_repo)
         out |= {k.rsplit("/", 1)[-1] for k in list(out) if "/" in k}
