@@ -116,12 +116,17 @@ def validate(audit: Path = typer.Argument(..., help="audit YAML")):
 
 
 @app.command()
-def models(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: the demo audit")):
-    """List the model backends and the catalogue of an audit's models."""
+def models(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: the demo audit"),
+           only_catalogue: bool = typer.Option(False, "--catalogue", "-c",
+                                               help="only the built-in catalogue, with each entry's source")):
+    """List the model backends, the catalogue of an audit's models and the built-in catalogue."""
     from valuelens import api
     from valuelens.models.registry import BACKENDS
 
     with guarded():
+        if only_catalogue:
+            _print_known_models(with_source=True)
+            return
         t = Table(title="backends")
         t.add_column("name")
         t.add_column("what")
@@ -136,6 +141,31 @@ def models(audit: Optional[Path] = typer.Argument(None, help="audit YAML; defaul
         for r in rows:
             c.add_row(*[str(v) for v in r.values()])
         console.print(c)
+        known = [f"{m.name} = {m.known_as}" for m in cfg.models if m.known_as]
+        if known:
+            console.print(escape(f"metadata from the built-in catalogue (keys set in the file win): {'; '.join(known)}"),
+                          highlight=False)
+        _print_known_models(with_source=False)
+
+
+def _print_known_models(with_source: bool) -> None:
+    from valuelens.data.catalogue import known_models
+
+    ms = known_models()
+    t = Table(title=f"built-in catalogue ({len(ms)} models; an audit entry naming one gets its metadata)")
+    for col in ("name", "Hugging Face repo / API ids", "developer", "region", "family", "params_b", "architecture",
+                "alignment"):
+        t.add_column(col)
+    for m in ms:
+        ids = m.hf_repo or ", ".join(m.api_ids[:2]) or "—"
+        t.add_row(*[escape(v) for v in (m.name, ids, m.developer, m.region, m.family, m.params_text(),
+                                        m.architecture or "unknown", m.alignment or "unknown")])
+    console.print(t)
+    if with_source:
+        for m in ms:
+            also = [*m.api_ids, *m.aliases] + ([f"base: {m.base_model}"] if m.base_model else [])
+            console.print(escape(f"{m.name}: {m.source}" + (f" [{'; '.join(also)}]" if also else "")),
+                          highlight=False)
 
 
 @cache_app.command("info")
