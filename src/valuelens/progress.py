@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -13,6 +14,25 @@ Advance = Callable[[int], None]
 
 class Tracker(Protocol):
     def track(self, description: str, total: int) -> Advance: ...
+
+
+class LockedTracker:
+    """Any tracker made safe for several threads (lanes of models): creating a
+    bar and advancing one happen under one lock."""
+
+    def __init__(self, inner: Tracker):
+        self.inner = inner
+        self.lock = threading.Lock()
+
+    def track(self, description: str, total: int) -> Advance:
+        with self.lock:
+            advance = self.inner.track(description, total)
+
+        def locked_advance(n: int) -> None:
+            with self.lock:
+                advance(n)
+
+        return locked_advance
 
 
 class NullTracker:

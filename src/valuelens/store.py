@@ -50,7 +50,14 @@ def call_key(model_identity: dict[str, Any], request: dict[str, Any]) -> str:
 
 
 class Store:
-    """Thread-compatible only from the thread that opened it."""
+    """One SQLite connection, usable only from the thread that opened it.
+
+    Threads of one run each open their own Store on the same file: one of them
+    calls :meth:`begin_run`, the others :meth:`attach_run` with its run id.
+    WAL lets them read at once; writes are serialized (``put_many`` takes the
+    write lock with BEGIN IMMEDIATE, waiting up to 30 s), so the run's counts
+    stay exact whichever connection made the calls.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -71,6 +78,12 @@ class Store:
                 (self.run_id, time.time()),
             )
         return self.run_id
+
+    def attach_run(self, run_id: str) -> None:
+        """Count this connection's calls under a run another connection began."""
+        if self.conn.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
+            raise ValueError(f"{self.path}: no run {run_id}")
+        self.run_id = run_id
 
     def end_run(self, status: str = "finished") -> None:
         if self.run_id is None:
