@@ -30,10 +30,12 @@ class Layer:
 # The four layers, in the paper's order.
 LAYERS: tuple[Layer, ...] = (
     Layer("dilemmas", "Ethical dilemmas", "dilemma_", ("dilemmas", "dilemma", "moralchoice", "escalation")),
-    Layer("def", "DEF (Diversity-Enhanced Framework)", "def_", ("def",)),
+    Layer("def", "DEF (Diversity-Enhanced Framework)", "def_", ("diversity", "def")),
     Layer("first_token", "First-token alignment", "first_token_", ("first_token",)),
     Layer("mark", "MARK (personality-driven reasoning)", "mark_", ("mark",)),
 )
+
+HUMAN = "(human)"  # the human populations' points in def_map: not a model
 
 CATALOGUE_COLUMNS = ["name", "display_name", "region", "family", "params_b", "architecture", "alignment",
                      "revision", "backend", "calls_made", "calls_cached"]
@@ -97,7 +99,7 @@ def _union(data: ReportData, audit_key: str, column: str) -> list[str]:
         out += [c for c in (r.manifest.get("audit") or {}).get(audit_key, []) if c not in out]
     for df in data.tables.values():
         if column in df.columns:
-            out += [c for c in df[column].dropna().unique().tolist() if c not in out]
+            out += [c for c in df[column].dropna().unique().tolist() if c not in out and c != ""]
     return out
 
 
