@@ -28,8 +28,23 @@ INTERNAL = ("chrome:", "chrome-untrusted:", "chrome-search:", "devtools:")
 # Every plot div is rendered when plotly has drawn its .main-svg inside it.
 PLOTS_JS = """
 return Array.from(document.querySelectorAll('div.plot')).map(d => ({
-  id: d.id, section: d.closest('section') ? d.closest('section').id : null,
+  id: d.id, section: d.closest('section') ? d.closest('section').id : null, figure: d.getAttribute('data-figure'),
   rendered: d.getAttribute('data-rendered') === 'true', svg: d.querySelector('.main-svg') !== null}));
+"""
+
+# Each trace viewer: pick its last trace as a person would, then see which panel is visible.
+TRACES_JS = """
+return Array.from(document.querySelectorAll('select.trace-select')).map(sel => {
+  const panels = Array.from(document.getElementById(sel.getAttribute('data-target')).children);
+  const visible = () => panels.filter(d => !d.hidden && d.offsetHeight > 0).map(d => d.id);
+  const before = visible();
+  sel.value = sel.options[sel.options.length - 1].value;
+  sel.dispatchEvent(new Event('change'));
+  const after = visible();
+  const shown = after.length ? document.getElementById(after[0]).innerText : '';
+  return {id: sel.closest('.trace-viewer').id, options: sel.options.length, before: before, chosen: sel.value,
+          after: after, text: shown};
+});
 """
 
 
@@ -38,7 +53,9 @@ class PageReport:
     url: str
     console: list[dict] = field(default_factory=list)  # {"level", "message"}
     requests: list[tuple[str, str]] = field(default_factory=list)  # (url, document url) of every request
-    plots: list[dict] = field(default_factory=list)  # {"id", "section", "rendered", "svg"}
+    plots: list[dict] = field(default_factory=list)  # {"id", "section", "figure", "rendered", "svg"}
+    # per trace viewer: {"id", "options", "before", "chosen", "after", "text"}
+    traces: list[dict] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
     screenshot: Path | None = None
     seconds: float = 0.0
@@ -98,6 +115,7 @@ def open_page(html: Path, screenshot: Path | None = None, timeout: float = 20.0)
         WebDriverWait(driver, timeout, poll_frequency=0.2).until(
             lambda d: all(p["rendered"] and p["svg"] for p in d.execute_script(PLOTS_JS)))
         report.plots = driver.execute_script(PLOTS_JS)
+        report.traces = driver.execute_script(TRACES_JS)
         report.sections = driver.execute_script(
             "return Array.from(document.querySelectorAll('section')).map(s => s.id)")
         report.console = [{"level": e["level"], "message": e["message"]} for e in driver.get_log("browser")]

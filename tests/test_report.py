@@ -20,7 +20,10 @@ from valuelens.report import build_comparison, build_report
 from valuelens.report.compare import compare
 from valuelens.report.headline import compute
 from valuelens.report.load import comparison_data, report_data
+from valuelens.results import export_tables
 from valuelens.stats import ttest
+
+from test_report_figures import FIGURES, layer_tables
 
 ARTIFACTS = Path(os.environ.get("VALUELENS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 SCRIPTS = {
@@ -71,7 +74,8 @@ def other_run(tmp_path_factory) -> Path:
 
 
 def add_future_tables(out: Path) -> None:
-    """Columns and tables other layers will export: conditions, distances vs human, Table 2, dilemmas."""
+    """Columns and tables the other layers export: conditions, distances vs human, Table 2; dilemma, DEF and
+    MARK tables (synthetic, in their exported format)."""
     res = out / "results"
     items = pd.read_parquet(res / "first_token_items.parquet")
     if "condition" in items.columns:
@@ -95,9 +99,7 @@ def add_future_tables(out: Path) -> None:
                    "average": 0.65}
                   for m in ("cn-model", "west-model") for i, c in enumerate(("ZS", "ZS[ctrl]", "FT", "FT[ctrl]"))]
                  ).to_parquet(res / "first_token_table2.parquet", index=False)
-    pd.DataFrame([{"model": "cn-model", "language": "en", "flip_rate": 0.8, "agreement_all": 0.9},
-                  {"model": "west-model", "language": "en", "flip_rate": 0.1, "agreement_all": 0.4}]
-                 ).to_parquet(res / "dilemma_summary.parquet", index=False)
+    export_tables(out, layer_tables(("cn-model", "west-model")))  # dilemma, DEF and MARK tables
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +184,9 @@ def test_partial_runs_say_no_data_yet(run_dir, tmp_path):
 def test_future_tables_are_rendered(rich_dir):
     text = text_of(build_report(rich_dir).read_text(encoding="utf-8"))
     assert "Table 2 layout" in text and "C1-Q1" in text and "1−JSD vs human (higher is closer)" in text
-    assert "Ethical dilemmas: included" in text and "dilemma_summary" in text
+    assert "Ethical dilemmas: included" in text and "Consequence flip rates" in text
     assert re.search(r"cn-model language en consequence flip rate 0\.800 > 0\.5", text)
+    assert "DEF (Diversity-Enhanced Framework): included" in text and "Trace viewer" in text
     items = pd.read_parquet(rich_dir / "results" / "first_token_items.parquet")
     zs = items[(items.condition == "ZS") & (items.country == "China")]
     for model, v in zs.groupby("model")["one_minus_jsd"].mean().items():  # headline: ZS rows, per country
@@ -227,11 +230,21 @@ def test_report_renders_in_a_browser(rich_dir, other_run, tmp_path):
     page = browser.open_page(dest, ARTIFACTS / "report-comparison.png", timeout=25)
     assert page.errors == [], page.errors
     assert page.foreign_requests == [] and page.url in page.page_requests
-    expected = {"layer-first_token", "layer-dilemmas", "comparisons"}
+    expected = {"layer-first_token", "layer-dilemmas", "layer-def", "layer-mark", "comparisons"}
     assert expected <= {p["section"] for p in page.plots}
     html = dest.read_text(encoding="utf-8")
     assert len(page.plots) == html.count('<div class="plot"')
     assert all(p["rendered"] and p["svg"] for p in page.plots), page.plots
+    # every layer figure type is drawn, in its layer's section
+    drawn = {p["figure"]: p["section"] for p in page.plots if p["figure"]}
+    assert FIGURES <= set(drawn), FIGURES - set(drawn)
+    assert all(drawn[f] == "layer-" + {"dilemma": "dilemmas", "def": "def", "mark": "mark"}[f.split("-")[0]]
+               for f in FIGURES)
+    # the MARK trace viewer shows one trace, and another when one is picked
+    (viewer,) = page.traces
+    assert viewer["id"] == "mark-traces" and viewer["options"] == html.count("<option ") > 1
+    assert len(viewer["before"]) == 1 and viewer["after"] == [viewer["chosen"]] != viewer["before"]
+    assert "6. Explanation" in viewer["text"] or "invalid" in viewer["text"]
     assert {"summary", "layer-def", "layer-mark", "run", "catalogue"} <= set(page.sections)
     assert page.screenshot and page.screenshot.stat().st_size > 10_000
     assert page.seconds < 30

@@ -49,9 +49,17 @@ class Section:
         rows = [[_plain(v) for v in r] for r in shown.itertuples(index=False, name=None)]
         self.table([str(c) for c in df.columns], rows, title, caption)
 
-    def plot(self, fig: go.Figure, title: str = "", caption: str = "") -> None:
+    def plot(self, fig: go.Figure, title: str = "", caption: str = "", key: str = "") -> None:
+        """``key`` names the figure type (the div's data-figure), so tests and readers can find it."""
         height = int(fig.layout.height or 450)  # the div gets it too, so resizing keeps the height
-        self.blocks.append({"kind": "plot", "json": to_json(fig), "title": title, "caption": caption, "height": height})
+        self.blocks.append({"kind": "plot", "json": to_json(fig), "title": title, "caption": caption, "height": height,
+                            "key": key})
+
+    def traces(self, key: str, title: str, groups: list[tuple[str, list[dict]]], caption: str = "") -> None:
+        """A trace viewer: a select over the traces, grouped ((group label, [trace])); a trace is {"id", "label",
+        "facts": [(name, value)], "stages": [(stage, text)]}. The chosen trace is shown, the others are hidden."""
+        self.blocks.append({"kind": "traces", "key": key, "title": title, "groups": groups, "caption": caption,
+                            "traces": [t for _, ts in groups for t in ts]})
 
     @property
     def n_plots(self) -> int:

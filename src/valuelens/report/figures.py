@@ -133,3 +133,58 @@ def group_dots(h, comparison, max_panels: int = 8) -> go.Figure:
                           row=1, col=col)
     fig.update_yaxes(tickformat=".3~f")
     return _style(fig, 320, barmode="overlay")
+
+
+GREY = "#9498a0"
+
+
+def levels(df: pd.DataFrame, col: str | None) -> list:
+    """The distinct values of a column in table order ([None] without a column)."""
+    return [None] if col is None else df[col].drop_duplicates().tolist()
+
+
+def grid_bars(df: pd.DataFrame, y: str, x: str | tuple[str, str], series: str, rows: str | None = None,
+              cols: str | None = None, *, threshold: float | None = None, ci: tuple[str, str] | None = None,
+              ytitle: str = "", stacked: bool = False, shared_y: bool = True, colors: dict | None = None,
+              row_px: int = 300, fmt: str = ".3f") -> go.Figure:
+    """Bars of column ``y`` as they are in the table: a panel per ``rows`` × ``cols`` value, bars at ``x`` (a
+    column, or two for a grouped axis), one colour per ``series`` value; ``ci``: (low, high) columns drawn as
+    error bars; ``threshold``: a dashed oversight line."""
+    rl, cl = levels(df, rows), levels(df, cols)
+    titles = [" · ".join(str(v) for v in (r, c) if v is not None) for r in rl for c in cl]
+    gap = 120 if isinstance(x, str) else 200  # a grouped axis has two rows of (often turned) labels
+    fig = make_subplots(rows=len(rl), cols=len(cl), subplot_titles=titles, shared_yaxes=shared_y,
+                        vertical_spacing=min(0.3, gap / (row_px * len(rl))),
+                        horizontal_spacing=0.05 if shared_y else 0.08)
+    sl = levels(df, series)
+    shown: set = set()
+    for ri, r in enumerate(rl, start=1):
+        for ci_, c in enumerate(cl, start=1):
+            cell = df if r is None else df[df[rows] == r]
+            cell = cell if c is None else cell[cell[cols] == c]
+            for si, s in enumerate(sl):
+                sub = cell[cell[series] == s]
+                if sub.empty:
+                    continue
+                xs = (sub[x].astype(str).tolist() if isinstance(x, str)
+                      else [sub[x[0]].astype(str).tolist(), sub[x[1]].astype(str).tolist()])
+                err = None
+                if ci is not None:
+                    lo, hi = sub[ci[0]].to_numpy(float), sub[ci[1]].to_numpy(float)
+                    v = sub[y].to_numpy(float)
+                    err = {"type": "data", "symmetric": False, "array": (hi - v).tolist(),
+                           "arrayminus": (v - lo).tolist(), "thickness": 1}
+                color = (colors or {}).get(s) or _color(si)
+                fig.add_trace(go.Bar(x=xs, y=sub[y].tolist(), name=str(s), legendgroup=str(s),
+                                     showlegend=s not in shown, marker_color=color, error_y=err,
+                                     hovertemplate=f"%{{x}}: %{{y:{fmt}}}<extra>{s}</extra>"), row=ri, col=ci_)
+                shown.add(s)
+            if threshold is not None:
+                fig.add_hline(y=threshold, line_dash="dash", line_color="#c0392b", line_width=1, row=ri, col=ci_)
+    fig.update_yaxes(rangemode="tozero", tickformat=".3~f")
+    fig.update_yaxes(title_text=ytitle, col=1)
+    _style(fig, (row_px + gap - 120) * len(rl) + 80, barmode="stack" if stacked else "group",
+           legend_title_text=series)
+    if not isinstance(x, str):
+        fig.update_layout(margin_b=130)
+    return fig

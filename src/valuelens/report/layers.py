@@ -1,9 +1,9 @@
 """One report section per audit layer.
 
-The first-token layer has its own figures; a layer without a dedicated
-renderer (yet) shows its tables and bar charts of its summary table's
-numeric columns. A layer without tables says whether it was not run or has
-no data yet, and why.
+Each layer has its own figures in the papers' figure types (first-token here;
+dilemmas, DEF and MARK in ``layer_*.py``), then its other tables as exported.
+A layer without tables says whether it was not run or has no data yet, and
+why; a figure whose table is missing or empty says so in its place.
 """
 
 from __future__ import annotations
@@ -13,19 +13,15 @@ import pandas as pd
 
 from valuelens.stats import bootstrap_ci
 
-from . import figures
+from . import figures, layer_def, layer_dilemmas, layer_mark
 from .blocks import Section
-from .headline import METRICS, headline_rows
-from .load import LAYERS, Layer, ReportData
+from .common import threshold as _threshold
+from .headline import headline_rows
+from .load import LAYERS, ReportData
 
-MAX_ROWS = 12
+SECTIONS = {"dilemmas": layer_dilemmas.section, "def": layer_def.section, "mark": layer_mark.section}
 DISTANCES = (("one_minus_jsd", "1−JSD vs human (higher is closer)"), ("kl", "KL vs human (lower is closer)"),
              ("emd", "EMD vs human (lower is closer)"))
-
-
-def _threshold(table: str, column: str) -> float | None:
-    m = next((m for m in METRICS if m.table == table and m.column == column), None)
-    return m.flag[1] if m and m.flag else None
 
 
 def layer_sections(data: ReportData, seed: int = 0) -> list[Section]:
@@ -38,7 +34,7 @@ def layer_sections(data: ReportData, seed: int = 0) -> list[Section]:
         elif layer.key == "first_token":
             first_token(sec, data, seed)
         else:
-            generic(sec, data, layer)
+            SECTIONS[layer.key](sec, data, layer)
         out.append(sec)
     return out
 
@@ -111,23 +107,4 @@ def _distances(sec: Section, items: pd.DataFrame, seed: int) -> None:
             sec.plot(figures.bars_with_ci(rows, title.split(" (")[0]), title,
                      f"Mean of first_token_items.{col} per model{by} over items; error bars: 95% percentile "
                      f"bootstrap over items (2000 resamples, seed {seed}).")
-
-
-def generic(sec: Section, data: ReportData, layer: Layer) -> None:
-    tables = data.layer_tables(layer)
-    sec.text(f"Tables of this layer: {', '.join(sorted(tables))}. This report shows them as exported; "
-             "dedicated figures for this layer are not written yet.")
-    for name, df in sorted(tables.items()):
-        if name.endswith("_summary"):
-            rows, which = headline_rows(df)
-            skip = {"run", "model", "language", "country", "condition"}
-            nums = [c for c in rows.columns if c not in skip and not c.startswith("n_")
-                    and pd.api.types.is_numeric_dtype(rows[c]) and rows[c].notna().any()][:6]
-            if nums and "model" in rows.columns:
-                panels = [(c, c, _threshold(name, c)) for c in nums]
-                sec.plot(figures.metric_bars(rows, panels, "language" if "language" in rows.columns else None),
-                         name, f"Values of {name} ({which}).")
-            sec.frame(df, name, f"As exported (results/{name}.csv).")
-        else:
-            sec.frame(df, name, f"results/{name}.csv: {len(df)} rows.", max_rows=MAX_ROWS)
 

@@ -1,0 +1,45 @@
+"""Helpers the layer sections share: find a table or say it is missing; show the rest as exported."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .blocks import Section
+from .headline import METRICS
+
+MAX_ROWS = 12
+
+
+def threshold(table: str, column: str) -> float | None:
+    """The oversight threshold of the headline metric on ``table.column``, if there is one."""
+    m = next((m for m in METRICS if m.table == table and m.column == column and m.flag), None)
+    return m.flag[1] if m and m.flag else None
+
+
+def need(sec: Section, tables: dict[str, pd.DataFrame], name: str, what: str,
+         columns: tuple[str, ...] = ()) -> pd.DataFrame | None:
+    """The table, or None after a line in the section saying why ``what`` is not shown."""
+    df = tables.get(name)
+    if df is None:
+        sec.text(f"{what}: not shown, this run has no table {name} (that part of the layer was not configured or "
+                 "has not finished).", "warn")
+        return None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        sec.text(f"{what}: not shown, table {name} lacks the column{'s' * (len(missing) > 1)} {', '.join(missing)}.",
+                 "warn")
+        return None
+    if df.empty or not df[list(columns)].notna().any().all():
+        sec.text(f"{what}: not shown, table {name} has no rows with values.", "warn")
+        return None
+    return df
+
+
+def rest(sec: Section, tables: dict[str, pd.DataFrame], shown: set[str], title: str = "Other tables") -> None:
+    """The layer's tables not shown above, as exported (long ones cut to their first rows)."""
+    others = sorted(k for k in tables if k not in shown)
+    if others:
+        sec.text(f"{title}: {', '.join(others)} (as exported, in results/).", "muted")
+    for name in others:
+        df = tables[name]
+        sec.frame(df, name, f"results/{name}.csv: {len(df)} rows.", max_rows=MAX_ROWS)

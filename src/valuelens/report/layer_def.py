@@ -1,0 +1,80 @@
+"""The DEF section: the paper's figures from the layer's tables, then its other tables."""
+
+from __future__ import annotations
+
+from . import figures_def as fdef
+from .blocks import Section
+from .common import MAX_ROWS, need, rest, threshold
+from .load import HUMAN, Layer, ReportData
+
+INTRO = ("Diversity-Enhanced Framework (Liu et al. 2025a): virtual participants (a persona from the human survey's "
+         "demographics, a random location, varied generation settings and a memory of earlier answers) answer the "
+         "questionnaire many times, so each model has an answer distribution per culture to compare with the human "
+         "survey. KL(model ‖ human) includes the invalid share; infinite KL is replaced by the largest finite KL in "
+         "the run + 1 (DEF's rule, column mean_kl_def; mean_kl_eps is the ε-smoothed alternative). A question is "
+         "close to the humans when its KL is below 0.5.")
+
+
+def section(sec: Section, data: ReportData, layer: Layer) -> None:
+    t = data.layer_tables(layer)
+    sec.text(INTRO)
+    shown: set[str] = set()
+    dims = need(sec, t, "def_dimensions", "KL per value dimension",
+                ("model", "language", "country", "dimension", "mean_kl_def"))
+    if dims is not None:
+        at = threshold("def_summary", "mean_kl_def")
+        sec.plot(fdef.kl_dimensions(dims, at), "KL per value dimension and culture",
+                 "def_dimensions.mean_kl_def: mean KL over the questions of each value dimension ((all): over every "
+                 "question), per model, prompt language and country." + (f" Dashed line: {at:g} (close)." if at
+                                                                           is not None else ""),
+                 key="def-kl-dimensions")
+        sec.frame(dims, "def_dimensions", "As exported.", max_rows=3 * MAX_ROWS)
+        shown.add("def_dimensions")
+    ins = need(sec, t, "def_insensitivity", "Insensitivity (Figure 12)", ("model", "language", "country"))
+    if ins is not None and not fdef.rate_columns(ins):
+        sec.text("Insensitivity (Figure 12): not shown, def_insensitivity has no FF or CV rate (no factual items or "
+                 "value pairs were rated).", "warn")
+        ins = None
+    if ins is not None:
+        cols = ", ".join(c for c, _ in fdef.rate_columns(ins))
+        sec.plot(fdef.insensitivity(ins), "Insensitivity: FF and CV rates",
+                 f"def_insensitivity ({cols}): FF = share of valid answers to the factual knowledge items that are "
+                 "wrong; CV = share of valid answer pairs on opposite value items that contradict each other; per "
+                 "model and culture (country · prompt language).", key="def-insensitivity")
+        sec.frame(ins, "def_insensitivity", "As exported.")
+        shown.add("def_insensitivity")
+    prof = need(sec, t, "def_bias_profile", "Mismatch by sex and age group (Figures 18-19)",
+                ("model", "language", "country", "dimension", "facet", "group", "share"))
+    if prof is not None:
+        for facet, label in fdef.FACETS.items():
+            if not (prof["facet"] == facet).any():
+                sec.text(f"Mismatch by {label}: def_bias_profile has no rows with facet {facet}.", "warn")
+                continue
+            sec.plot(fdef.mismatch(prof, facet), f"Missed human majorities by {label}",
+                     f"def_bias_profile.share (facet {facet}): of the questions where the model's most chosen option "
+                     f"missed the human majority, the share whose majority was held by each {label} group (tie: "
+                     "groups tied), per value dimension ((all): every question) and model.",
+                     key=f"def-mismatch-{facet.replace('_', '-')}")
+        sec.frame(prof, "def_bias_profile", "As exported.", max_rows=3 * MAX_ROWS)
+        shown.add("def_bias_profile")
+    pts = need(sec, t, "def_map", "Cultural variation map (Figure 11)", ("model", "language", "country", "pc1", "pc2"))
+    if pts is not None:
+        runs = " Each run has its own PCA, so each has its own panel." if "run" in pts.columns and \
+            pts["run"].nunique() > 1 else ""
+        n = pts["n_features"].dropna().iloc[0] if "n_features" in pts.columns and pts["n_features"].notna().any() \
+            else None
+        sec.plot(fdef.cultural_map(pts), "Cultural variation map",
+                 f"def_map.pc1, pc2: the first two principal components of the mean expected option value per value "
+                 f"dimension{f' ({int(n)} features)' if n is not None else ''}, for each model · language and "
+                 f"country and for the human survey ({HUMAN}); marker shape = country. The closer a model's "
+                 f"countries lie together compared with the humans', the less cultural variation it keeps.{runs}",
+                 key="def-map")
+        sec.frame(pts, "def_map", "As exported.")
+        shown.add("def_map")
+        var = t.get("def_variation")
+        if var is not None and len(var):
+            sec.frame(var, "def_variation: variation preserved",
+                      "As exported: the model's distance between two countries ÷ the humans' distance, on the 2-D "
+                      "map and in the full feature space (1 = same spread, 0 = no difference).")
+            shown.add("def_variation")
+    rest(sec, t, shown)

@@ -1,0 +1,131 @@
+"""The MARK section: the Table 3 layout and a trace viewer, then the layer's other tables."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from .blocks import Section
+from .common import need, rest
+from .figures import grid_bars
+from .load import Layer, ReportData
+
+INTRO = ("MARK (Liu et al. 2025b): a multi-stage personality-driven pipeline (stress analysis → MBTI type → stress "
+         "impact on the cognitive functions → a choice per function → weighted vote and explanation) predicts each "
+         "survey respondent's answer, compared with three prompting baselines on accuracy, 1−JSD and EMD against "
+         "the human answer distribution, and Cohen's κ; p (Holm) is the paired McNemar test against MARK.")
+MEASURES = ("ACC (%)", "1-JSD", "EMD", "kappa")
+MAX_TRACES = 300  # in the viewer; every trace is in results/mark_traces.csv
+STAGES = (("1. Stress analysis", ("stress_level", "stressors"), "stress level {stress_level}; stressors: {stressors}"),
+          ("2. MBTI type", ("prior_type", "mbti"), "demographic prior {prior_type}; predicted {mbti}"),
+          ("3. Stress impact on the function stack", ("stack",), "{stack}  (+ positive, - negative impact)"),
+          ("4. Choice per cognitive function", ("choices",), "{choices}"),
+          ("5. Weighted vote", ("weights", "answer"), "weights: {weights} → answer {answer}: {answer_text}"),
+          ("6. Explanation", ("explanation",), "{explanation}"))
+FACTS = (("model", "model"), ("language", "language"), ("country", "country"), ("respondent", "respondent_id"),
+         ("question", "question_id"), ("persona", "persona"), ("answer", "answer"), ("truth", "truth"),
+         ("correct", "correct"), ("valid", "valid"), ("invalid at stage", "invalid_stage"), ("error", "error"),
+         ("calls", "calls"))
+
+
+def table3_long(t3: pd.DataFrame, renamed: dict[str, str]) -> pd.DataFrame:
+    """mark_table3's per-model columns ("MODEL ACC (%)", …) as rows: language, method, model, measure, value."""
+    pat = re.compile(r"^(.*) (" + "|".join(re.escape(m) for m in MEASURES) + r")$")
+    rows = []
+    for col in t3.columns:
+        m = pat.match(str(col))
+        if not m:
+            continue
+        for i, r in t3.iterrows():
+            if pd.isna(r[col]):
+                continue
+            model = m.group(1)
+            if "run" in t3.columns and f"{model}@{r['run']}" in renamed:
+                model = f"{model}@{r['run']}"
+            rows.append({"language": r["language"], "method": r["method"], "model": model, "measure": m.group(2),
+                         "value": r[col]})
+    return pd.DataFrame(rows, columns=["language", "method", "model", "measure", "value"])
+
+
+class _Values(dict):
+    def __missing__(self, key: str) -> str:
+        return "—"
+
+
+def _text(r: pd.Series, template: str) -> str:
+    return template.format_map(_Values({k: _plain(v) for k, v in r.items() if not _missing(v)}))
+
+
+def _plain(v):
+    """Whole floats (an answer column with gaps is float) as integers; numpy scalars as Python."""
+    v = v.item() if hasattr(v, "item") else v
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def _missing(v) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def trace_groups(traces: pd.DataFrame, limit: int = MAX_TRACES) -> tuple[list[tuple[str, list[dict]]], list[str]]:
+    """Traces for the viewer, grouped by model, at most ``limit`` in all (shared fairly between the models);
+    and a note per model that was cut."""
+    models = traces["model"].drop_duplicates().tolist()
+    per = max(1, limit // max(1, len(models)))
+    groups, cut = [], []
+    n = 0
+    for model in models:
+        rows = traces[traces["model"] == model]
+        if len(rows) > per:
+            cut.append(f"{model}: the first {per} of {len(rows)}")
+        items = []
+        for _, r in rows.head(per).iterrows():
+            n += 1
+            get = lambda c, r=r: _plain(r[c]) if c in r.index and not _missing(r[c]) else None  # noqa: E731
+            label = " · ".join(str(get(c)) for c in ("language", "country") if get(c) is not None)
+            label += f" · respondent {get('respondent_id')} · {get('question_id')}"
+            if get("valid") is not None and not bool(get("valid")):
+                label += " · invalid"
+            stages = [(title, _text(r, tmpl)) for title, need, tmpl in STAGES
+                      if any(c in r.index and pd.notna(r[c]) for c in need)]
+            facts = [(name, get(c)) for name, c in FACTS if get(c) is not None]
+            items.append({"id": n, "label": label, "facts": facts, "stages": stages})
+        groups.append((str(model), items))
+    return groups, cut
+
+
+def section(sec: Section, data: ReportData, layer: Layer) -> None:
+    t = data.layer_tables(layer)
+    sec.text(INTRO)
+    shown: set[str] = set()
+    if "mark_table3" in t:
+        t3 = need(sec, t, "mark_table3", "Table 3 layout", ("language", "method"))
+    else:  # built after all models: absent while a run is partial
+        t3 = None
+        sec.text("Table 3 layout: not shown, this run has no table mark_table3 (it is written after every model "
+                 "has finished; mark_summary, if present below, has the same numbers per model).", "warn")
+    if t3 is not None:
+        sec.frame(t3, "Table 3 layout", "As exported (mark_table3): per prompt language and method, per model: "
+                  "accuracy (%), 1−JSD and EMD against the human answers, Cohen's κ, and the Holm-corrected p of "
+                  "the paired test against MARK.")
+        long = table3_long(t3, data.renamed)
+        if len(long):
+            sec.plot(grid_bars(long, "value", "method", "model", rows="language", cols="measure", shared_y=False,
+                               row_px=320),
+                     "Table 3 measures", "The numbers of the table above, a panel per measure and language.",
+                     key="mark-table3")
+        shown.add("mark_table3")
+    traces = need(sec, t, "mark_traces", "Trace viewer", ("model", "respondent_id", "question_id"))
+    if traces is not None:
+        groups, cut = trace_groups(traces)
+        n = sum(len(g) for _, g in groups)
+        caption = (f"{n} traces from mark_traces (one per MARK respondent · question); pick one to see what each "
+                   "stage produced. The full traces with every prompt and raw reply are in OUT/mark_traces/*.jsonl.")
+        if cut:
+            caption += f" Shown: {'; '.join(cut)} (all are in results/mark_traces.csv)."
+        sec.traces("mark-traces", "Trace viewer", groups, caption)
+        shown.add("mark_traces")
+    rest(sec, t, shown)
