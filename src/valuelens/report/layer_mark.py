@@ -17,14 +17,16 @@ INTRO = ("MARK (Liu et al. 2025b): a multi-stage personality-driven pipeline (st
          "the human answer distribution, and Cohen's κ; p (Holm) is the paired McNemar test against MARK.")
 MEASURES = ("ACC (%)", "1-JSD", "EMD", "kappa")
 MAX_TRACES = 300  # in the viewer; every trace is in results/mark_traces.csv
-STAGES = (("1. Stress analysis", ("stress_level", "stressors"), "stress level {stress_level}; stressors: {stressors}"),
-          ("2. MBTI type", ("prior_type", "mbti"), "demographic prior {prior_type}; predicted {mbti}"),
-          ("3. Stress impact on the function stack", ("stack",), "{stack}  (+ positive, - negative impact)"),
-          ("4. Choice per cognitive function", ("choices",), "{choices}"),
-          ("5. Weighted vote", ("weights", "answer"), "weights: {weights} → answer {answer}: {answer_text}"),
-          ("6. Explanation", ("explanation",), "{explanation}"))
+STAGES = (("stress", "1. Stress analysis", ("stress_level", "stressors"),
+           "stress level {stress_level}; stressors: {stressors}"),
+          ("type", "2. MBTI type", ("mbti",), "demographic prior {prior_type}; predicted {mbti}"),
+          ("impact", "3. Stress impact on the function stack", ("stack",), "{stack}  (+ positive, - negative impact)"),
+          ("reason", "4. Choice per cognitive function", ("choices",), "{choices}"),
+          ("vote", "5. Weighted vote", ("weights", "answer"), "weights: {weights} → answer {answer}: {answer_text}"),
+          ("explain", "6. Explanation", ("explanation",), "{explanation}"))
 FACTS = (("model", "model"), ("language", "language"), ("country", "country"), ("respondent", "respondent_id"),
-         ("question", "question_id"), ("persona", "persona"), ("answer", "answer"), ("truth", "truth"),
+         ("question", "question_id"), ("persona", "persona"), ("MBTI prior", "prior_type"), ("answer", "answer"),
+         ("truth", "truth"),
          ("correct", "correct"), ("valid", "valid"), ("invalid at stage", "invalid_stage"), ("error", "error"),
          ("calls", "calls"))
 
@@ -70,6 +72,18 @@ def _missing(v) -> bool:
         return False
 
 
+def _stages(r: pd.Series, invalid: str | None, error: str | None) -> list[tuple[str, str]]:
+    """What each stage produced, up to the stage whose reply could not be used (if any)."""
+    out = []
+    for key, title, cols, template in STAGES:
+        if key == invalid:
+            out.append((title, f"no valid reply: {error or 'no error recorded'} (later stages were not run)"))
+            break
+        if any(c in r.index and not _missing(r[c]) for c in cols):
+            out.append((title, _text(r, template)))
+    return out
+
+
 def trace_groups(traces: pd.DataFrame, limit: int = MAX_TRACES) -> tuple[list[tuple[str, list[dict]]], list[str]]:
     """Traces for the viewer, grouped by model, at most ``limit`` in all (shared fairly between the models);
     and a note per model that was cut."""
@@ -89,8 +103,7 @@ def trace_groups(traces: pd.DataFrame, limit: int = MAX_TRACES) -> tuple[list[tu
             label += f" · respondent {get('respondent_id')} · {get('question_id')}"
             if get("valid") is not None and not bool(get("valid")):
                 label += " · invalid"
-            stages = [(title, _text(r, tmpl)) for title, need, tmpl in STAGES
-                      if any(c in r.index and pd.notna(r[c]) for c in need)]
+            stages = _stages(r, get("invalid_stage"), get("error"))
             facts = [(name, get(c)) for name, c in FACTS if get(c) is not None]
             items.append({"id": n, "label": label, "facts": facts, "stages": stages})
         groups.append((str(model), items))
