@@ -143,7 +143,7 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
             "models": [],
         })
         try:
-            per_model = run_lanes(list(lanes.values()), partial(_run_model, audit, out, tracker, manifest),
+            per_model = run_lanes(lanes, partial(_run_model, audit, out, tracker, manifest),
                                   store_path=out / STORE_NAME, run_id=run_id, max_parallel=audit.max_parallel_models)
             tables: dict[str, list[pd.DataFrame]] = {}
             for model_tables in per_model:

@@ -9,8 +9,9 @@ A lane is a list of models that run one after another:
 * an entry's ``options.lane`` overrides both (e.g. a vLLM engine on its own
   GPUs: ``lane: gpu-0-3``; ``lane: local`` puts a server with the local models).
 
-Lanes run in threads, at most ``max_parallel`` at once (default: all); with one
-at a time the models simply run in the audit's order. Each lane opens its own
+Lanes run in threads, at most ``max_parallel`` at once (default: all); the
+calling thread takes the local lane. With one at a time the models simply run
+in the audit's order. Each lane opens its own
 :class:`Store` connection on the run's file under the run the caller began.
 When a model fails, the other lanes stop after their current chunk (their
 next store access raises :class:`Cancelled`) and the first error is raised.
@@ -89,54 +90,56 @@ class LaneStore(Store):
         self._check()
 
 
-def run_lanes(lanes: list[list[int]], work: Callable[[int, Store], T], *, store_path: Path, run_id: str,
+def run_lanes(lanes: dict[str, list[int]], work: Callable[[int, Store], T], *, store_path: Path, run_id: str,
               max_parallel: int | None = None) -> list[T | None]:
     """Run ``work(i, store)`` for every model index, lane by lane, lanes in
     parallel. Returns the results by index (None for a model that did not run).
-    Raises the first error once every lane has stopped."""
-    n = 1 + max((i for lane in lanes for i in lane), default=-1)
+    Raises the first error once every lane has stopped.
+
+    This (the calling) thread runs a lane too, the local one first: local
+    engines may want the main thread, and Ctrl-C lands there."""
+    n = 1 + max((i for lane in lanes.values() for i in lane), default=-1)
     results: list[T | None] = [None] * n
     workers = min(max_parallel or len(lanes), len(lanes))
-    if workers <= 1:  # one at a time: the audit's order, in this thread
-        lanes = [sorted(i for lane in lanes for i in lane)]
+    if workers <= 1:  # one at a time: the audit's order
+        queue = [sorted(i for lane in lanes.values() for i in lane)]
+    else:
+        queue = [lanes[k] for k in sorted(lanes, key=lambda k: k != LOCAL)][::-1]  # pop() takes the local lane first
     cancel = threading.Event()
-    queue = list(reversed(lanes))
     lock = threading.Lock()
     errors: list[BaseException] = []
 
-    def worker() -> None:
-        while True:
-            with lock:
-                if not queue or cancel.is_set():
+    def run(lane: list[int]) -> None:
+        store = LaneStore(store_path, run_id, cancel)
+        try:
+            for i in lane:
+                if cancel.is_set():
                     return
-                lane = queue.pop()
-            try:
-                store = LaneStore(store_path, run_id, cancel)
-                try:
-                    for i in lane:
-                        if cancel.is_set():
-                            return
-                        results[i] = work(i, store)
-                finally:
-                    store.close()
-            except BaseException as e:  # noqa: BLE001 - handed to the caller
-                with lock:
-                    errors.append(e)
-                cancel.set()
-                if workers <= 1:
-                    raise
-                return
+                results[i] = work(i, store)
+        finally:
+            store.close()
 
-    if workers <= 1:
-        worker()
-        return results
-    threads = [threading.Thread(target=worker, name=f"valuelens-lane-{k}", daemon=True) for k in range(workers)]
+    def worker(lane: list[int] | None) -> None:
+        try:
+            while lane is not None:
+                run(lane)
+                with lock:
+                    lane = queue.pop() if queue and not cancel.is_set() else None
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            with lock:
+                errors.append(e)
+            cancel.set()
+
+    mine = queue.pop()
+    threads = [threading.Thread(target=worker, args=(queue.pop(),), name=f"valuelens-lane-{k}", daemon=True)
+               for k in range(1, workers)]
     for t in threads:
         t.start()
+    worker(mine)
     try:
         for t in threads:
             t.join()
-    except BaseException:  # Ctrl-C: let the lanes commit their chunk in hand and stop
+    except BaseException:  # Ctrl-C while waiting: the lanes commit their chunk in hand and stop
         cancel.set()
         for t in threads:
             t.join()
