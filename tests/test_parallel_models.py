@@ -111,15 +111,19 @@ def servers():
 
 @pytest.fixture
 def slow_local(monkeypatch):
-    """Scripted calls take a while, so two local models run at once would overlap in time."""
+    """Scripted calls take a while, so two local models run at once would overlap
+    in time. Yields the threads they ran in."""
+    threads: set[threading.Thread] = set()
     for meth in ("option_distribution", "generate"):
         orig = getattr(ScriptedBackend, meth)
 
         def slow(self, requests, _orig=orig):
+            threads.add(threading.current_thread())
             time.sleep(0.01)
             return _orig(self, requests)
 
         monkeypatch.setattr(ScriptedBackend, meth, slow)
+    return threads
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +177,7 @@ def test_server_models_overlap_local_models_do_not(servers, scripts, tmp_path, s
     assert overlap(span["api-a"], span["api-b"]), span  # two servers at once
     assert not overlap(span["local-a"], span["local-b"]), span  # local models one after another
     assert span["local-a"][1] <= span["local-b"][0], span  # in the audit's order
+    assert slow_local == {threading.main_thread()}  # the local lane runs in the calling thread
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["status"] == "finished" and [m["name"] for m in manifest["models"]] == list(MODELS)
     assert manifest["lanes"] == {server_of(servers[0].url): ["api-a"], LOCAL: ["local-a", "local-b"],
