@@ -351,17 +351,22 @@ def test_headline_and_flags_read_the_layer_columns(synthetic_run, report_html):
 def test_missing_and_empty_tables_are_named(tmp_path):
     t = layer_tables()
     keep = {"dilemma_preferences", "def_dimensions", "mark_traces"}
+    assert "Table 3 layout: not shown, this run has no table mark_table3" in text_of(build_report(write_run(
+        tmp_path / "no-table3", {k: v for k, v in t.items() if k in keep})).read_text(encoding="utf-8"))
     tables = {k: v for k, v in t.items() if k in keep}
     tables["dilemma_agreement"] = t["dilemma_agreement"].iloc[0:0]
+    tables["mark_table3"] = pd.DataFrame()  # what the layer writes when there is no summary
+    wins = t["dilemma_chain_winrates"]
+    tables["dilemma_chain_winrates"] = wins.drop(columns="rank")  # a column the figure needs is missing
     text = text_of(build_report(write_run(tmp_path / "run", tables)).read_text(encoding="utf-8"))
     for what, table in (("Consequence flip rates (Figure 9)", "dilemma_consequence_flips"),
-                        ("Escalation rank trajectories", "dilemma_chain_winrates"),
                         ("Insensitivity (Figure 12)", "def_insensitivity"),
                         ("Mismatch by sex and age group (Figures 18-19)", "def_bias_profile"),
                         ("Cultural variation map (Figure 11)", "def_map")):
         assert f"{what}: not shown, this run has no table {table}" in text
     assert "Prompt-form agreement (Figure 10): not shown, table dilemma_agreement has no rows with values" in text
-    assert "Table 3 layout: not shown, this run has no table mark_table3" in text
+    assert "Table 3 layout: not shown, table mark_table3 has no rows with values" in text
+    assert "Escalation rank trajectories: not shown, table dilemma_chain_winrates lacks the column rank" in text
     html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
     assert set(figures(html)) == {"dilemma-preferences", "def-kl-dimensions"}
     assert 'id="mark-traces"' in html

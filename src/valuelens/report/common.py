@@ -25,7 +25,7 @@ def need(sec: Section, tables: dict[str, pd.DataFrame], name: str, what: str,
                  "has not finished).", "warn")
         return None
     missing = [c for c in columns if c not in df.columns]
-    if missing:
+    if missing and not df.empty:
         sec.text(f"{what}: not shown, table {name} lacks the column{'s' * (len(missing) > 1)} {', '.join(missing)}.",
                  "warn")
         return None
