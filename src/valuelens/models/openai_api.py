@@ -5,6 +5,10 @@ Option distributions ask for one token with ``top_logprobs``: an option's
 probability is the summed probability of the returned tokens that equal its
 label after stripping whitespace (``A`` and `` A`` both count). Options
 outside the server's top-k get 0; ``covered_mass`` says how much was seen.
+With ``exact_options: true`` (vLLM servers) nothing is guessed: the label
+tokens are looked up once through the server's ``/tokenize`` endpoint and
+each request asks for exactly their raw log-probabilities
+(``logprob_token_ids``, tokens returned as ids), as the ``vllm`` backend does.
 
 Prefill (the start of the assistant turn) is sent in chat mode as a final
 assistant message with ``continue_final_message`` (a vLLM extension); hosted
@@ -84,12 +88,12 @@ class OpenAIBackend:
     """An OpenAI-compatible server; see the module docstring."""
 
     OPTIONS = frozenset({"api_key_env", "max_concurrency", "max_retries", "timeout", "backoff_base",
-                         "backoff_max", "top_logprobs", "mode", "revision"})
+                         "backoff_max", "top_logprobs", "mode", "revision", "exact_options"})
     supports_beams = False
 
     def __init__(self, model: str, base_url: str, *, api_key_env: str | None = None, max_concurrency: int = 8,
                  max_retries: int = 5, timeout: float = 60.0, backoff_base: float = 0.5, backoff_max: float = 30.0,
-                 top_logprobs: int = 20, mode: str = "chat", revision: str = ""):
+                 top_logprobs: int = 20, mode: str = "chat", revision: str = "", exact_options: bool = False):
         self.httpx = _httpx()
         self.model = model
         self.base_url = base_url.rstrip("/")
@@ -109,12 +113,17 @@ class OpenAIBackend:
         self.top_logprobs = int(top_logprobs)
         self.mode = mode
         self.revision = str(revision)
+        self.exact_options = bool(exact_options)
+        self._label_ids: dict[str, list[int]] = {}
         self.stats: dict[str, int] = {"requests": 0, "retries": 0}
 
     def identity(self) -> dict[str, Any]:
         # top_logprobs is included: a smaller top-k can change the distributions.
-        return {"backend": "openai", "model": self.model, "base_url": self.base_url, "mode": self.mode,
-                "revision": self.revision, "top_logprobs": self.top_logprobs}
+        ident = {"backend": "openai", "model": self.model, "base_url": self.base_url, "mode": self.mode,
+                 "revision": self.revision, "top_logprobs": self.top_logprobs}
+        if self.exact_options:  # other numbers than top-k: another cache key
+            ident["exact_options"] = True
+        return ident
 
     def close(self) -> None:
         pass  # each call opens and closes its own client
@@ -139,8 +148,10 @@ class OpenAIBackend:
         return min(self.backoff_max, base) + random.uniform(0, 0.05 * min(self.backoff_max, base) + 0.01)
 
     async def _call(self, client: Any, sem: asyncio.Semaphore, path: str, body: dict[str, Any],
-                    parse: Callable[[dict[str, Any]], Any], redact: Callable[[str], str]) -> Any:
-        """POST with retries; ``parse`` turns the first choice into the result."""
+                    parse: Callable[[dict[str, Any]], Any], redact: Callable[[str], str], whole: bool = False) -> Any:
+        """POST with retries; ``parse`` turns the first choice (``whole``: the
+        whole JSON object) into the result. A path may also be a full URL."""
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
         httpx = self.httpx
         last = ""
         for attempt in range(self.max_retries + 1):
@@ -148,7 +159,7 @@ class OpenAIBackend:
             async with sem:
                 self._count("requests")
                 try:
-                    r = await client.post(self.base_url + path, json=body)
+                    r = await client.post(url, json=body)
                 except httpx.TimeoutException:
                     fault, last = "timeout", f"timeout after {self.timeout:g}s"
                 except httpx.RequestError as e:
@@ -168,6 +179,12 @@ class OpenAIBackend:
                         choices = data.get("choices") if isinstance(data, dict) else None
                         if data is None:
                             fault, last = "malformed_json", "malformed JSON"
+                        elif whole and isinstance(data, dict):
+                            try:
+                                return parse(data)
+                            except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+                                raise BackendError(f"{self.name}: unexpected response shape from {path} "
+                                                   f"({type(e).__name__}: {e})") from None
                         elif not choices or not isinstance(choices[0], dict):
                             fault, last = "empty_choices", "no choices in the response"
                         else:
@@ -182,7 +199,7 @@ class OpenAIBackend:
                 await asyncio.sleep(self._delay(attempt, retry_after))
         raise BackendError(f"{self.name}: gave up after {self.max_retries + 1} attempts (last: {last})")
 
-    def _run_all(self, jobs: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], Any]]]) -> list[Any]:
+    def _run_all(self, jobs: list[tuple[Any, ...]]) -> list[Any]:
         """Send every job concurrently (bounded) and return results in order."""
         httpx = self.httpx
         headers = {}
@@ -200,7 +217,7 @@ class OpenAIBackend:
             sem = asyncio.Semaphore(self.max_concurrency)
             limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
             async with httpx.AsyncClient(headers=headers, timeout=self.timeout, limits=limits) as client:
-                tasks = [asyncio.ensure_future(self._call(client, sem, p, b, f, redact)) for p, b, f in jobs]
+                tasks = [asyncio.ensure_future(self._call(client, sem, p, b, f, redact, *rest)) for p, b, f, *rest in jobs]
                 try:
                     return await asyncio.gather(*tasks)
                 finally:
@@ -247,7 +264,43 @@ class OpenAIBackend:
             return OptionResult(None, 0.0)
         return OptionResult(tuple(m / covered for m in mass), min(1.0, covered))
 
+    def _tokenize_labels(self, labels: set[str]) -> None:
+        """Token ids of each label's single-token spellings (``A``, `` A``),
+        from the server's ``/tokenize`` (at the server root, beside ``/v1``)."""
+        todo = sorted(labels - set(self._label_ids))
+        if not todo:
+            return
+        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        spellings = [(lab, sp) for lab in todo for sp in (lab, " " + lab)]
+        jobs = [(root + "/tokenize", {"model": self.model, "prompt": sp, "add_special_tokens": False},
+                 lambda d: [int(t) for t in d["tokens"]], True) for _, sp in spellings]
+        found: dict[str, list[int]] = {lab: [] for lab in todo}
+        for (lab, _), toks in zip(spellings, self._run_all(jobs)):
+            if len(toks) == 1 and toks[0] not in found[lab]:
+                found[lab].append(toks[0])
+        for lab, ids in found.items():
+            if not ids:
+                raise ValueLensError(f"{self.name}: option label {lab!r} is not a single token; use letters A-J")
+        self._label_ids.update(found)
+
+    def _exact_result(self, labels: Sequence[str], choice: dict[str, Any]) -> OptionResult:
+        scored: dict[int, float] = {}
+        for tok, lp in self._top_tokens(choice).items():
+            if tok.startswith("token_id:"):
+                scored[int(tok.partition(":")[2])] = lp
+        missing = [i for lab in labels for i in self._label_ids[lab] if i not in scored]
+        if missing:
+            raise BackendError(f"{self.name}: exact_options: the server did not score token ids {missing[:5]} "
+                               "(does it support logprob_token_ids? vLLM >= 0.30 does)")
+        mass = [sum(math.exp(scored[i]) for i in self._label_ids[lab]) for lab in labels]
+        covered = sum(mass)
+        if covered <= 0:
+            return OptionResult(None, 0.0)
+        return OptionResult(tuple(m / covered for m in mass), min(1.0, covered))
+
     def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
+        if self.exact_options:
+            self._tokenize_labels({lab for r in requests for lab in r.labels})
         jobs = []
         for r in requests:
             path, body = self._body(r.messages, r.prefill)
@@ -255,6 +308,11 @@ class OpenAIBackend:
             if self.mode == "completions":
                 body.pop("top_logprobs")
                 body["logprobs"] = self.top_logprobs
+            if self.exact_options:
+                ids = sorted({i for lab in r.labels for i in self._label_ids[lab]})
+                body.update(logprob_token_ids=ids, return_tokens_as_token_ids=True)
+                jobs.append((path, body, lambda c, labels=r.labels: self._exact_result(labels, c)))
+                continue
             jobs.append((path, body, lambda c, labels=r.labels: self._option_result(labels, c)))
         return self._run_all(jobs)
 
