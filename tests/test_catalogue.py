@@ -172,12 +172,15 @@ def test_an_unknown_catalogue_name_is_a_one_line_error():
     assert "\n" not in str(e.value)
 
 
-def test_the_demo_audit_is_unchanged():
+def test_the_demo_audit_takes_its_metadata_from_the_catalogue():
     from valuelens.config import demo_audit
 
     m = demo_audit().models[0]
     assert m.known_as == "SmolLM2-135M-Instruct"
-    assert (m.display_name, m.alignment) == ("SmolLM2-135M-Instruct (embedded)", "SFT")  # the file's own values
+    assert m.display_name == "SmolLM2-135M-Instruct (embedded)"  # the file's own value wins
+    # SmolLM2-Instruct: SFT then DPO (model card) -> RLHF-DPO, from the catalogue
+    assert (m.region, m.family, m.params_b, m.architecture, m.alignment) == (
+        "Western", "SmolLM2", 0.135, "dense", "RLHF-DPO")
 
 
 def test_no_torch_for_the_catalogue():
