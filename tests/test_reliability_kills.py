@@ -49,6 +49,7 @@ from test_reliability_support import (
 )
 
 from valuelens import api
+from valuelens.audit import LAYERS
 from valuelens.config import Layers
 from valuelens.errors import ValueLensError
 from valuelens.models import GenerateRequest, Message
@@ -210,7 +211,7 @@ def start(audit: Path) -> subprocess.Popen:
 def test_sigkill_at_random_points_then_resume(tmp_path, make_audit, reference):
     ref_out, ref_counts, spans, created = reference
     totals = {m: len(t) for m, t in created.items()}
-    layers = sorted({lay for segs in spans.values() for *_, lay in segs})
+    layers = [lay for lay in LAYERS if any(lay == x for segs in spans.values() for *_, x in segs)]  # audit's order
     if CODEBOOK.is_dir():
         assert "mark" in layers
         traces = [json.loads(x) for x in (ref_out / "mark_traces" / "scripted.jsonl").read_text("utf-8").splitlines()]
