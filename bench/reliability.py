@@ -1,13 +1,15 @@
 """Reliability numbers on the record (issue 8): faults, kills, bad input, secrets, fuzzing.
 
 Runs the long versions of the reliability tests (VALUELENS_LONG=1: 5 audits
-under injected faults, 20 SIGKILLs across every landed layer plus a local
-hf model, every bad input also through a real subprocess, 10x fuzz
-examples), one pytest per test file, collects the JSON lines the tests write
-to $VALUELENS_RELIABILITY_OUT, and prints the totals.
+under injected faults, 20 SIGKILLs across every landed layer — MARK included,
+answered stage by stage by a scripted model — for a fake-server model, the
+scripted one and a local hf model, every bad input also through a real
+subprocess, 10x fuzz examples), one pytest per test file, collects the JSON
+lines the tests write to $VALUELENS_RELIABILITY_OUT, and prints the totals.
 
     .venv/bin/python bench/reliability.py            # long versions (~10 minutes on 2 cores)
     .venv/bin/python bench/reliability.py --short    # the default (make test) versions
+    .venv/bin/python bench/reliability.py --only kills faults   # some of the files (by a part of the name)
     .venv/bin/python bench/reliability.py --json out.json
 """
 
@@ -41,8 +43,13 @@ def run_file(path: str, env: dict[str, str]) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--short", action="store_true", help="the default test versions instead of VALUELENS_LONG=1")
+    ap.add_argument("--only", nargs="+", metavar="PART",
+                    help="run only the test files whose name contains one of these (e.g. kills faults)")
     ap.add_argument("--json", type=Path, help="also write the totals and per-file results here")
     args = ap.parse_args()
+    files_to_run = [f for f in FILES if not args.only or any(part in Path(f).name for part in args.only)]
+    if not files_to_run:
+        ap.error(f"--only {' '.join(args.only)}: no test file matches (files: {', '.join(FILES)})")
 
     with tempfile.TemporaryDirectory() as tmp:
         lines = Path(tmp) / "reliability.jsonl"
@@ -51,7 +58,7 @@ def main() -> int:
         if not args.short:
             env["VALUELENS_LONG"] = "1"
         files = []
-        for f in FILES:
+        for f in files_to_run:
             files.append(run_file(f, env))
             print(f"  {f}: {files[-1]['result']} ({files[-1]['seconds']} s)", file=sys.stderr, flush=True)
         records = [json.loads(ln) for ln in lines.read_text().splitlines()] if lines.exists() else []
@@ -63,25 +70,37 @@ def main() -> int:
                 tot[k] += v
     n = {k: int(v) for k, v in tot.items()}
     g = n.get
+    struck: dict[str, int] = defaultdict(int)  # kills that interrupted a model in each layer
+    for r in records:
+        for layer, k in (r.get("landed_by_layer") or {}).items():
+            struck[layer] += k
+    where = ", ".join(f"{lay} {k}" for lay, k in struck.items())
     audits = sum(1 for r in records if r["test"] == "faults_at_rates")
     mode = "default (make test)" if args.short else "VALUELENS_LONG=1"
-    out = [
-        f"valuelens reliability — {mode}; {platform.node() or 'host'}, {os.cpu_count()} CPU cores, "
-        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}",
-        f"faults:     injected {g('faults_injected', 0)}, survived {g('faults_survived', 0)}, lost rows {g('lost_rows', 0)} "
-        f"({audits} full audits against a server failing ~30% of requests with 429±Retry-After, 500/502/503, resets, "
-        f"timeouts, truncated/malformed JSON, empty choices; results equal to a fault-free run)",
-        f"            permanent failures {g('permanent_failures', 0)} (server down, no logprobs): clear one-line exit 1 "
-        f"{g('clear_failures', 0)}, resumed against a healthy server with 0 lost rows: "
-        f"{'yes' if not any(r.get('lost_rows') for r in records if r['test'] in ('permanent_failure', 'missing_logprobs')) else 'NO'}",
-        f"kills:      SIGKILLs {g('kills', 0)}, resumes {g('resumes', 0)}, mismatches {g('mismatches', 0)}; "
-        f"concurrent starts {g('concurrent_starts', 0)}, refused by the lock {g('refused', 0)}",
-        f"bad input:  tried {g('bad_inputs', 0)}, clear errors {g('clear_errors', 0)} "
-        f"(exit 2, one line naming the file and place, no traceback, nothing written)",
-        f"secrets:    runs checked {g('secret_checks', 0)}, leaks {g('secret_leaks', 0)}",
-        f"fuzzing:    {g('fuzz_examples', 0)} examples over {g('fuzz_targets', 0)} parsers and loaders",
-        "tests:      " + "; ".join(f"{Path(f['file']).name} {f['result']} in {f['seconds']} s" for f in files),
-    ]
+    sections = {  # per test file: its lines of the summary
+        "tests/test_reliability_faults.py": [
+            f"faults:     injected {g('faults_injected', 0)}, survived {g('faults_survived', 0)}, "
+            f"lost rows {g('lost_rows', 0)} ({audits} full audits against a server failing ~30% of requests with "
+            f"429±Retry-After, 500/502/503, resets, timeouts, truncated/malformed JSON, empty choices; results equal "
+            f"to a fault-free run)",
+            f"            permanent failures {g('permanent_failures', 0)} (server down, no logprobs): clear one-line "
+            f"exit 1 {g('clear_failures', 0)}, resumed against a healthy server with 0 lost rows: "
+            f"{'yes' if not any(r.get('lost_rows') for r in records if r['test'] in ('permanent_failure', 'missing_logprobs')) else 'NO'}"],
+        "tests/test_reliability_kills.py": [
+            f"kills:      SIGKILLs {g('kills', 0)}, resumes {g('resumes', 0)}, mismatches {g('mismatches', 0)}; "
+            f"concurrent starts {g('concurrent_starts', 0)}, refused by the lock {g('refused', 0)}"]
+        + ([f"            models interrupted per layer (a kill stops every lane): {where}"] if where else []),
+        "tests/test_bad_input.py": [
+            f"bad input:  tried {g('bad_inputs', 0)}, clear errors {g('clear_errors', 0)} "
+            f"(exit 2, one line naming the file and place, no traceback, nothing written)"],
+        "tests/test_secrets.py": [f"secrets:    runs checked {g('secret_checks', 0)}, leaks {g('secret_leaks', 0)}"],
+        "tests/test_fuzz_parsers.py": [
+            f"fuzzing:    {g('fuzz_examples', 0)} examples over {g('fuzz_targets', 0)} parsers and loaders"],
+    }
+    out = [f"valuelens reliability — {mode}; {platform.node() or 'host'}, {os.cpu_count()} CPU cores, "
+           f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"]
+    out += [line for f in files_to_run for line in sections[f]]
+    out.append("tests:      " + "; ".join(f"{Path(f['file']).name} {f['result']} in {f['seconds']} s" for f in files))
     failures = [x for f in files for x in f["failures"]]
     out += [f"FAILED:     {x}" for x in failures]
     print("\n".join(out))
