@@ -106,3 +106,14 @@ def test_bad_path_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueLensError, match="cannot load"):
         HFBackend.from_path(tmp_path / "empty")
+
+
+def test_device_option_reaches_the_backend(tiny_model_dir):
+    """`options: {device: cpu}` goes through the registry; on the CPU the
+    identity (so every cache key) is what it was before devices existed."""
+    from valuelens.models.registry import load_backend
+
+    b = load_backend(f"hf:{tiny_model_dir}", device="cpu")
+    assert b.device.type == "cpu"
+    assert "device" not in b.identity()
+    assert set(b.identity()) == {"backend", "weights", "dtype", "chat_template"}

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from valuelens.errors import ValueLensError
+from valuelens.models import prompting
 from valuelens.models.base import sample_seed
-from valuelens.models.hf_prefix import MIN_PREFIX, PrefixCache, common_prefix
+from valuelens.models.hf_prefix import MIN_PREFIX, PrefixCache, common_prefix, input_device
 from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult
 
 
@@ -70,15 +71,17 @@ class HFBackend:
         self.digest = digest
         self.batch_size = max(1, int(batch_size))
         self.dtype = dtype
-        has_template = bool(getattr(tokenizer, "chat_template", None))
-        self.chat = has_template if use_chat_template is None else (use_chat_template and has_template)
+        self.chat = prompting.has_chat_template(tokenizer, use_chat_template)
         self.stats: dict[str, int] = {}
         self.prefix_cache = prefix_cache  # set to False when the model gives no reusable cache
         self._label_ids: dict[str, list[int]] = {}
 
     @classmethod
     def from_path(cls, path: str | Path, *, batch_size: int = 8, dtype: str = "float32",
-                  gguf_file: str | None = None, name: str | None = None, **kw: Any) -> HFBackend:
+                  gguf_file: str | None = None, name: str | None = None, device: str = "cpu",
+                  **kw: Any) -> HFBackend:
+        """``device``: ``cpu`` (default), ``cuda``, ``cuda:N``, or ``auto``
+        (all visible GPUs through accelerate's ``device_map="auto"``)."""
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -88,13 +91,25 @@ class HFBackend:
         try:
             extra = {"gguf_file": gguf_file} if gguf_file else {}
             tok = AutoTokenizer.from_pretrained(path, **extra)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra)
+            placement = {"device_map": "auto"} if device == "auto" else {}
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra, **placement)
+            if device not in ("auto", "cpu"):
+                model = model.to(device)
         except (OSError, ValueError) as e:
             raise ValueLensError(f"hf model path {path}: cannot load ({str(e).splitlines()[0]})") from None
         return cls(model, tok, name=name or str(path), digest=weights_digest(path), batch_size=batch_size, dtype=dtype, **kw)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "hf", "weights": self.digest, "dtype": self.dtype, "chat_template": self.chat}
+        ident = {"backend": "hf", "weights": self.digest, "dtype": self.dtype, "chat_template": self.chat}
+        device = self.device.type
+        if device != "cpu":  # other kernels, other last bits: not the CPU's cache entries
+            ident["device"] = device
+        return ident
+
+    @property
+    def device(self) -> Any:
+        """Where inputs go: the device of the input embeddings."""
+        return input_device(self.model)
 
     def close(self) -> None:
         pass
@@ -109,18 +124,10 @@ class HFBackend:
 
     # prompts ----------------------------------------------------------------
     def render(self, messages: Sequence[Any], prefill: str) -> str:
-        """Chat template with the generation prompt, then the assistant prefill;
-        without a template, the turns joined by blank lines, then the prefill."""
-        if self.chat:
-            msgs = [{"role": m.role, "content": m.content} for m in messages]
-            text = self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-            return text + prefill
-        body = "\n\n".join(m.content for m in messages)
-        return body + prefill
+        return prompting.render(self.tok, self.chat, messages, prefill)
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
-        # A chat template already holds its special tokens.
-        return [self.tok(t, add_special_tokens=not self.chat)["input_ids"] for t in texts]
+        return prompting.encode(self.tok, self.chat, texts)
 
     def _batch(self, seqs: list[list[int]]):
         torch = self.torch
@@ -136,14 +143,7 @@ class HFBackend:
 
     def label_ids(self, label: str) -> list[int]:
         if label not in self._label_ids:
-            ids = []
-            for spelling in (label, " " + label):
-                enc = self.tok(spelling, add_special_tokens=False)["input_ids"]
-                if len(enc) == 1 and enc[0] not in ids:
-                    ids.append(enc[0])
-            if not ids:
-                raise ValueLensError(f"option label {label!r} is not a single token for model {self.name}; use letters A-J")
-            self._label_ids[label] = ids
+            self._label_ids[label] = prompting.label_token_ids(self.tok, label, self.name)
         return self._label_ids[label]
 
     # option distributions ---------------------------------------------------
@@ -151,7 +151,9 @@ class HFBackend:
         def call(**keep: Any):
             # A fresh cache per call: the forward pass appends to the one it is given.
             cache = {} if prefix is None else {"past_key_values": prefix.expanded(len(ids)), "use_cache": True}
-            return self.model(input_ids=ids, attention_mask=mask, position_ids=pos, **cache, **keep)
+            dev = self.device
+            return self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
+                              **cache, **keep)
 
         try:
             return call(logits_to_keep=1)
@@ -169,7 +171,7 @@ class HFBackend:
             else:
                 ids, mask, pos = prefix.batch(torch, [s[prefix.length:] for s in seqs], self.tok.pad_token_id)
             out = self._forward(ids, mask, pos, prefix)
-            return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+            return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1).cpu()  # one copy back per batch
 
     def _shared_prefix(self, seqs: list[list[int]]) -> PrefixCache | None:
         n = common_prefix(seqs) if self.prefix_cache else 0
@@ -235,6 +237,6 @@ class HFBackend:
         if sample:
             kw.update(temperature=st.temperature, top_p=st.top_p)
         with torch.inference_mode():
-            gen = self.model.generate(input_ids=ids, attention_mask=mask, **kw)
+            gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kw)
         for row, i in enumerate(idx):
             out[i] = self.tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)

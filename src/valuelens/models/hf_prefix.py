@@ -53,9 +53,10 @@ class PrefixCache:
             from transformers.cache_utils import DynamicCache, DynamicLayer
         except ImportError:  # pragma: no cover - very old transformers
             return None
-        ids = torch.tensor([prefix], dtype=torch.long)
+        dev = input_device(model)
+        ids = torch.tensor([prefix], dtype=torch.long, device=dev)
         kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids),
-                  position_ids=torch.arange(len(prefix)).unsqueeze(0), use_cache=True)
+                  position_ids=torch.arange(len(prefix), device=dev).unsqueeze(0), use_cache=True)
         try:
             try:
                 out = model(**kw, logits_to_keep=1)  # the prefix's logits are never read
@@ -93,3 +94,12 @@ class PrefixCache:
             mask[i, self.length + width - len(s):] = 1
         pos = (self.length + mask[:, self.length:].cumsum(-1) - 1).clamp(min=self.length)
         return ids, mask, pos
+
+
+def input_device(model: Any) -> Any:
+    """Where a model's inputs go: its input embeddings' device (the first
+    device under ``device_map="auto"``), else that of its first parameter."""
+    try:
+        return model.get_input_embeddings().weight.device
+    except (AttributeError, NotImplementedError):
+        return next(model.parameters()).device

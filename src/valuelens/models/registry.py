@@ -26,7 +26,7 @@ def _hf(arg: str, opts: dict[str, Any]) -> Backend:
     if not arg:
         raise ValueLensError("backend 'hf:' needs a path, e.g. hf:/models/llama-3-8b")
     return HFBackend.from_path(arg, batch_size=opts.get("batch_size", 8), dtype=opts.get("dtype", "float32"),
-                               gguf_file=opts.get("gguf_file"))
+                               gguf_file=opts.get("gguf_file"), device=opts.get("device", "cpu"))
 
 
 def _openai(arg: str, opts: dict[str, Any]) -> Backend:
