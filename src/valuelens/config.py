@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from valuelens.data.catalogue import lookup, resolve, suggest
+from valuelens.data.survey import read_text
 from valuelens.errors import ValueLensError
 from valuelens.layers.def_layer.settings import DEFSettings
 from valuelens.layers.dilemmas.settings import DilemmaSettings
@@ -299,17 +300,7 @@ def parse_audit(text: str, origin: str) -> AuditConfig:
 
 def load_audit(path: str | Path) -> AuditConfig:
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_AUDIT_BYTES:
-            raise ValueLensError(f"{path}: audit file larger than {MAX_AUDIT_BYTES} bytes")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueLensError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ValueLensError(f"{path}: is a directory, expected an audit YAML file") from None
-    except UnicodeDecodeError as e:
-        raise ValueLensError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    return parse_audit(text, str(path))
+    return parse_audit(read_text(path, limit=MAX_AUDIT_BYTES), str(path))
 
 
 def demo_audit_text() -> str:
