@@ -50,6 +50,9 @@ ENGINE_KEYS = ("tensor_parallel_size", "data_parallel_size", "pipeline_parallel_
 
 
 def _vllm():
+    # Before the import, which configures vLLM's logging: its INFO lines would
+    # interleave with our progress bars.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     try:
         import vllm
     except ImportError as e:
@@ -86,8 +89,6 @@ class VLLMBackend:
             kwargs["enable_chunked_prefill"] = False  # see the module docstring
             context = kwargs.get("max_model_len") or _context_length(path)
             kwargs.setdefault("max_num_batched_tokens", max(4096, int(context)))
-        # The engine's progress bars and logs would interleave with ours.
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         try:
             self.llm = vllm.LLM(**kwargs)
         except (OSError, ValueError) as e:
