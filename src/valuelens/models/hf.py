@@ -200,9 +200,7 @@ class HFBackend:
                 logp = self.last_logprobs([seqs[i] for i in idx])
             for row, i in enumerate(idx):
                 mass = [float(torch.exp(logp[row, self.label_ids(lab)]).sum()) for lab in requests[i].labels]
-                covered = sum(mass)
-                probs = tuple(m / covered for m in mass) if covered > 0 else None
-                results[i] = OptionResult(probs, covered)
+                results[i] = OptionResult.from_mass(mass)
         return results  # type: ignore[return-value]
 
     # generation -------------------------------------------------------------

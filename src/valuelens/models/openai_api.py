@@ -259,10 +259,7 @@ class OpenAIBackend:
     def _option_result(self, labels: Sequence[str], choice: dict[str, Any]) -> OptionResult:
         top = self._top_tokens(choice)
         mass = [sum(math.exp(v) for t, v in top.items() if t.strip() == lab.strip()) for lab in labels]
-        covered = sum(mass)
-        if covered <= 0:
-            return OptionResult(None, 0.0)
-        return OptionResult(tuple(m / covered for m in mass), min(1.0, covered))
+        return OptionResult.from_mass(mass)
 
     def _tokenize_labels(self, labels: set[str]) -> None:
         """Token ids of each label's single-token spellings (``A``, `` A``),
@@ -293,10 +290,7 @@ class OpenAIBackend:
             raise BackendError(f"{self.name}: exact_options: the server did not score token ids {missing[:5]} "
                                "(does it support logprob_token_ids? vLLM >= 0.30 does)")
         mass = [sum(math.exp(scored[i]) for i in self._label_ids[lab]) for lab in labels]
-        covered = sum(mass)
-        if covered <= 0:
-            return OptionResult(None, 0.0)
-        return OptionResult(tuple(m / covered for m in mass), min(1.0, covered))
+        return OptionResult.from_mass(mass)
 
     def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         if self.exact_options:

@@ -7,6 +7,7 @@ a backend's internals.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,6 +56,15 @@ class OptionResult:
 
     probs: tuple[float, ...] | None
     covered_mass: float
+
+    @classmethod
+    def from_mass(cls, mass: Sequence[float]) -> OptionResult:
+        """From each option's raw probability (summed over its spellings):
+        renormalised, with the covered mass capped at 1 (rounding)."""
+        covered = sum(mass)
+        if covered <= 0:
+            return cls(None, 0.0)
+        return cls(tuple(m / covered for m in mass), min(1.0, covered))
 
     def to_json(self) -> dict[str, Any]:
         return {"probs": None if self.probs is None else list(self.probs),

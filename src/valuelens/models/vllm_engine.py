@@ -35,6 +35,7 @@ request whose prefill gets chunked ("CPU Generator does not use offset").
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,9 +110,7 @@ class VLLMBackend:
         return {"backend": "vllm", "weights": self.digest, "dtype": self.dtype, "chat_template": self.chat}
 
     def close(self) -> None:
-        llm, self.llm = getattr(self, "llm", None), None
-        if llm is not None:
-            del llm  # the engine's worker processes end with it
+        self.llm = None  # the engine and its worker processes end with the last reference
 
     # prompts ----------------------------------------------------------------
     def _prompts(self, items: Sequence[tuple[Sequence[Any], str]]) -> list[Any]:
@@ -136,12 +135,8 @@ class VLLMBackend:
         results = []
         for r, out in zip(requests, outs):
             scored = out.outputs[0].logprobs[0]  # token id -> Logprob at the answer position
-            mass = []
-            for lab in r.labels:
-                lps = [scored[i].logprob for i in self.label_ids(lab)]
-                mass.append(sum(_exp(lp) for lp in lps))
-            covered = sum(mass)
-            results.append(OptionResult(tuple(m / covered for m in mass) if covered > 0 else None, covered))
+            results.append(OptionResult.from_mass(
+                [sum(_exp(scored[i].logprob) for i in self.label_ids(lab)) for lab in r.labels]))
         return results
 
     def generate(self, items: Sequence[tuple[GenerateRequest, int]]) -> list[str]:
@@ -191,6 +186,4 @@ def _context_length(path: Path) -> int:
 
 
 def _exp(logprob: float) -> float:
-    import math
-
     return math.exp(logprob) if logprob > -math.inf else 0.0
