@@ -24,6 +24,7 @@ from typing import Any
 from valuelens.errors import ValueLensError
 from valuelens.models import prompting
 from valuelens.models.base import sample_seed
+from valuelens.models.hf_alloc import tune_malloc
 from valuelens.models.hf_prefix import MIN_PREFIX, PrefixCache, common_prefix, input_device
 from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult
 
@@ -61,6 +62,7 @@ class HFBackend:
     def __init__(self, model: Any, tokenizer: Any, *, name: str, digest: str, batch_size: int = 8,
                  dtype: str = "float32", use_chat_template: bool | None = None, prefix_cache: bool = True):
         torch = _torch()
+        tune_malloc()  # process-wide, once: keeps freed activations in the heap (see hf_alloc)
         self.torch = torch
         self.model = model.eval()
         self.tok = tokenizer
