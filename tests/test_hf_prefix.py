@@ -7,10 +7,12 @@ import importlib.util
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from valuelens.models import Message, OptionRequest
 from valuelens.models.hf import HFBackend
-from valuelens.models.hf_prefix import MIN_PREFIX, PrefixCache, common_prefix
+from valuelens.models.hf_prefix import MIN_PREFIX, PrefixCache, common_prefix, plan_batches
 
 PREFILL = "If had to select one of the options, my answer would be ("
 QUESTIONS = [
@@ -218,4 +220,106 @@ def test_embedded_model_probe_prompts_match():
     assert b.prefix_cache
     b.prefix_cache = False
     want = b.option_distribution(reqs)
+    assert max_diff(got, want) < 1e-5
+
+
+# -- batch planning -------------------------------------------------------------
+def plan_cost(seqs, plan, base, batch_cost, extend_cost) -> float:
+    """The planner's objective, recomputed from its definition."""
+    total = 0.0
+    for idx, length in plan:
+        members = [seqs[i] for i in idx]
+        total += batch_cost + len(idx) * (max(map(len, members)) - length)
+        if length > base:
+            total += (length - base) + extend_cost
+    return total
+
+
+def check_plan(seqs, plan, batch_size, base):
+    assert sorted(i for idx, _ in plan for i in idx) == list(range(len(seqs)))
+    for idx, length in plan:
+        members = [seqs[i] for i in idx]
+        assert 1 <= len(idx) <= batch_size
+        assert length == base or (len(idx) > 1 and base < length <= common_prefix(members))
+        assert all(m[:length] == members[0][:length] and len(m) > length for m in members)
+
+
+token_seqs = st.lists(st.lists(st.integers(0, 3), min_size=2, max_size=9), min_size=1, max_size=7)
+
+
+@settings(max_examples=300, deadline=None)
+@given(token_seqs, st.integers(1, 4), st.integers(0, 6), st.integers(0, 6))
+def test_plan_is_the_cheapest_contiguous_split(seqs, batch_size, batch_cost, extend_cost):
+    """Against brute force over every split of both orders into runs."""
+    import itertools
+
+    import valuelens.models.hf_prefix as hp
+
+    base = common_prefix(seqs)
+    hp.BATCH_COST["cpu"], hp.EXTEND_COST["cpu"] = batch_cost, extend_cost
+    try:
+        plan = hp.plan_batches(seqs, batch_size, base)
+    finally:
+        hp.BATCH_COST["cpu"], hp.EXTEND_COST["cpu"] = 96, 96
+    check_plan(seqs, plan, batch_size, base)
+    n, best = len(seqs), float("inf")
+    for order in (sorted(range(n), key=lambda i: (len(seqs[i]), seqs[i])), sorted(range(n), key=lambda i: seqs[i])):
+        for cuts in itertools.product([0, 1], repeat=n - 1):
+            runs, start = [], 0
+            for k, cut in enumerate(cuts, 1):
+                if cut:
+                    runs.append(order[start:k])
+                    start = k
+            runs.append(order[start:])
+            if any(len(r) > batch_size for r in runs):
+                continue
+            for lengths in itertools.product(*[{base, max(base, common_prefix([seqs[i] for i in r]))} for r in runs]):
+                best = min(best, plan_cost(seqs, list(zip(runs, lengths)), base, batch_cost, extend_cost))
+    assert plan_cost(seqs, plan, base, batch_cost, extend_cost) == best
+
+
+def test_plan_groups_shared_templates():
+    """Two templates x lengths: batches follow the templates, not the lengths."""
+    a = [[1, 2] + [3] * 60 + [20 + k] * k for k in range(1, 5)]
+    b = [[1, 2] + [4] * 60 + [40 + k] * k for k in range(1, 5)]
+    seqs = [x for pair in zip(a, b) for x in pair]
+    plan = plan_batches(seqs, 4, common_prefix(seqs), "cpu")
+    assert sorted(sorted(idx) for idx, _ in plan) == [[0, 2, 4, 6], [1, 3, 5, 7]]
+    assert sorted(length for _, length in plan) == [62, 62]
+    # on a GPU the fixed costs dominate: plain full batches by length
+    assert [length for _, length in plan_batches(seqs, 4, 2, "cuda")] == [2, 2]
+
+
+def test_extended_prefix_gives_the_same_logprobs(tiny_model_dir):
+    b = HFBackend.from_path(tiny_model_dir)
+    seqs = b._encode([b.render(r.messages, r.prefill) for r in shared_requests()[5:]])  # one country
+    n = common_prefix(seqs)
+    with torch.inference_mode():
+        short = PrefixCache.build(torch, b.model, seqs[0][:MIN_PREFIX])
+        longer = short.extend(torch, b.model, seqs[0][:n])
+        assert short.extend(torch, b.model, seqs[0][:MIN_PREFIX]) is short
+    assert longer.length == n > short.length
+    assert short.cache.get_seq_length() == MIN_PREFIX  # extending copies, the base is kept
+    plain = b.last_logprobs(seqs)
+    assert (b.last_logprobs(seqs, longer) - plain).abs().max() < 1e-5
+    assert (b.last_logprobs(seqs, short) - plain).abs().max() < 1e-5
+
+
+def test_planned_batches_with_extensions_equal_the_plain_path(tiny_model_dir, monkeypatch):
+    import valuelens.models.hf_prefix as hp
+
+    monkeypatch.setitem(hp.BATCH_COST, "cpu", 0)
+    monkeypatch.setitem(hp.EXTEND_COST, "cpu", 0)
+    extended: list[int] = []
+    real = PrefixCache.extend
+
+    def extend(self, torch_, model, prefix):
+        extended.append(len(prefix) - self.length)
+        return real(self, torch_, model, prefix)
+
+    monkeypatch.setattr(PrefixCache, "extend", extend)
+    reqs = shared_requests()
+    got = HFBackend.from_path(tiny_model_dir, batch_size=4).option_distribution(reqs)
+    assert any(k > 0 for k in extended)  # batches really ran on longer prefixes
+    want = HFBackend.from_path(tiny_model_dir, batch_size=4, prefix_cache=False).option_distribution(reqs)
     assert max_diff(got, want) < 1e-5

@@ -1,10 +1,11 @@
 """Local Hugging Face models through transformers.
 
 Option distributions: one forward pass per prompt (batched, left padding,
-length-sorted, explicit position ids so padding does not shift positions),
-log-softmax at the last position only. The token prefix shared by all
-prompts of a call is run once and its KV cache reused by every batch
-(``hf_prefix``; ``prefix_cache=False`` turns it off).
+explicit position ids so padding does not shift positions), log-softmax at
+the last position only. The token prefix shared by all prompts of a call is
+run once and its KV cache reused by every batch; batches are planned so that
+their members share more, and that longer prefix too is run once per batch
+(``hf_prefix``; ``prefix_cache=False`` turns both off: length-sorted batches).
 
 Label tokens: a label such as ``A`` can be written as the token ``A`` or the
 token `` A`` depending on what precedes it (after ``(`` SmolLM2 uses ``A``;
@@ -25,7 +26,7 @@ from valuelens.errors import ValueLensError
 from valuelens.models import prompting
 from valuelens.models.base import sample_seed
 from valuelens.models.hf_alloc import tune_malloc
-from valuelens.models.hf_prefix import MIN_PREFIX, PrefixCache, common_prefix, input_device
+from valuelens.models.hf_prefix import MIN_PREFIX, PrefixCache, common_prefix, input_device, plan_batches
 from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult
 
 
@@ -185,20 +186,40 @@ class HFBackend:
             self.prefix_cache = False  # this model gives no reusable cache; do not try again
         return prefix
 
+    def _batch_prefix(self, base: PrefixCache | None, tokens: list[int]) -> PrefixCache | None:
+        """The cache of a batch's own shared prefix, on top of ``base``."""
+        if base is not None and len(tokens) == base.length:
+            return base
+        if len(tokens) == 0 or not self.prefix_cache:
+            return None
+        with self.torch.inference_mode():
+            if base is None:
+                prefix = PrefixCache.build(self.torch, self.model, tokens)
+            else:
+                prefix = base.extend(self.torch, self.model, tokens)
+        if prefix is None:
+            self.prefix_cache = False
+        return prefix or base
+
+    def _plan(self, seqs: list[list[int]], base: PrefixCache | None) -> list[tuple[list[int], int]]:
+        if self.prefix_cache:
+            return plan_batches(seqs, self.batch_size, base.length if base else 0, self.device.type)
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        return [(order[s : s + self.batch_size], 0) for s in range(0, len(order), self.batch_size)]
+
     def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         torch = self.torch
         seqs = self._encode([self.render(r.messages, r.prefill) for r in requests])
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         results: list[OptionResult | None] = [None] * len(seqs)
-        prefix = self._shared_prefix(seqs)
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s : s + self.batch_size]
+        base = self._shared_prefix(seqs)
+        for idx, length in self._plan(seqs, base):
+            prefix = self._batch_prefix(base, seqs[idx[0]][:length])
             try:
                 logp = self.last_logprobs([seqs[i] for i in idx], prefix)
             except (TypeError, ValueError, NotImplementedError):
                 if prefix is None:
                     raise
-                self.prefix_cache, prefix = False, None  # the model rejects a past_key_values batch
+                self.prefix_cache, base = False, None  # the model rejects a past_key_values batch
                 logp = self.last_logprobs([seqs[i] for i in idx])
             for row, i in enumerate(idx):
                 mass = [float(torch.exp(logp[row, self.label_ids(lab)]).sum()) for lab in requests[i].labels]
