@@ -17,6 +17,10 @@ Instruct, its fp32 copy in the user cache), fp32, batch 8, on the CPU:
 
 Both processes stay up with their model loaded; reps alternate between them
 (only one computes at a time), after one warm-up each; medians are printed.
+valuelens' hf backend sets two glibc allocator thresholds for itself
+(``models/hf_alloc.py``); a second lm-eval driver runs with the same
+settings (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``) so the
+table also shows the ratio that the rest of valuelens' work accounts for.
 The lm-eval CLI is also run once end to end (model load included) unless
 ``--no-cli``. lm-eval's per-choice log-likelihoods (its logged samples) are
 compared with valuelens' distributions.
@@ -144,10 +148,14 @@ def write_task(tmp: Path, texts: list[str], labels: list[tuple[str, ...]]) -> Pa
     return inc
 
 
-def child_env(tmp: Path, threads: int = 0) -> dict[str, str]:
+def child_env(tmp: Path, threads: int = 0, malloc: bool = False) -> dict[str, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", HF_DATASETS_CACHE=str(tmp / "hf_datasets"))
     env.pop("VIRTUAL_ENV", None)
+    if malloc:  # the glibc settings valuelens' hf backend applies to itself (models/hf_alloc.py)
+        from valuelens.models.hf_alloc import MMAP_THRESHOLD, TRIM_THRESHOLD
+
+        env.update(MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD), MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD))
     if threads:  # torch's default thread count follows OMP_NUM_THREADS
         env["OMP_NUM_THREADS"] = str(threads)
     return env
@@ -156,13 +164,14 @@ def child_env(tmp: Path, threads: int = 0) -> dict[str, str]:
 class Driver:
     """lm-eval in .venv-lmeval, model loaded once; one evaluate() per 'run'."""
 
-    def __init__(self, py: Path, tmp: Path, model_dir: Path, include: Path, batch: int, threads: int):
+    def __init__(self, py: Path, tmp: Path, model_dir: Path, include: Path, batch: int, threads: int,
+                 malloc: bool = False):
         (tmp / "driver.py").write_text(DRIVER)
-        self.err_path = tmp / "driver.log"
+        self.err_path = tmp / f"driver{'-malloc' if malloc else ''}.log"
         self.err = open(self.err_path, "w")
         self.p = subprocess.Popen([str(py), str(tmp / "driver.py"), str(model_dir), str(include), TASK, str(batch)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True,
-                                  env=child_env(tmp, threads), cwd=tmp)
+                                  env=child_env(tmp, threads, malloc), cwd=tmp)
         self.ready = self._read()
 
     def _read(self) -> dict:
@@ -262,6 +271,7 @@ def main() -> None:
         tmp = Path(d)
         include = write_task(tmp, texts, labels)
         drv = Driver(py, tmp, model_dir, include, args.batch, args.threads)
+        drv_m = Driver(py, tmp, model_dir, include, args.batch, args.threads, malloc=True)
         r = drv.ready
         log(f"{n} items ({' + '.join(COUNTRIES)}, en), {ntok:.1f} prompt tokens/item, fp32, batch {args.batch}, "
             f"model {model_dir.name}")
@@ -280,19 +290,24 @@ def main() -> None:
 
         _, got = vl_rep()  # warm-up
         warm = drv.run()  # warm-up; its logged samples give the comparison
-        t_vl, t_lm, t_task = [], [], []
-        for rep in range(args.reps):  # alternate which goes first
-            for who in (("lm", "vl") if rep % 2 == 0 else ("vl", "lm")):
+        warm_m = drv_m.run()
+        t_vl, t_lm, t_lm_m, t_task = [], [], [], []
+        whos = ["lm", "vl", "lm+malloc"]
+        for rep in range(args.reps):  # rotate which goes first
+            for who in whos[rep % 3:] + whos[: rep % 3]:
                 if who == "vl":
                     dt, got = vl_rep()
                     t_vl.append(dt)
-                else:
+                elif who == "lm":
                     res = drv.run()
                     t_lm.append(res["eval_s"])
                     t_task.append(res["task_s"])
+                else:
+                    t_lm_m.append(drv_m.run()["eval_s"])
             log(f"  rep {rep + 1}: valuelens {t_vl[-1]:.2f} s, lm-eval evaluate {t_lm[-1]:.2f} s "
-                f"(+ task load {t_task[-1]:.2f} s)")
+                f"(+ task load {t_task[-1]:.2f} s), lm-eval with valuelens' malloc setting {t_lm_m[-1]:.2f} s")
         drv.close()
+        drv_m.close()
         cli = run_cli(py, tmp, model_dir, include, args.batch, args.threads) if not args.no_cli else None
 
     # probabilities: lm-eval's log-likelihoods vs valuelens
@@ -305,12 +320,15 @@ def main() -> None:
     top_agree = sum(max(range(len(x)), key=x.__getitem__) == max(range(len(y)), key=y.__getitem__)
                     for x, y in zip(vl_p, lm_p))
 
-    lm_s, vl_s = statistics.median(t_lm), statistics.median(t_vl)
+    lm_s, vl_s, lm_m_s = statistics.median(t_lm), statistics.median(t_vl), statistics.median(t_lm_m)
     lm_ips, vl_ips = n / lm_s, n / vl_s
+    d_malloc = max(abs(a - b) for i in range(n) for a, b in zip(warm_m["lls"][str(i)], lm_ll[i]))
     log("")
     log(f"{'approach (same %d items, same model, fp32, batch %d)' % (n, args.batch):<58}{'items/s':>9}"
         f"{'s median':>10}{'s best':>8}")
     log(f"{'lm-eval ' + r['lm_eval'] + ' evaluate(), pre-loaded HFLM':<58}{lm_ips:>9.2f}{lm_s:>10.2f}{min(t_lm):>8.2f}")
+    log(f"{'  same, with valuelens glibc malloc setting (MALLOC_*_)':<58}{n / lm_m_s:>9.2f}{lm_m_s:>10.2f}"
+        f"{min(t_lm_m):>8.2f}")
     log(f"{'valuelens CachedModel.option_distribution (fresh store)':<58}{vl_ips:>9.2f}{vl_s:>10.2f}{min(t_vl):>8.2f}")
     if cli is not None:
         wall, cli_ll = cli
@@ -319,6 +337,8 @@ def main() -> None:
     log(f"ratio valuelens / lm-eval: {ratio:.2f}x  (target >= 1.5x: {'met' if ratio >= 1.5 else 'NOT met'}); "
         f"medians of {args.reps} interleaved reps; "
         f"best vs best {min(t_lm) / min(t_vl):.2f}x")
+    log(f"ratio valuelens / lm-eval given valuelens' malloc setting too: {lm_m_s / vl_s:.2f}x "
+        f"(its log-likelihoods unchanged by it: max |d| {d_malloc:.1e})")
     log(f"max |dp| valuelens vs lm-eval: {d_vl:.2e}  (valuelens adds the ' A' spellings: they hold "
         f"{statistics.mean(space):.1e} of the letters' mass on average, {max(space):.1e} at most)")
     log(f"max |dp| valuelens forward with bare letters only vs lm-eval: {d_bare:.2e}; same top option on {top_agree}/{n} items")
