@@ -1,11 +1,12 @@
-"""Shared-prefix KV reuse in HFBackend.option_distribution: with vs without.
+"""Shared-prefix KV reuse in HFBackend.option_distribution: plain batches,
+the call's common prefix only, and batches planned by shared prefix.
 
 One process, one loaded embedded model (SmolLM2-135M-Instruct, fp32), the
 same items both ways: the 70 probe items of bench/probe_vs_lmeval.py
 (United States + China x 35 WVS questions, en) when /work/shared/data is
 there, else the builtin questionnaire for 4 countries x en/zh. The backend
 is called directly, in chunks of ``--chunk`` items (32 = what CachedModel
-sends; 0 = all items in one call). Reps alternate between the two paths
+sends; 0 = all items in one call). Reps rotate between the three paths
 after one warm-up each; medians (and the best rep) are printed, as wall
 time and as process CPU time (steadier when other jobs share the cores).
 
@@ -40,15 +41,36 @@ def items():
     return requests(4), "builtin questionnaire, 4 countries x en/zh"
 
 
-def run(backend, reqs, chunk: int, reuse: bool):
-    backend.prefix_cache = reuse
+MODES = ("plain", "shared", "planned")
+LABELS = {"plain": "plain (prefix_cache=False)", "shared": "common prefix, length-sorted batches",
+          "planned": "common prefix + planned batches"}
+
+
+def run(backend, reqs, chunk: int, mode: str):
+    """One pass over the items; ``shared`` swaps the batch planner for plain
+    length-sorted batches on top of the call's common prefix (what the
+    backend did before planning)."""
+    backend.prefix_cache = mode != "plain"
+    if mode == "shared":
+        def plan(seqs, base):
+            order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+            k = backend.batch_size
+            return [(order[s : s + k], base.length if base else 0) for s in range(0, len(order), k)]
+        backend._plan = plan
+    else:
+        backend.__dict__.pop("_plan", None)
     step = chunk or len(reqs)
     t0, c0 = time.perf_counter(), time.process_time()
     out = []
     for s in range(0, len(reqs), step):
         out += backend.option_distribution(reqs[s : s + step])
-    assert backend.prefix_cache == reuse  # no silent fallback
+    assert backend.prefix_cache == (mode != "plain")  # no silent fallback
     return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def max_dp(xs, ys) -> float:
+    return max(max(abs(a.covered_mass - b.covered_mass), *(abs(p - q) for p, q in zip(a.probs, b.probs)))
+               for a, b in zip(xs, ys))
 
 
 def main() -> None:
@@ -68,30 +90,31 @@ def main() -> None:
     print(f"{len(reqs)} items ({source}), {statistics.mean(map(len, seqs)):.1f} tokens each on average, "
           f"shared prefix per call {shared} tokens; batch {args.batch}, chunk {args.chunk or 'all'}, "
           f"torch threads {torch.get_num_threads()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    run(backend, reqs[:16], args.chunk, True)  # warm-up both paths
-    run(backend, reqs[:16], args.chunk, False)
-    wall: dict[bool, list[float]] = {True: [], False: []}
-    cpu: dict[bool, list[float]] = {True: [], False: []}
-    max_dp = 0.0
+    for mode in MODES:  # warm-up
+        run(backend, reqs[:16], args.chunk, mode)
+    wall: dict[str, list[float]] = {m: [] for m in MODES}
+    cpu: dict[str, list[float]] = {m: [] for m in MODES}
+    dp = {m: 0.0 for m in MODES[1:]}
     for rep in range(args.reps):
         res = {}
-        for reuse in ((True, False) if rep % 2 == 0 else (False, True)):
-            w, c, res[reuse] = run(backend, reqs, args.chunk, reuse)
-            wall[reuse].append(w)
-            cpu[reuse].append(c)
-        print(f"  rep {rep + 1}: reuse {wall[True][-1]:.2f} s (cpu {cpu[True][-1]:.2f}), "
-              f"plain {wall[False][-1]:.2f} s (cpu {cpu[False][-1]:.2f})", flush=True)
-        for a, b in zip(res[True], res[False]):
-            max_dp = max(max_dp, abs(a.covered_mass - b.covered_mass), *(abs(x - y) for x, y in zip(a.probs, b.probs)))
+        for mode in MODES[rep % 3:] + MODES[: rep % 3]:  # rotate which goes first
+            w, c, res[mode] = run(backend, reqs, args.chunk, mode)
+            wall[mode].append(w)
+            cpu[mode].append(c)
+        print("  rep %d: " % (rep + 1) + ", ".join(f"{m} {wall[m][-1]:.2f} s (cpu {cpu[m][-1]:.2f})" for m in MODES),
+              flush=True)
+        for m in MODES[1:]:
+            dp[m] = max(dp[m], max_dp(res[m], res["plain"]))
     n = len(reqs)
-    print(f"{'path':<28}{'items/s':>9}{'best':>8}{'items/cpu-s':>13}")
-    for reuse, label in ((False, "plain (prefix_cache=False)"), (True, "prefix reuse")):
-        print(f"{label:<28}{n / statistics.median(wall[reuse]):>9.2f}{n / min(wall[reuse]):>8.2f}"
-              f"{n / statistics.median(cpu[reuse]):>13.2f}")
-    print(f"ratio reuse / plain: wall median {statistics.median(wall[False]) / statistics.median(wall[True]):.3f}x, "
-          f"best {min(wall[False]) / min(wall[True]):.3f}x, cpu median "
-          f"{statistics.median(cpu[False]) / statistics.median(cpu[True]):.3f}x")
-    print(f"max |dp| reuse vs plain (probabilities and covered mass): {max_dp:.2e}")
+    print(f"{'path':<40}{'items/s':>9}{'best':>8}{'items/cpu-s':>13}{'vs plain':>10}")
+    for m in MODES:
+        ratio = statistics.median(wall["plain"]) / statistics.median(wall[m])
+        print(f"{LABELS[m]:<40}{n / statistics.median(wall[m]):>9.2f}{n / min(wall[m]):>8.2f}"
+              f"{n / statistics.median(cpu[m]):>13.2f}{ratio:>9.3f}x")
+    print(f"planned / shared: wall median {statistics.median(wall['shared']) / statistics.median(wall['planned']):.3f}x, "
+          f"cpu median {statistics.median(cpu['shared']) / statistics.median(cpu['planned']):.3f}x")
+    print("max |dp| vs plain (probabilities and covered mass): "
+          + ", ".join(f"{m} {dp[m]:.2e}" for m in MODES[1:]))
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

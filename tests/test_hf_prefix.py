@@ -256,11 +256,12 @@ def test_plan_is_the_cheapest_contiguous_split(seqs, batch_size, batch_cost, ext
     import valuelens.models.hf_prefix as hp
 
     base = common_prefix(seqs)
+    saved = hp.BATCH_COST["cpu"], hp.EXTEND_COST["cpu"]
     hp.BATCH_COST["cpu"], hp.EXTEND_COST["cpu"] = batch_cost, extend_cost
     try:
         plan = hp.plan_batches(seqs, batch_size, base)
     finally:
-        hp.BATCH_COST["cpu"], hp.EXTEND_COST["cpu"] = 96, 96
+        hp.BATCH_COST["cpu"], hp.EXTEND_COST["cpu"] = saved
     check_plan(seqs, plan, batch_size, base)
     n, best = len(seqs), float("inf")
     for order in (sorted(range(n), key=lambda i: (len(seqs[i]), seqs[i])), sorted(range(n), key=lambda i: seqs[i])):
