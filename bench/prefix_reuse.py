@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from valuelens.models import embedded  # noqa: E402
-from valuelens.models.hf_prefix import common_prefix  # noqa: E402
+from valuelens.models.hf_prefix import common_prefix, length_batches  # noqa: E402
 
 
 def items():
@@ -52,11 +52,7 @@ def run(backend, reqs, chunk: int, mode: str):
     backend did before planning)."""
     backend.prefix_cache = mode != "plain"
     if mode == "shared":
-        def plan(seqs, base):
-            order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-            k = backend.batch_size
-            return [(order[s : s + k], base.length if base else 0) for s in range(0, len(order), k)]
-        backend._plan = plan
+        backend._plan = lambda seqs, base: length_batches(seqs, backend.batch_size, base.length if base else 0)
     else:
         backend.__dict__.pop("_plan", None)
     step = chunk or len(reqs)

@@ -26,7 +26,8 @@ from valuelens.errors import ValueLensError
 from valuelens.models import prompting
 from valuelens.models.base import sample_seed
 from valuelens.models.hf_alloc import tune_malloc
-from valuelens.models.hf_prefix import MIN_PREFIX, PrefixCache, common_prefix, input_device, plan_batches
+from valuelens.models.hf_prefix import (MIN_PREFIX, PrefixCache, common_prefix, input_device, length_batches,
+                                         plan_batches)
 from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult
 
 
@@ -204,8 +205,7 @@ class HFBackend:
     def _plan(self, seqs: list[list[int]], base: PrefixCache | None) -> list[tuple[list[int], int]]:
         if self.prefix_cache:
             return plan_batches(seqs, self.batch_size, base.length if base else 0, self.device.type)
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        return [(order[s : s + self.batch_size], 0) for s in range(0, len(order), self.batch_size)]
+        return length_batches(seqs, self.batch_size)
 
     def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         torch = self.torch

@@ -69,6 +69,13 @@ def plan_batches(seqs: list[list[int]], batch_size: int, base: int = 0,
     return min(plans)[1]
 
 
+def length_batches(seqs: list[list[int]], batch_size: int, prefix: int = 0) -> list[tuple[list[int], int]]:
+    """Plain batches: consecutive runs of the length-sorted prompts, each on
+    ``prefix`` (the same shape as ``plan_batches``' result)."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    return [(order[s : s + batch_size], prefix) for s in range(0, len(order), batch_size)]
+
+
 def _plan(seqs, order, batch_size, base, batch_cost, extend_cost):
     """Cheapest split of ``order`` into contiguous runs (dynamic programme)."""
     n = len(order)

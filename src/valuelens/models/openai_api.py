@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from valuelens.errors import BackendError, MissingDependency, ValueLensError
+from valuelens.models import prompting
 from valuelens.models.base import sample_seed
 from valuelens.models.requests import GenerateRequest, Message, OptionRequest, OptionResult
 
@@ -268,17 +269,14 @@ class OpenAIBackend:
         if not todo:
             return
         root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
-        spellings = [(lab, sp) for lab in todo for sp in (lab, " " + lab)]
+        spellings = [sp for lab in todo for sp in prompting.label_spellings(lab)]
         jobs = [(root + "/tokenize", {"model": self.model, "prompt": sp, "add_special_tokens": False},
-                 lambda d: [int(t) for t in d["tokens"]], True) for _, sp in spellings]
-        found: dict[str, list[int]] = {lab: [] for lab in todo}
-        for (lab, _), toks in zip(spellings, self._run_all(jobs)):
-            if len(toks) == 1 and toks[0] not in found[lab]:
-                found[lab].append(toks[0])
-        for lab, ids in found.items():
-            if not ids:
-                raise ValueLensError(f"{self.name}: option label {lab!r} is not a single token; use letters A-J")
-        self._label_ids.update(found)
+                 lambda d: [int(t) for t in d["tokens"]], True) for sp in spellings]
+        encodings = self._run_all(jobs)
+        per_label = len(spellings) // len(todo)
+        for k, lab in enumerate(todo):
+            self._label_ids[lab] = prompting.single_token_ids(
+                lab, encodings[k * per_label : (k + 1) * per_label], self.name)
 
     def _exact_result(self, labels: Sequence[str], choice: dict[str, Any]) -> OptionResult:
         scored: dict[int, float] = {}

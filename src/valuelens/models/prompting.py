@@ -30,13 +30,24 @@ def encode(tokenizer: Any, chat: bool, texts: Sequence[str]) -> list[list[int]]:
     return [list(tokenizer(t, add_special_tokens=not chat)["input_ids"]) for t in texts]
 
 
-def label_token_ids(tokenizer: Any, label: str, model_name: str) -> list[int]:
-    """The single-token spellings of an option label: ``A`` and `` A``."""
+def label_spellings(label: str) -> tuple[str, str]:
+    """The two ways an option label can follow the prompt: ``A`` and `` A``."""
+    return label, " " + label
+
+
+def single_token_ids(label: str, encodings: Sequence[Sequence[int]], model_name: str) -> list[int]:
+    """The ids of the spellings that are one token (``encodings``: each of
+    ``label_spellings(label)`` tokenized), without repeats; an error if none is."""
     ids: list[int] = []
-    for spelling in (label, " " + label):
-        enc = tokenizer(spelling, add_special_tokens=False)["input_ids"]
-        if len(enc) == 1 and enc[0] not in ids:
-            ids.append(enc[0])
+    for enc in encodings:
+        if len(enc) == 1 and int(enc[0]) not in ids:
+            ids.append(int(enc[0]))
     if not ids:
         raise ValueLensError(f"option label {label!r} is not a single token for model {model_name}; use letters A-J")
     return ids
+
+
+def label_token_ids(tokenizer: Any, label: str, model_name: str) -> list[int]:
+    """The single-token spellings of an option label, by a local tokenizer."""
+    return single_token_ids(label, [tokenizer(sp, add_special_tokens=False)["input_ids"]
+                                    for sp in label_spellings(label)], model_name)
