@@ -258,3 +258,69 @@ def test_expected_option_value_and_share_below():
     assert M.share_below([0.1, math.nan]) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         M.share_below([])
+
+
+# position bias --------------------------------------------------------------------
+
+def test_position_baseline_hand_worked():
+    # two 2-option items and two 4-option items: (½+½+¼+¼)/4 on positions 1, 2; (¼+¼)/4 on 3, 4
+    assert M.position_baseline([2, 2, 4, 4]) == pytest.approx([0.375, 0.375, 0.125, 0.125])
+
+
+def test_position_bias_hand_worked():
+    r = M.position_bias([1, 1, 3, 1], [2, 2, 4, 4])
+    obs, base = np.array([0.75, 0, 0.25, 0]), np.array([0.375, 0.375, 0.125, 0.125])
+    assert r["position_tv"] == pytest.approx(0.5)  # ½(0.375 + 0.375 + 0.125 + 0.125)
+    assert r["position_js_distance"] == pytest.approx(jensenshannon(obs, base))
+    assert (r["top_position"], r["top_position_share"], r["position_n"]) == (1, 0.75, 4)
+    assert r["position_dominated"] is True
+
+
+def test_position_bias_leaves_out_invalid_items():
+    r = M.position_bias([2, None, float("nan"), 1], [2, 5, 3, 2])
+    assert (r["position_tv"], r["position_n"], r["top_position"]) == (0.0, 2, 1)  # tie: the lowest position
+    assert r["position_dominated"] is False
+    e = M.position_bias([None], [3])
+    assert e["position_n"] == 0 and math.isnan(e["position_tv"]) and e["position_dominated"] is None
+
+
+@given(st.lists(st.integers(1, 7), min_size=1, max_size=40))
+def test_position_bias_always_first_closed_form(ks):
+    r = M.position_bias([1] * len(ks), ks)
+    assert r["position_tv"] == pytest.approx(1 - np.mean([1 / k for k in ks]))
+    assert r["top_position_share"] == 1.0
+
+
+@given(st.integers(2, 9), st.integers(1, 30))
+def test_position_bias_always_last_of_k(k, n):
+    assert M.position_bias([k] * n, [k] * n)["position_tv"] == pytest.approx(1 - 1 / k)
+
+
+def test_position_bias_uniform_chooser_is_near_zero():
+    rng = np.random.default_rng(0)
+    ks = rng.integers(2, 6, size=20_000)
+    pos = rng.integers(1, ks + 1)  # uniform over each item's own positions
+    r = M.position_bias(pos, ks)
+    assert r["position_tv"] < 0.02 and r["position_dominated"] is False
+    # a chooser that cycles exactly through each k's positions gives exactly 0
+    ks = [2, 2, 3, 3, 3]
+    assert M.position_bias([1, 2, 1, 2, 3], ks)["position_tv"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_position_bias_threshold_and_binary_reading():
+    # binary items: TV = |share of position 1 − ½|
+    r = M.position_bias([2] * 8 + [1] * 2, [2] * 10)
+    assert r["position_tv"] == pytest.approx(0.3) and r["position_dominated"] is False  # not beyond 0.3
+    assert M.position_bias([2] * 9 + [1], [2] * 10)["position_dominated"] is True
+    assert M.position_bias([2] * 9 + [1], [2] * 10, threshold=0.45)["position_dominated"] is False
+
+
+def test_position_bias_rejects_bad_input():
+    with pytest.raises(ValueError, match="not one of 1..2"):
+        M.position_bias([3], [2])
+    with pytest.raises(ValueError, match="not one of"):
+        M.position_bias([0], [2])
+    with pytest.raises(ValueError, match="differ in length"):
+        M.position_bias([1, 2], [2])
+    with pytest.raises(ValueError, match="integers"):
+        M.position_baseline([0])

@@ -212,3 +212,61 @@ def share_below(values, threshold: float = 0.5) -> float:
     if v.size == 0:
         raise ValueError("values is empty")
     return float(np.mean(v < threshold))
+
+
+# Position bias -------------------------------------------------------------------
+
+POSITION_TV_THRESHOLD = 0.3
+"""A layer's choices are *position-dominated* when their position total variation exceeds this.
+
+For two-option items it means one position wins more than 80 % of the items
+(TV = |share − ½|); for four-option items, e.g. one position in more than 55 %."""
+
+
+def position_baseline(n_options) -> np.ndarray:
+    """The no-bias distribution over positions 1..max(k): each item with k options
+    spreads 1/k over positions 1..k, averaged over items (entry i = position i + 1)."""
+    k = np.asarray(n_options, dtype=float).ravel()
+    if k.size == 0:
+        raise ValueError("n_options is empty")
+    if not np.all(np.isfinite(k)) or np.any(k < 1) or np.any(k != np.round(k)):
+        raise ValueError("n_options must be integers >= 1")
+    k = k.astype(int)
+    out = np.zeros(int(k.max()))
+    for kk, count in zip(*np.unique(k, return_counts=True)):
+        out[:kk] += count / kk
+    return out / k.size
+
+
+def position_bias(positions, n_options, threshold: float = POSITION_TV_THRESHOLD) -> dict:
+    """Position bias of chosen options: ``positions[i]`` (1-based) is where item i's
+    chosen option was shown, ``n_options[i]`` how many it had; None/NaN positions
+    (no valid choice) are left out with their item.
+
+    Observed = share of items choosing each position; baseline =
+    :func:`position_baseline` of the same items. Returns ``position_tv`` (total
+    variation ½Σ|obs − base|, in [0, 1); always-first gives 1 − mean(1/k)),
+    ``position_js_distance`` (√JSD, natural log), ``top_position`` (most chosen,
+    the lowest on ties), ``top_position_share``, ``position_n`` and
+    ``position_dominated`` (TV > ``threshold``, up to 1e-9 rounding). NaN / None with no valid item.
+    """
+    pos = np.array([np.nan if p is None else p for p in positions], dtype=float).ravel()
+    k = np.asarray(n_options, dtype=float).ravel()
+    if pos.size != k.size:
+        raise ValueError(f"positions and n_options differ in length ({pos.size} vs {k.size})")
+    ok = np.isfinite(pos)
+    empty = {"position_tv": np.nan, "position_js_distance": np.nan, "top_position": None,
+             "top_position_share": np.nan, "position_n": 0, "position_dominated": None}
+    if not ok.any():
+        return empty
+    pos, k = pos[ok], k[ok]
+    base = position_baseline(k)
+    if np.any(pos != np.round(pos)) or np.any(pos < 1) or np.any(pos > k):
+        bad = next(i for i, (p, kk) in enumerate(zip(pos, k)) if p != round(p) or not 1 <= p <= kk)
+        raise ValueError(f"position {pos[bad]:g} is not one of 1..{int(k[bad])} (valid item {bad})")
+    obs = np.bincount(pos.astype(int) - 1, minlength=base.size) / pos.size
+    tv = float(np.clip(0.5 * np.abs(obs - base).sum(), 0.0, 1.0))
+    top = int(np.argmax(obs))
+    return {"position_tv": tv, "position_js_distance": js_distance(obs, base, normalize=True),
+            "top_position": top + 1, "top_position_share": float(obs[top]), "position_n": int(pos.size),
+            "position_dominated": bool(tv > threshold + 1e-9)}  # rounding: 0.8 − 0.5 is not beyond 0.3
