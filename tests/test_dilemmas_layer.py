@@ -94,7 +94,7 @@ def test_same_value_model_agrees_across_forms(tmp_path):
     assert (ag["estimate"] == 1.0).all() and (ag.loc[ag["pair"] == "all", "n"] == 8).all()
     pref = res.tables["dilemma_preferences"]
     v2 = pref[pref["value"].isin(["Loyalty", "Community", "Long-term", "Mercy"])]
-    assert len(v2) == 2 * 4 * 4 and (v2["estimate"] == 1.0).all()
+    assert len(v2) == 2 * 4 * (4 + 1) and (v2["estimate"] == 1.0).all()  # 4 forms + order_balanced
 
 
 def test_consequence_flips_and_steering_by_hand(tmp_path):

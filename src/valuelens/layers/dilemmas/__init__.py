@@ -22,7 +22,11 @@ moralchoice.py (six forms, answer matching; English). ``check`` reads every
 corpus before the run starts.
 
 Tables (the orchestrator adds ``model``): ``dilemma_responses`` (every
-prompt), ``dilemma_preferences`` (Figure 8), ``dilemma_agreement`` (Figure
+prompt), ``dilemma_preferences`` (Figure 8; per form, and ``order_balanced``:
+Direct and Direct-Reverse averaged per dilemma, so a pure label preference
+gives 50/50, with ``direct_share`` / ``direct_reverse_share`` beside it),
+``dilemma_position_bias`` (position.py: the share of answers at label A vs B
+against ½ / ½, per part, language and form), ``dilemma_agreement`` (Figure
 10), ``dilemma_consequence_flips`` (Figure 9), ``dilemma_steering``; chains:
 ``dilemma_chain_responses``, ``dilemma_chain_steps``,
 ``dilemma_chain_winrates``, ``dilemma_chain_stability``,

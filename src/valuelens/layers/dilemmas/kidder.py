@@ -128,6 +128,29 @@ def _groups(df: pd.DataFrame, keys: list[str]):
         yield {**dict(zip(keys, k if isinstance(k, tuple) else (k,))), "pair": "all"}, g
 
 
+def balanced_preferences(base: pd.DataFrame, seed: int, n_resamples: int = 1000) -> list[dict]:
+    """Form ``order_balanced``: per dilemma asked in both Direct and Direct-Reverse, each value's share is
+    the mean of its two 0/1 indicators (0, ½ or 1), so a pure preference for one label gives ½ / ½; the
+    estimate is their mean over dilemmas (bootstrap over dilemmas). ``direct_share`` and
+    ``direct_reverse_share``: the same dilemmas' share in each order alone."""
+    out = []
+    both = base[base["form"].isin(["direct", "direct_reverse"])]
+    for (lang, pair), g in both.groupby(["language", "pair"], sort=False):
+        by_form = {f: dict(zip(h["dilemma_id"], (_v(x) for x in h["chosen_value"]))) for f, h in g.groupby("form")}
+        if set(by_form) != {"direct", "direct_reverse"}:
+            continue
+        ids = [i for i in dict.fromkeys(g["dilemma_id"]) if i in by_form["direct"] and i in by_form["direct_reverse"]]
+        vals = (g["value_1"].iloc[0], g["value_2"].iloc[0])
+        d = shares([by_form["direct"][i] for i in ids], vals)
+        r = shares([by_form["direct_reverse"][i] for i in ids], vals)
+        for v in d:
+            out.append({"language": lang, "form": "order_balanced", "pair": pair, "value": v,
+                        **summary((d[v] + r[v]) / 2, seed, n_resamples),
+                        "direct_share": float(d[v].mean()) if len(ids) else float("nan"),
+                        "direct_reverse_share": float(r[v].mean()) if len(ids) else float("nan")})
+    return out
+
+
 def tables(resp: pd.DataFrame, forms: Sequence[str], seed: int, n_resamples: int = 1000) -> dict[str, pd.DataFrame]:
     """Summary tables from the per-response rows; every estimate with a
     bootstrap interval over dilemmas (or prompts, for steering)."""
@@ -138,6 +161,7 @@ def tables(resp: pd.DataFrame, forms: Sequence[str], seed: int, n_resamples: int
         vals = (g["value_1"].iloc[0], g["value_2"].iloc[0])
         for v, flags in shares([_v(x) for x in g["chosen_value"]], vals).items():
             pref.append({"language": lang, "form": form, "pair": pair, "value": v, **ci(flags)})
+    pref += balanced_preferences(base, seed, n_resamples)
     agree = []
     for key, g in _groups(base, ["language"]):
         chosen = {(i, f): _v(x) for i, f, x in zip(g["dilemma_id"], g["form"], g["chosen_value"])}
@@ -171,7 +195,8 @@ def tables(resp: pd.DataFrame, forms: Sequence[str], seed: int, n_resamples: int
                           "requested_value": req, **ci(flags)})
     ci_cols = ["estimate", "ci_low", "ci_high", "n"]
     return {
-        "dilemma_preferences": pd.DataFrame(pref, columns=["language", "form", "pair", "value", *ci_cols]),
+        "dilemma_preferences": pd.DataFrame(pref, columns=["language", "form", "pair", "value", *ci_cols,
+                                                           "direct_share", "direct_reverse_share"]),
         "dilemma_agreement": pd.DataFrame(agree, columns=["language", "pair", "comparison", "forms", *ci_cols]),
         "dilemma_consequence_flips": pd.DataFrame(flips, columns=["language", "pair", *ci_cols, "n_invalid_base",
                                                                    "n_invalid_reask"]),

@@ -7,7 +7,7 @@ import pandas as pd
 from valuelens.data.dilemmas import builtin_chains, builtin_dilemmas, load_chains, load_dilemmas, load_mmd, load_moralchoice
 from valuelens.errors import ValueLensError
 from valuelens.layers import LayerContext
-from valuelens.layers.dilemmas import escalation, kidder, moralchoice
+from valuelens.layers.dilemmas import escalation, kidder, moralchoice, position
 from valuelens.layers.dilemmas.ask import Asker
 from valuelens.layers.dilemmas.settings import DilemmaSettings
 from valuelens.models import CachedModel
@@ -62,6 +62,7 @@ def run(model: CachedModel, settings: DilemmaSettings, ctx: LayerContext) -> dic
     if mc is not None:
         scenarios = moralchoice.sample_scenarios(mc[0], s.moralchoice.sample, asker.seed)  # type: ignore[union-attr]
         tables.update(moralchoice.run(asker, scenarios, mc[1]))
+    tables["dilemma_position_bias"] = position.table(tables)
     return tables
 
 
