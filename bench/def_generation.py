@@ -70,7 +70,7 @@ def batched_seeded_sample(backend, items: list[tuple[GenerateRequest, int]], bat
     eos = backend.tok.eos_token_id
     for s in range(0, len(order), batch_size):
         idx = order[s: s + batch_size]
-        ids, mask, pos = backend._batch([seqs[i] for i in idx])
+        ids, mask, pos = backend.pad([seqs[i] for i in idx])
         gens = [torch.Generator().manual_seed(sample_seed(items[i][0].settings.seed, items[i][1])) for i in idx]
         temps = [items[i][0].settings.temperature for i in idx]
         top_ps = [items[i][0].settings.top_p for i in idx]

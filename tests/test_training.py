@@ -14,7 +14,7 @@ from scipy.stats import entropy
 from valuelens.errors import ValueLensError
 from valuelens.models import Message, OptionRequest
 from valuelens.models.hf import HFBackend
-from valuelens.training import TrainItem, TrainSettings, load_finetuned, run_digest, train_first_token
+from valuelens.models.hf_training import TrainItem, TrainSettings, load_finetuned, run_digest, train_first_token
 
 PREFILL = "If had to select one of the options, my answer would be ("
 TARGET = {"China": (0.8, 0.2), "United States": (0.1, 0.9)}
@@ -65,8 +65,12 @@ def lora_run(tiny_model_dir, tmp_path_factory):
     base_identity = backend.identity()
     out = tmp_path_factory.mktemp("lora")
     counter = Counter()
+    base_probs = probs(backend, TRAIN + VAL)
     result = train_first_token(backend, TRAIN, VAL, LORA, out, progress=counter)
-    return backend, base_identity, result, out, counter
+    # the base handle is untouched: same identity, same answers
+    assert backend.identity() == base_identity
+    np.testing.assert_array_equal(probs(backend, TRAIN + VAL), base_probs)
+    return result.backend, base_identity, result, out, counter
 
 
 def test_lora_learns_and_logs(lora_run):
@@ -108,23 +112,26 @@ def test_loss_at_step0_equals_scipy_kl(tiny_model_dir, tmp_path):
 
 def test_full_finetuning_restores_best_epoch(tiny_model_dir, tmp_path):
     settings = TrainSettings(method="full", lr=1e-3, epochs=3, batch_size=4)
-    backend = HFBackend.from_path(tiny_model_dir)
-    result = train_first_token(backend, TRAIN, VAL_FLIPPED, settings, tmp_path)
+    base = HFBackend.from_path(tiny_model_dir)
+    result = train_first_token(base, TRAIN, VAL_FLIPPED, settings, tmp_path)
+    backend = result.backend
+    assert backend is not base and base.identity() != backend.identity() and base.finetuned is None
+    np.testing.assert_allclose(probs(base, VAL_FLIPPED), probs(HFBackend.from_path(tiny_model_dir), VAL_FLIPPED),
+                               atol=1e-6)  # full fine-tuning left the base weights alone
     vk = val_kls(result.log)
     assert result.best_epoch == 1 + int(np.argmin(vk[1:])) and result.best_epoch < settings.epochs
     assert abs(vk[-1] - result.val_kl_best) > 1e-4  # the last epoch is not the one kept
     assert np.mean(scipy_kl(backend, VAL_FLIPPED)) == pytest.approx(result.val_kl_best, abs=1e-5)
     assert (result.checkpoint / "model.safetensors").exists()
-    again = HFBackend.from_path(tiny_model_dir)
-    load_finetuned(again, result.checkpoint)
+    again = load_finetuned(HFBackend.from_path(tiny_model_dir), result.checkpoint).backend
     assert again.identity() == backend.identity()
     np.testing.assert_allclose(probs(again, VAL_FLIPPED), probs(backend, VAL_FLIPPED), atol=1e-5)
 
 
 def test_same_seed_same_results(lora_run, tiny_model_dir, tmp_path):
     backend, _, result, _, _ = lora_run
-    twin = HFBackend.from_path(tiny_model_dir)
-    again = train_first_token(twin, TRAIN, VAL, LORA, tmp_path / "twin")
+    again = train_first_token(HFBackend.from_path(tiny_model_dir), TRAIN, VAL, LORA, tmp_path / "twin")
+    twin = again.backend
     assert again.log == result.log and again.best_epoch == result.best_epoch
     np.testing.assert_array_equal(probs(twin, VAL), probs(backend, VAL))
     other = train_first_token(HFBackend.from_path(tiny_model_dir), TRAIN, VAL,
@@ -146,9 +153,10 @@ def test_identity_changes(lora_run):
 
 def test_load_finetuned_reproduces(lora_run, tiny_model_dir, tiny_base_model_dir):
     backend, _, result, _, _ = lora_run
-    fresh = HFBackend.from_path(tiny_model_dir)
-    loaded = load_finetuned(fresh, result.checkpoint)
-    assert fresh.identity() == backend.identity()
+    base = HFBackend.from_path(tiny_model_dir)
+    loaded = load_finetuned(base, result.checkpoint)
+    fresh = loaded.backend
+    assert fresh.identity() == backend.identity() and base.finetuned is None and base.identity() != fresh.identity()
     assert (loaded.best_epoch, loaded.val_kl_best, loaded.log) == (result.best_epoch, result.val_kl_best, result.log)
     np.testing.assert_allclose(probs(fresh, TRAIN + VAL), probs(backend, TRAIN + VAL), atol=1e-5)
     with pytest.raises(ValueLensError, match="already fine-tuned"):
@@ -160,10 +168,13 @@ def test_load_finetuned_reproduces(lora_run, tiny_model_dir, tiny_base_model_dir
 def test_resume_skips_training(lora_run, tiny_model_dir):
     backend, _, result, out, _ = lora_run
     before = (out / "train_log.jsonl").stat().st_mtime_ns
-    fresh, counter = HFBackend.from_path(tiny_model_dir), Counter()
-    resumed = train_first_token(fresh, TRAIN, VAL, LORA, out, progress=counter)
+    counter = Counter()
+    resumed = train_first_token(HFBackend.from_path(tiny_model_dir), TRAIN, VAL, LORA, out, progress=counter)
+    fresh = resumed.backend
     assert counter.n == 0 and (out / "train_log.jsonl").stat().st_mtime_ns == before
-    assert resumed == result and fresh.identity() == backend.identity()
+    assert (resumed.checkpoint, resumed.best_epoch, resumed.val_kl_best, resumed.log) == \
+        (result.checkpoint, result.best_epoch, result.val_kl_best, result.log)
+    assert fresh.identity() == backend.identity()
     np.testing.assert_allclose(probs(fresh, VAL), probs(backend, VAL), atol=1e-5)
     with pytest.raises(ValueLensError, match="different training run"):
         train_first_token(HFBackend.from_path(tiny_model_dir), TRAIN, VAL, LORA.model_copy(update={"lr": 2e-2}), out)

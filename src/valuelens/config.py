@@ -19,7 +19,7 @@ from valuelens.errors import ValueLensError
 from valuelens.layers.def_layer.settings import DEFSettings
 from valuelens.layers.dilemmas.settings import DilemmaSettings
 from valuelens.layers.mark.settings import MarkSettings
-from valuelens.training import TrainSettings
+from valuelens.models.hf_training import TrainSettings
 
 MAX_AUDIT_BYTES = 1 << 20
 MAX_YAML_NODES = 100_000  # values after expanding aliases

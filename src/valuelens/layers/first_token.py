@@ -212,7 +212,7 @@ def _free_answers(model: CachedModel, job: FirstTokenRun, s: FirstTokenSettings)
 
 
 def _finetune(model: CachedModel, job: FirstTokenRun, s: FirstTokenSettings, ctx: LayerContext):
-    from valuelens.training import TrainItem
+    from valuelens.models.hf_training import TrainItem
 
     spec = s.train
     assert spec is not None

@@ -32,6 +32,16 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class Trainable(Protocol):
+    """A backend that can be fine-tuned. ``finetune`` returns a *new* backend
+    with the tuned weights and its own identity, and the training log; the
+    backend it is called on keeps computing with its own weights."""
+
+    def finetune(self, train: list[Any], val: list[Any], settings: Any, out_dir: Any,
+                 tracker: Any = None) -> tuple[Backend, list[dict[str, Any]]]: ...
+
+
 def sample_seed(seed: int, index: int) -> int:
     """Seed of sample ``index``: independent of batching and of other samples."""
     return (int(seed) * 1_000_003 + int(index)) % (2**31 - 1)

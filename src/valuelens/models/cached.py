@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from valuelens.errors import ValueLensError
-from valuelens.models.base import Backend
+from valuelens.models.base import Backend, Trainable
 from valuelens.models.requests import GenerateRequest, GenerateResult, OptionRequest, OptionResult
 from valuelens.store import Store, call_key
 
@@ -36,7 +36,7 @@ class CachedModel:
 
     @property
     def can_finetune(self) -> bool:
-        return callable(getattr(self.backend, "finetune", None))
+        return isinstance(self.backend, Trainable)
 
     def finetuned(self, train: list[Any], val: list[Any], settings: Any, out_dir: Any,
                   tracker: Any = None) -> tuple[CachedModel, list[dict]]:
@@ -45,7 +45,12 @@ class CachedModel:
         in the cache. Returns the tuned model and the training log."""
         if not self.can_finetune:
             raise ValueLensError(f"model {self.name}: its backend cannot be fine-tuned")
-        backend, log = self.backend.finetune(train, val, settings, out_dir, tracker)  # type: ignore[attr-defined]
+        assert isinstance(self.backend, Trainable)
+        backend, log = self.backend.finetune(train, val, settings, out_dir, tracker)
+        if backend is self.backend or backend.identity() == self.identity or self.backend.identity() != self.identity:
+            # A tuned handle that shares the base identity, or a base whose weights changed, would
+            # store fine-tuned answers under the base model's key.
+            raise ValueLensError(f"model {self.name}: fine-tuning did not give a separate model handle")
         tuned = CachedModel(backend, self.store, f"{self.name}+ft", chunk_size=self.chunk_size)
         return tuned, log
 

@@ -79,6 +79,7 @@ class HFBackend:
         self.stats: dict[str, int] = {}
         self.prefix_cache = prefix_cache  # set to False when the model gives no reusable cache
         self._label_ids: dict[str, list[int]] = {}
+        self.finetuned: Path | None = None  # the checkpoint, for a fine-tuned handle
 
     @classmethod
     def from_path(cls, path: str | Path, *, batch_size: int = 8, dtype: str = "float32",
@@ -118,22 +119,38 @@ class HFBackend:
     def close(self) -> None:
         pass
 
-    def finetune(self, train: list[Any], val: list[Any], settings: Any, out_dir: Path, tracker: Any = None):
-        """First-token KL fine-tuning in place (see valuelens.training);
-        returns this backend, now with the tuned identity, and the training log."""
-        from valuelens.training import train_first_token
+    def derive(self, model: Any, digest: str, finetuned: Path) -> HFBackend:
+        """A new handle on ``model`` (e.g. fine-tuned from this one) with this
+        backend's tokenizer and settings and its own weights digest; this
+        backend is left as it is."""
+        other = HFBackend(model, self.tok, name=self.name, digest=digest, batch_size=self.batch_size,
+                          dtype=self.dtype, use_chat_template=self.chat, prefix_cache=self.prefix_cache)
+        other.finetuned = finetuned
+        return other
+
+    def finetune(self, train: list[Any], val: list[Any], settings: Any, out_dir: Path,
+                 tracker: Any = None) -> tuple[HFBackend, list[dict[str, Any]]]:
+        """First-token KL fine-tuning (see :mod:`valuelens.models.hf_training`)
+        of a copy of the weights: returns a new backend with the tuned weights
+        and identity, and the training log. This backend keeps the base weights."""
+        from valuelens.models.hf_training import train_first_token
 
         result = train_first_token(self, train, val, settings, Path(out_dir), tracker)
-        return self, result.log
+        return result.backend, result.log
 
     # prompts ----------------------------------------------------------------
     def render(self, messages: Sequence[Any], prefill: str) -> str:
         return prompting.render(self.tok, self.chat, messages, prefill)
 
+    def encode(self, requests: Sequence[OptionRequest]) -> list[list[int]]:
+        """Token ids of each request's prompt, as option_distribution scores it."""
+        return self._encode([self.render(r.messages, r.prefill) for r in requests])
+
     def _encode(self, texts: list[str]) -> list[list[int]]:
         return prompting.encode(self.tok, self.chat, texts)
 
-    def _batch(self, seqs: list[list[int]]):
+    def pad(self, seqs: list[list[int]]):
+        """Left-padded ids, attention mask and position ids (padding does not shift positions)."""
         torch = self.torch
         width = max(len(s) for s in seqs)
         pad = self.tok.pad_token_id
@@ -164,14 +181,18 @@ class HFBackend:
         except TypeError:  # older architectures without logits_to_keep
             return call()
 
-    def last_logprobs(self, seqs: list[list[int]], prefix: PrefixCache | None = None):
+    def last_logprobs(self, seqs: list[list[int]], prefix: PrefixCache | None = None, *, grad: bool = False):
         """Log-softmax (float32) of the next-token logits after each sequence;
         with ``prefix``, the sequences start with its tokens and only the rest
-        is computed, on top of its cache."""
+        is computed, on top of its cache. ``grad=True`` (training) keeps the
+        graph and leaves the result on the model's device."""
         torch = self.torch
+        if grad:
+            ids, mask, pos = self.pad(seqs)
+            return torch.log_softmax(self._forward(ids, mask, pos).logits[:, -1, :].float(), dim=-1)
         with torch.inference_mode():
             if prefix is None:
-                ids, mask, pos = self._batch(seqs)
+                ids, mask, pos = self.pad(seqs)
             else:
                 ids, mask, pos = prefix.batch(torch, [s[prefix.length:] for s in seqs], self.tok.pad_token_id)
             out = self._forward(ids, mask, pos, prefix)
@@ -209,7 +230,7 @@ class HFBackend:
 
     def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         torch = self.torch
-        seqs = self._encode([self.render(r.messages, r.prefill) for r in requests])
+        seqs = self.encode(requests)
         results: list[OptionResult | None] = [None] * len(seqs)
         base = self._shared_prefix(seqs)
         for idx, length in self._plan(seqs, base):
@@ -252,7 +273,7 @@ class HFBackend:
 
     def _gen_batch(self, idx, seqs, out, st, *, sample: bool) -> None:
         torch = self.torch
-        ids, mask, _ = self._batch([seqs[i] for i in idx])
+        ids, mask, _ = self.pad([seqs[i] for i in idx])
         kw: dict[str, Any] = dict(max_new_tokens=st.max_tokens, num_beams=st.num_beams,
                                   pad_token_id=self.tok.pad_token_id, do_sample=sample)
         if sample:

@@ -15,34 +15,41 @@ parameters; AdamW; StepLR stepped once per epoch; ``torch.manual_seed(seed)``
 Validation KL (mean per item) is measured before training (epoch 0) and after
 each epoch; the trainable weights of the best epoch (1..epochs) are restored.
 
+Training never touches the base backend: it runs on a deep copy of the
+weights (LoRA adapters are injected into the copy), and the result is a new
+backend handle (``HFBackend.derive``) whose weights digest is a hash of the
+base digest, the settings and the data. So the base handle keeps scoring
+with the base weights, and the two never share cache entries. The copy costs
+one more model's worth of memory while both handles are alive.
+
 Output under ``out_dir``: ``checkpoint/`` (peft adapter, or full model and
 tokenizer; ``valuelens.json`` with digests and results; an empty ``done``
 marker written last) and ``train_log.jsonl`` (one line per step: epoch, step,
-loss, lr; one per epoch: epoch, val_kl). Afterwards ``backend.model`` is the
-fine-tuned model in eval mode and ``backend.digest`` is a hash of the old
-digest, the settings and the data, so cached zero-shot and fine-tuned answers
-never mix. Resume: if ``checkpoint/done`` exists for the same hash, it is
-loaded instead of retraining; a finished checkpoint of a different run is an
+loss, lr; one per epoch: epoch, val_kl). Resume: if ``checkpoint/done``
+exists for the same hash, it is loaded instead of retraining; a finished checkpoint of a different run is an
 error (use another out_dir). Prompts longer than ``max_length`` tokens are an
 error, not truncated, so training sees the same tokens as scoring.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from valuelens.errors import MissingDependency, ValueLensError
-from valuelens.models.hf import HFBackend
 from valuelens.models.requests import OptionRequest
 from valuelens.progress import Tracker
+
+if TYPE_CHECKING:  # the backend calls this module, not the other way round
+    from valuelens.models.hf import HFBackend
 
 META = "valuelens.json"
 
@@ -82,6 +89,7 @@ class TrainItem:
 
 @dataclass(frozen=True)
 class TrainResult:
+    backend: HFBackend  # the fine-tuned handle (the base backend is unchanged)
     checkpoint: Path
     best_epoch: int
     val_kl_before: float
@@ -99,7 +107,7 @@ def run_digest(base_digest: str, settings: TrainSettings, train: list[TrainItem]
 
 def encode_items(backend: HFBackend, items: list[TrainItem], max_length: int) -> list[list[int]]:
     """Token ids of each prompt, exactly as ``option_distribution`` builds them."""
-    seqs = backend._encode([backend.render(it.request.messages, it.request.prefill) for it in items])
+    seqs = backend.encode([it.request for it in items])
     for s in seqs:
         if len(s) > max_length:
             raise ValueLensError(f"a training prompt has {len(s)} tokens, more than max_length {max_length}")
@@ -107,20 +115,15 @@ def encode_items(backend: HFBackend, items: list[TrainItem], max_length: int) ->
 
 
 def item_kl(backend: HFBackend, seqs: list[list[int]], items: list[TrainItem]):
-    """KL(human ‖ model) per item as a 1-D tensor (with gradients), one forward pass."""
+    """KL(human ‖ model) per item as a 1-D tensor (with gradients), one forward
+    pass: the backend's own scoring pass, with the graph kept."""
     torch = backend.torch
-    dev = next(backend.model.parameters()).device
-    ids, mask, pos = (t.to(dev) for t in backend._batch(seqs))
-    try:
-        out = backend.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1)
-    except TypeError:  # architectures without logits_to_keep
-        out = backend.model(input_ids=ids, attention_mask=mask, position_ids=pos)
-    logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+    logp = backend.last_logprobs(seqs, grad=True)
     kls = []
     for row, it in enumerate(items):
         mass = torch.stack([torch.logsumexp(logp[row, backend.label_ids(lab)], 0) for lab in it.request.labels])
         logq = torch.log_softmax(mass, 0)
-        h = torch.tensor(it.human, dtype=logq.dtype, device=dev)
+        h = torch.tensor(it.human, dtype=logq.dtype, device=logq.device)
         nz = h > 0  # 0 · log 0 = 0
         kls.append((h[nz] * (h[nz].log() - logq[nz])).sum())
     return torch.stack(kls)
@@ -136,11 +139,12 @@ def _val_kl(backend: HFBackend, seqs: list[list[int]], items: list[TrainItem], b
 
 def train_first_token(backend: HFBackend, train: list[TrainItem], val: list[TrainItem], settings: TrainSettings,
                       out_dir: Path, progress: Tracker | None = None) -> TrainResult:
-    """Fine-tune ``backend`` in place on KL(human ‖ model); see the module docstring."""
+    """Fine-tune a copy of ``backend``'s weights on KL(human ‖ model); the
+    tuned handle is ``result.backend`` (see the module docstring)."""
     if not train or not val:
         raise ValueLensError("fine-tuning needs at least one training and one validation item")
-    if getattr(backend, "finetuned", None) is not None:
-        raise ValueLensError(f"backend {backend.name} is already fine-tuned; load a fresh one")
+    if backend.finetuned is not None:
+        raise ValueLensError(f"backend {backend.name} is already fine-tuned; fine-tune its base model")
     out_dir = Path(out_dir)
     ckpt = out_dir / "checkpoint"
     digest = run_digest(backend.digest, settings, train, val)
@@ -150,14 +154,12 @@ def train_first_token(backend: HFBackend, train: list[TrainItem], val: list[Trai
                                  "use another output directory or delete it")
         return load_finetuned(backend, ckpt)
     seqs = (encode_items(backend, train, settings.max_length), encode_items(backend, val, settings.max_length))
-    try:
-        return _train(backend, train, val, seqs, settings, out_dir, progress, digest)
-    except BaseException:  # weights may have changed: never let them pass as the base model
-        backend.digest, backend.finetuned = f"{digest}-unfinished", out_dir
-        raise
+    # The tuned handle trains on its own copy; until training ends it is marked unfinished.
+    tuned = backend.derive(copy.deepcopy(backend.model), f"{digest}-unfinished", out_dir)
+    return _train(tuned, backend.digest, train, val, seqs, settings, out_dir, progress, digest)
 
 
-def _train(backend, train, val, seqs, settings, out_dir, progress, digest) -> TrainResult:
+def _train(backend, base_digest, train, val, seqs, settings, out_dir, progress, digest) -> TrainResult:
     torch, ckpt, (tr_seqs, va_seqs) = backend.torch, out_dir / "checkpoint", seqs
     torch.manual_seed(settings.seed)
     if settings.method == "lora":
@@ -217,23 +219,24 @@ def _train(backend, train, val, seqs, settings, out_dir, progress, digest) -> Tr
     model.save_pretrained(ckpt)
     if settings.method == "full":
         backend.tok.save_pretrained(ckpt)
-    meta = {"base_digest": backend.digest, "digest": digest, "method": settings.method,
+    meta = {"base_digest": base_digest, "digest": digest, "method": settings.method,
             "settings": settings.model_dump(mode="json"), "best_epoch": best_epoch,
             "val_kl_before": val_before, "val_kl_best": best_kl}
     (ckpt / META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     (ckpt / "done").touch()
     backend.digest, backend.finetuned = digest, ckpt
-    return TrainResult(ckpt, best_epoch, val_before, best_kl, log)
+    return TrainResult(backend, ckpt, best_epoch, val_before, best_kl, log)
 
 
 def load_finetuned(backend: HFBackend, checkpoint_dir: Path) -> TrainResult:
-    """Apply a finished checkpoint to a freshly loaded base backend (same weights
-    digest as at training); the backend then has the fine-tuned identity."""
+    """A new handle with a finished checkpoint applied to a copy of the base
+    backend's weights (same weights digest as at training); the base backend
+    is unchanged."""
     ckpt = Path(checkpoint_dir)
     if not (ckpt / "done").exists():
         raise ValueLensError(f"{ckpt}: not a finished fine-tuning checkpoint (no 'done' marker)")
-    if getattr(backend, "finetuned", None) is not None:
-        raise ValueLensError(f"backend {backend.name} is already fine-tuned; load a fresh one")
+    if backend.finetuned is not None:
+        raise ValueLensError(f"backend {backend.name} is already fine-tuned; load the checkpoint on its base model")
     meta = json.loads((ckpt / META).read_text(encoding="utf-8"))
     if backend.digest != meta["base_digest"]:
         raise ValueLensError(f"{ckpt} was trained on weights {meta['base_digest']}, "
@@ -241,13 +244,13 @@ def load_finetuned(backend: HFBackend, checkpoint_dir: Path) -> TrainResult:
     if meta["method"] == "lora":
         from peft import PeftModel
 
-        backend.model = PeftModel.from_pretrained(backend.model, ckpt).eval()
+        model = PeftModel.from_pretrained(copy.deepcopy(backend.model), ckpt).eval()
     else:
         from transformers import AutoModelForCausalLM
 
         dev = next(backend.model.parameters()).device
-        backend.model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=getattr(backend.torch, backend.dtype)).to(dev).eval()
-    backend.digest, backend.finetuned = meta["digest"], ckpt
+        model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=getattr(backend.torch, backend.dtype)).to(dev).eval()
+    tuned = backend.derive(model, meta["digest"], ckpt)
     log_path = ckpt.parent / "train_log.jsonl"
     log = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()] if log_path.exists() else []
-    return TrainResult(ckpt, meta["best_epoch"], meta["val_kl_before"], meta["val_kl_best"], log)
+    return TrainResult(tuned, ckpt, meta["best_epoch"], meta["val_kl_before"], meta["val_kl_best"], log)
