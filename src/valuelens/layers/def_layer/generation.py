@@ -18,7 +18,7 @@ from typing import Any
 from valuelens.layers.def_layer.data import Inputs, option_codes
 from valuelens.layers.def_layer.participants import Participant, rng, session_seed
 from valuelens.layers.def_layer.parsing import Parsed, parse_answer
-from valuelens.layers.def_layer.prompts import Turn, messages
+from valuelens.layers.def_layer.prompts import Layout, Turn, layout, messages
 from valuelens.layers.def_layer.settings import DEFSettings
 from valuelens.models import CachedModel, GenerateRequest, GenerateSettings
 from valuelens.progress import Tracker
@@ -42,6 +42,7 @@ class Ask:
     shown: list[str]
     remembered: list[Turn]
     base: GenerateRequest
+    layout: Layout
     texts: list[str] = field(default_factory=list)
     parsed: list[Parsed] = field(default_factory=list)
     used: list[tuple[GenerateSettings, int]] = field(default_factory=list)  # settings, sample index per attempt
@@ -64,15 +65,17 @@ def _remembered(s: Session, k: int, seed: int) -> list[Turn]:
 
 def _ask(s: Session, q, k: int, st: DEFSettings, seed: int) -> Ask:
     n = len(q.labels)
-    perm = (rng(seed, "def-shuffle", s.participant.pid, s.pass_index, q.id).permutation(n).tolist()
-            if st.shuffle_options else list(range(n)))
+    shuffled = (rng(seed, "def-shuffle", s.participant.pid, s.pass_index, q.id).permutation(n).tolist()
+                if st.shuffle_options else list(range(n)))
+    lay = layout(q, s.language, shuffled)  # numeric scales keep their order (see prompts)
+    perm = list(lay.perm)
     shown = [q.options[s.language][i] for i in perm]
     memory = _remembered(s, k, seed)
     p = s.participant
     gs = GenerateSettings(temperature=p.temperature, top_p=p.top_p, num_beams=p.num_beams,
                           max_tokens=st.max_tokens, seed=s.seed)
-    msgs = messages(p, s.country_name, s.language, memory, q.text[s.language], shown)
-    return Ask(s, q.id, perm, shown, memory, GenerateRequest(msgs, gs))
+    msgs = messages(p, s.country_name, s.language, memory, q.text[s.language], shown, lay)
+    return Ask(s, q.id, perm, shown, memory, GenerateRequest(msgs, gs), lay)
 
 
 def _attempt(a: Ask, r: int, st: DEFSettings) -> tuple[GenerateRequest, int]:
@@ -101,7 +104,7 @@ def run_waves(model: CachedModel, inputs: Inputs, sessions: list[Session], st: D
             for i, (req, j), g in zip(pending, reqs, out):
                 a = asks[i]
                 a.texts.append(g.texts[j])
-                a.parsed.append(parse_answer(g.texts[j], a.shown))
+                a.parsed.append(parse_answer(g.texts[j], a.shown, a.layout.letters, a.layout.values))
                 a.used.append((req.settings, j))
                 if not a.parsed[-1].valid and r < st.retries:
                     retry.append(i)
@@ -133,6 +136,8 @@ def _rows(a: Ask, q, inputs: Inputs) -> list[dict[str, Any]]:
             "code": codes[idx] if idx is not None else None,
             "option_text": q.options[s.language][idx] if idx is not None else None,
             "shown_number": parsed.position + 1 if parsed.valid and parsed.position is not None else None,
+            "shown_label": a.layout.label(parsed.position) if parsed.valid and parsed.position is not None else None,
+            "labels": a.layout.kind,
             "shown_order": ",".join(q.labels[i] for i in a.perm),
             "memory_size": p.memory_size, "memory_used": len(a.remembered),
             "memory_ids": ",".join(t.question_id for t in a.remembered),

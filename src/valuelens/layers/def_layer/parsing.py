@@ -9,6 +9,12 @@ marker a reply is accepted only when it starts with a number ("3. ..."),
 A number that contradicts a unique (non-numeric) option text next to it, or a
 reply that is a numbered list (the options echoed back), is ``ambiguous``.
 Everything that is not ``valid`` is an invalid outcome and is kept.
+
+Letter-labelled questions (numeric scales whose numbers are not their
+positions, see :mod:`.prompts`): the upper-case letter after the marker (or
+leading the reply), a bare number read as a scale value (``values``) and the
+option texts must all point to one option, else ``ambiguous``; a letter
+beyond the options is ``out_of_range``.
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ HEDGE = re.compile(
 )
 ANSWER = re.compile(r"(?:\banswer\b|答案|回答)\s*\**\s*(?:is\b|would be\b|为|是)?\s*[:]?\s*\**", re.I)
 EXPLANATION = re.compile(r"\bexplanation\b\s*\**\s*[:]?|解释\s*[:]?|理由\s*[:]|原因\s*[:]", re.I)
-LEAD_NUMBER = re.compile(r"^\s*[\(\[]?\s*(?:option\s*|选项\s*|第\s*)?(\d{1,3})(?!\d|\.\d)", re.I)
+LEAD_NUMBER = re.compile(r"^\s*[\(\[]?\s*(?:option\s*:?\s*|选项\s*:?\s*|第\s*)?(\d{1,3})(?!\d|\.\d)", re.I)
+LEAD_LETTER = re.compile(r"^\s*[\(\[]?\s*(?:(?i:option)\s*:?\s*|选项\s*:?\s*)?([A-Z])(?![A-Za-z0-9])")
+LEAD_LETTER_STRICT = re.compile(r"^\s*[\(\[]?\s*(?:(?i:option)\s*:?\s*|选项\s*:?\s*)?([A-Z])\s*(?:[.):\]]|$)")
 NUMBER = re.compile(r"(?<![\d.])(\d{1,3})(?![\d]|\.\d)")
 ZH_DIGITS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)}
 ZH_NUMBER = re.compile(r"^\s*(?:选项|第)?([一二三四五六七八九十])(?![一二三四五六七八九十])")
@@ -102,8 +110,42 @@ def _pick(segment: str, options: Sequence[str], numbers: list[int]) -> tuple[str
     return "unparsed", None
 
 
-def parse_answer(reply: str, options: Sequence[str]) -> Parsed:
-    """Parse one reply against the options as shown (never raises)."""
+def _pick_letters(segment: str, options: Sequence[str], values: Sequence[int | None] | None,
+                  strict: bool) -> tuple[str, int | None]:
+    """A letter-labelled reply: its letter, its numbers read as scale values and the option texts it names must
+    point to one option. ``strict`` (no answer marker): the letter must stand alone ("B", "B.", "(B)") and only a
+    leading number counts. After a marker, "A"/"I" followed by a lower-case word is the article/pronoun."""
+    k = len(options)
+    m = (LEAD_LETTER_STRICT if strict else LEAD_LETTER).match(segment)
+    if m and not strict and m.group(1) in "AI" and re.match(r"\s+[a-z]", segment[m.end():]):
+        m = None
+    letter = ord(m.group(1)) - ord("A") if m else None
+    if letter is not None and letter >= k:
+        return "out_of_range", None
+    rest = segment[m.end():] if m else segment
+    if strict and letter is None:
+        lead = LEAD_NUMBER.match(segment)
+        numbers = {int(lead.group(1))} if lead else set()
+    else:
+        numbers = {int(n) for n in NUMBER.findall(rest)}
+    vals = list(values) if values is not None and len(values) == k else [None] * k
+    by_value = {i for i, v in enumerate(vals) if v is not None and v in numbers}
+    by_text = {i for i in _option_matches(rest, options) if not options[i].strip().isdigit()}
+    picked = ({letter} if letter is not None else set()) | by_value | by_text
+    if len(picked) == 1:
+        return "valid", picked.pop()
+    if len(picked) > 1:
+        return "ambiguous", None
+    return ("out_of_range" if numbers else "unparsed"), None
+
+
+def parse_answer(reply: str, options: Sequence[str], letters: bool = False,
+                 values: Sequence[int | None] | None = None) -> Parsed:
+    """Parse one reply against the options as shown (never raises).
+
+    ``letters``: the options were labelled A, B, …; ``values``: per shown
+    option the scale value a bare number in the reply stands for (None: none).
+    """
     text = unicodedata.normalize("NFKC", reply or "").strip()
     if not text:
         return Parsed("empty", None, "")
@@ -120,6 +162,9 @@ def parse_answer(reply: str, options: Sequence[str]) -> Parsed:
         if after is None:
             segment, _, rest = segment.partition("\n")
             explanation = explanation or first_sentence(rest)
+        if letters:
+            status, pos = _pick_letters(segment, options, values, strict=False)
+            return Parsed(status, pos, explanation)
         numbers = [int(n) for n in NUMBER.findall(segment)]
         zh = ZH_NUMBER.match(segment)
         if not numbers and zh:
@@ -127,9 +172,16 @@ def parse_answer(reply: str, options: Sequence[str]) -> Parsed:
         status, pos = _pick(segment, options, numbers)
         return Parsed(status, pos, explanation)
     head = text[: exp.start()] if exp and exp.start() > 0 else text
-    if sum(1 for ln in head.split("\n") if LEAD_NUMBER.match(ln)) >= 2:
+    lead_pattern = LEAD_LETTER_STRICT if letters else LEAD_NUMBER
+    if sum(1 for ln in head.split("\n") if lead_pattern.match(ln)) >= 2:
         return Parsed("ambiguous", None, explanation)  # a numbered list (often the options echoed back)
     line = head.split("\n", 1)[0]
+    if letters:
+        lead = LEAD_LETTER_STRICT.match(line)
+        if not explanation and lead:
+            explanation = first_sentence(line[lead.end():].lstrip(" .):-"))
+        status, pos = _pick_letters(line, options, values, strict=True)
+        return Parsed(status, pos, explanation)
     lead = LEAD_NUMBER.match(line)
     zh = ZH_NUMBER.match(line)
     numbers = [int(lead.group(1))] if lead else ([ZH_DIGITS[zh.group(1)]] if zh else [])

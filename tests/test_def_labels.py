@@ -1,0 +1,61 @@
+"""DEF option labels (issue 14, item 2): which questions keep their order, which get letters, and how a reply
+to a letter-labelled scale is read (letter, scale value, option text must agree)."""
+
+from __future__ import annotations
+
+from valuelens.data.survey import Question
+from valuelens.layers.def_layer.parsing import parse_answer
+from valuelens.layers.def_layer.prompts import is_numeric_scale, layout, numeric_text, question_text
+
+WVS_10 = ("Never justifiable", *map(str, range(2, 10)), "Always justifiable")
+
+
+def test_numeric_text_and_scale_detection():
+    assert [numeric_text(t) for t in ("7", " 10 ", "７", "-1", "7a", "Seven", "2.5", "")] == [7, 10, 7, -1, None, None,
+                                                                                           None, None]
+    assert is_numeric_scale(Question("q", {"en": "?"}, {"en": WVS_10}))
+    assert not is_numeric_scale(Question("q", {"en": "?"}, {"en": ("Agree", "Disagree")}))
+    # numeric in one language only (zh writes the top of the scale as "10"): kept in order in every language
+    both = Question("q", {"en": "?", "zh": "？"}, {"en": ("Low", "High"), "zh": ("低", "2")})
+    assert is_numeric_scale(both) and layout(both, "en", [1, 0]).perm == (0, 1)
+
+
+def test_layouts():
+    shuffled = [3, 1, 0, 2]
+    words = Question("q", {"en": "?"}, {"en": ("Strongly agree", "Agree", "Disagree", "Strongly disagree")})
+    assert layout(words, "en", shuffled).perm == (3, 1, 0, 2) and not layout(words, "en", shuffled).letters
+    wvs = Question("q", {"en": "?"}, {"en": WVS_10})
+    lay = layout(wvs, "en", list(range(9, -1, -1)))
+    assert lay.perm == tuple(range(10)) and not lay.letters  # numbers equal positions: numbered, in order
+    text = question_text("How justifiable?", wvs.options["en"], "en", lay)
+    assert "\n1. Never justifiable\n2. 2\n" in text and "\n10. Always justifiable\n" in text
+    assert "Answer: <number>" in text
+    zero = Question("q", {"en": "?", "zh": "？"}, {"en": tuple(map(str, range(5))), "zh": tuple(map(str, range(5)))})
+    lay = layout(zero, "zh", [4, 3, 2, 1, 0])
+    assert lay.letters and lay.perm == tuple(range(5)) and lay.values == (0, 1, 2, 3, 4)
+    text = question_text("？", zero.options["zh"], "zh", lay)
+    assert "\nA. 0\nB. 1\n" in text and "<选项字母>" in text
+
+
+def test_letter_scale_reads_numbers_as_wvs_codes():
+    """WVS-7 Q241-style: codes 0..10, words at codes 0, 1 and 10, so the numbers 2..9 sit at positions 3..10."""
+    opts = ("It is against democracy", "Not an essential characteristic of democracy", *map(str, range(2, 10)),
+            "An essential characteristic of democracy")
+    q = Question("Q241", {"en": "Democracy: people choose their leaders."}, {"en": opts},
+                 extra={"codes": list(range(11))})
+    lay = layout(q, "en", [3, 1, 0, 2, 4, 5, 6, 7, 8, 9, 10])
+    assert lay.letters and lay.perm == tuple(range(11)) and lay.values == tuple(range(11))
+    cases = {"Answer: B": 1, "Answer: 1": 1, "Answer: 0": 0, "Answer: 10": 10, "Answer: 7": 7, "Answer: H": 7,
+             "Answer: H (7)": 7, "答案：Ｋ 解释：很重要。": 10, "C.": 2, "Answer: An essential characteristic of democracy": 10,
+             "Answer: I think 5": 5}
+    for reply, want in cases.items():
+        p = parse_answer(reply, opts, lay.letters, lay.values)
+        assert p.valid and p.position == want, (reply, p)
+    for reply, status in {"Answer: H 5": "ambiguous", "Answer: L": "out_of_range", "Answer: 11": "out_of_range",
+                          "Answer: I think so": "unparsed", "A. x\nB. y": "ambiguous", "": "empty"}.items():
+        assert parse_answer(reply, opts, lay.letters, lay.values).status == status, reply
+    mismatch = Question("x", {"en": "?"}, {"en": ("Low", "5", "High")})  # no codes: only the written number counts
+    lay2 = layout(mismatch, "en", [2, 0, 1])
+    assert lay2.letters and lay2.values == (None, 5, None)
+    assert parse_answer("Answer: 5", mismatch.options["en"], True, lay2.values).position == 1
+    assert parse_answer("Answer: 2", mismatch.options["en"], True, lay2.values).status == "out_of_range"
