@@ -16,6 +16,19 @@ Faults (see :data:`FAULTS`) are chosen per request: ``faults[i]`` for the
 an RNG seeded by (seed, prompt, how often this prompt was seen), so the same
 requests meet the same faults whatever the concurrency. ``always`` applies a
 fault to every request. After ``max_requests`` the server answers 410.
+``too_long`` (prompt -> bool) makes the prompts it selects a 400 "maximum
+context length" error, as vLLM gives (the same prompts fail on every rerun).
+
+Reply faults beyond HTTP codes and broken transports: ``choices_number`` and
+``choices_object`` (``choices`` of the wrong type), ``deep_json`` (nesting
+deeper than any JSON parser recurses), ``string_logprobs``,
+``positive_logprob`` (a probability above 1), ``mass_over_one`` (top logprobs
+whose probabilities add up to 2.4), ``duplicate_tokens`` (the top token listed
+twice more, first and last, at half its probability; chat only), ``neg_inf_token`` (the returned token
+has logprob -inf), ``other_model`` (the reply names ``other-model``),
+``trickle`` (the reply one byte every ``trickle`` seconds, for at most
+``hang`` seconds) and ``context_length`` (HTTP 400, prompt too long).
+A query string on the URL is ignored for routing and recorded as ``query``.
 
 Like vLLM it also serves ``POST /tokenize`` (token ``i`` is ``VOCAB[i]``;
 any other text becomes several tokens) and honours ``logprob_token_ids``
@@ -33,11 +46,18 @@ import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 VOCAB = ("A", " A", "B", " B", "C", " C", "D", " D", "E", "F", " G", "The", "\n", "I", "Answer", " X")
-FAULTS = ("http_400", "http_401", "http_429", "http_429_retry_after", "http_500", "http_502", "http_503", "http_504",
-          "connection_reset", "timeout", "truncated_json", "malformed_json", "missing_logprobs", "empty_choices")
+FAULTS = ("http_400", "http_401", "http_408", "http_429", "http_429_retry_after", "http_500", "http_502", "http_503",
+          "http_504", "http_520", "http_529", "connection_reset", "timeout", "truncated_json", "malformed_json",
+          "missing_logprobs", "empty_choices", "choices_number", "choices_object", "deep_json", "string_logprobs",
+          "positive_logprob", "mass_over_one", "duplicate_tokens", "neg_inf_token", "other_model", "trickle",
+          "context_length")
+# what vLLM answers (HTTP 400) when the prompt does not fit
+CONTEXT_MESSAGE = ("This model's maximum context length is 64 tokens. However, you requested 90 tokens "
+                   "(89 in the messages, 1 in the completion). Please reduce the length of the messages or completion.")
 
 
 def token_logprobs(prompt: str) -> dict[str, float]:
@@ -88,9 +108,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             body = None
-        fault, index = fake._begin(self.path, dict(self.headers), body)
+        path, _, query = self.path.partition("?")
+        fault, index = fake._begin(path, dict(self.headers), body, query)
         try:
-            self._respond(fake, fault, index, body)
+            self._respond(fake, fault, index, body, path)
         finally:
             fake._end(index)
 
@@ -106,14 +127,32 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps({"error": {"message": message, "code": status}}).encode(), headers)
 
-    def _respond(self, fake: FakeOpenAIServer, fault: str | None, index: int, body: Any) -> None:
+    def _trickle(self, fake: FakeOpenAIServer, payload: bytes) -> None:
+        """The reply a byte at a time, every ``fake.trickle`` seconds, for at most ``fake.hang`` seconds."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.flush()
+        end = time.monotonic() + fake.hang
+        for i in range(len(payload)):
+            if time.monotonic() > end or fake._stop.wait(fake.trickle):
+                break
+            try:
+                self.wfile.write(payload[i : i + 1])
+                self.wfile.flush()
+            except OSError:
+                break
+        self.close_connection = True
+
+    def _respond(self, fake: FakeOpenAIServer, fault: str | None, index: int, body: Any, path: str) -> None:
         if index >= fake.max_requests:
             return self._error(410, f"fake server: max_requests ({fake.max_requests}) reached")
-        if self.path == "/tokenize" and isinstance(body, dict) and fault is None:
+        if path == "/tokenize" and isinstance(body, dict) and fault is None:
             toks = tokenize(str(body.get("prompt", "")))
             return self._send(200, json.dumps({"tokens": toks, "count": len(toks), "max_model_len": 4096}).encode())
-        if self.path not in ("/v1/chat/completions", "/v1/completions"):
-            return self._error(404, f"no route {self.path}")
+        if path not in ("/v1/chat/completions", "/v1/completions"):
+            return self._error(404, f"no route {path}")
         if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
             got = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
             return self._error(401, f"Incorrect API key provided: {got}")  # echoes the key, as some servers do
@@ -132,17 +171,70 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(status, f"fake {fault}", headers)
         if fault == "malformed_json":
             return self._send(200, b'{"choices": [oops')
+        if fault == "deep_json":
+            depth = 100_000
+            return self._send(200, b'{"choices": ' + b"[" * depth + b"]" * depth + b"}")
         if not isinstance(body, dict):
             return self._error(400, "body is not JSON")
+        if fault == "context_length" or (fake.too_long is not None and fake.too_long(prompt_of(body))):
+            return self._error(400, CONTEXT_MESSAGE)
         if fake.delay:
             time.sleep(fake.delay)
         if fault == "empty_choices":
             return self._send(200, json.dumps({"object": "chat.completion", "choices": []}).encode())
-        payload = json.dumps(fake.reply(self.path, body, with_logprobs=fault != "missing_logprobs")).encode()
+        reply = fake.reply(path, body, with_logprobs=fault != "missing_logprobs")
+        if fault is not None:
+            _spoil(reply, fault)
+        payload = json.dumps(reply).encode()
+        if fault == "trickle":
+            return self._trickle(fake, payload)
         if fault == "truncated_json":
             payload = payload[: len(payload) // 2]
         self._send(200, payload)
         return None
+
+
+def _spoil(reply: dict[str, Any], fault: str) -> None:
+    """Apply a reply fault (see the module docstring) to a scripted reply, in place."""
+    choice = reply["choices"][0]
+    if fault == "choices_number":
+        reply["choices"] = 5
+    elif fault == "choices_object":
+        reply["choices"] = {"0": choice}
+    elif fault == "other_model":
+        reply["model"] = "other-model"
+    lp = choice.get("logprobs")
+    if not lp or fault not in ("string_logprobs", "positive_logprob", "mass_over_one", "duplicate_tokens",
+                               "neg_inf_token"):
+        return
+    if "content" in lp:  # chat: a list of {token, logprob}
+        first = lp["content"][0]
+        top = first["top_logprobs"]
+        if fault == "string_logprobs":
+            for t in top:
+                t["logprob"] = str(t["logprob"])
+        elif fault == "positive_logprob":
+            top[-1]["logprob"] = 0.5
+        elif fault == "mass_over_one":  # every entry log(0.6): four of them add up to 2.4
+            del top[4:]
+            for t in top:
+                t["logprob"] = math.log(0.6)
+        elif fault == "duplicate_tokens":  # the top token twice more, first and last, at half its probability
+            copy = {**top[0], "logprob": top[0]["logprob"] - math.log(2)}
+            top.insert(0, copy)
+            top.append(dict(copy))
+        elif fault == "neg_inf_token":
+            first["logprob"] = -math.inf
+    else:  # completions: {token: logprob} dicts (duplicates cannot occur in a JSON object)
+        top = lp["top_logprobs"][0]
+        if fault == "string_logprobs":
+            lp["top_logprobs"][0] = {t: str(v) for t, v in top.items()}
+        elif fault == "positive_logprob":
+            top[next(iter(top))] = 0.5
+        elif fault == "mass_over_one":
+            lp["top_logprobs"][0] = {t: math.log(0.6) for t in list(top)[:4]}
+        elif fault == "neg_inf_token":
+            lp["token_logprobs"][0] = -math.inf
 
 
 class _Server(ThreadingHTTPServer):
@@ -161,7 +253,8 @@ class FakeOpenAIServer:
 
     def __init__(self, *, faults: list[str | None] | None = None, fault_rates: dict[str, float] | None = None,
                  always: str | None = None, seed: int = 0, retry_after: str = "0.2", hang: float = 5.0,
-                 delay: float = 0.0, api_key: str | None = None, max_requests: int = 1000):
+                 delay: float = 0.0, api_key: str | None = None, max_requests: int = 1000, trickle: float = 0.2,
+                 too_long: Callable[[str], bool] | None = None):
         for f in [*(faults or []), *(fault_rates or {}), always]:
             if f is not None and f not in FAULTS:
                 raise ValueError(f"unknown fault {f!r}; known: {FAULTS}")
@@ -174,6 +267,8 @@ class FakeOpenAIServer:
         self.delay = delay
         self.api_key = api_key
         self.max_requests = max_requests
+        self.trickle = trickle
+        self.too_long = too_long
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -208,7 +303,7 @@ class FakeOpenAIServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
     # bookkeeping ---------------------------------------------------------------
-    def _begin(self, path: str, headers: dict[str, str], body: Any) -> tuple[str | None, int]:
+    def _begin(self, path: str, headers: dict[str, str], body: Any, query: str = "") -> tuple[str | None, int]:
         with self._lock:
             index = len(self.requests)
             prompt = prompt_of(body) if isinstance(body, dict) else ""
@@ -222,7 +317,7 @@ class FakeOpenAIServer:
                         fault = name
                         break
                     u -= rate
-            self.requests.append({"path": path, "headers": headers, "body": body, "fault": fault,
+            self.requests.append({"path": path, "query": query, "headers": headers, "body": body, "fault": fault,
                                   "start": time.monotonic(), "end": None})
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)

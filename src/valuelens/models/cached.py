@@ -12,7 +12,7 @@ from typing import Any
 
 from valuelens.errors import ValueLensError
 from valuelens.models.base import Backend, Trainable
-from valuelens.models.requests import GenerateRequest, GenerateResult, OptionRequest, OptionResult
+from valuelens.models.requests import FailedText, GenerateRequest, GenerateResult, OptionRequest, OptionResult
 from valuelens.store import Store, call_key
 
 Progress = Callable[[int], None]
@@ -77,7 +77,9 @@ class CachedModel:
         for s in range(0, len(todo), self.chunk_size):
             idx = todo[s : s + self.chunk_size]
             responses = compute(idx)
-            self.store.put_many(self.name, [(keys[i], payloads[i], r) for i, r in zip(idx, responses)])
+            # a request the backend could not serve (``failure``) is not an answer: not stored, retried next run
+            self.store.put_many(self.name, [(keys[i], payloads[i], r) for i, r in zip(idx, responses)
+                                            if not (isinstance(r, dict) and r.get("failure"))])
             self.made += len(idx)
             for i, r in zip(idx, responses):
                 out[i] = r
@@ -107,7 +109,8 @@ class CachedModel:
         items = [(r, j) for r in requests for j in range(r.n)]
 
         def compute(idx: list[int]) -> list[Any]:
-            return [{"text": t} for t in self.backend.generate([items[i] for i in idx])]
+            return [{"text": "", "failure": t.failure} if isinstance(t, FailedText) else {"text": t}
+                    for t in self.backend.generate([items[i] for i in idx])]
 
         raw = self._run([r.sample_json(j) for r, j in items], compute, progress)
         out, pos = [], 0

@@ -10,35 +10,70 @@ tokens are looked up once through the server's ``/tokenize`` endpoint and
 each request asks for exactly their raw log-probabilities
 (``logprob_token_ids``, tokens returned as ids), as the ``vllm`` backend does.
 
+Logprobs are checked, never repaired: a logprob that is not a number, is NaN
+or above 0 (a probability above 1), top logprobs whose probabilities add up
+to more than 1 (beyond rounding, ``PROB_TOLERANCE``), or ``-inf`` on the token the server
+returned (it produced a token of probability 0) make the reply an error.
+A token listed twice in ``top_logprobs`` keeps its largest logprob (never
+counted twice; ``stats["duplicate_tokens"]`` counts such replies). A reply
+naming another model than the one asked for is counted under
+``stats["served_as:NAME"]`` and logged once per name.
+
 Prefill (the start of the assistant turn) is sent in chat mode as a final
 assistant message with ``continue_final_message`` (a vLLM extension); hosted
 APIs may reject or ignore it. In completions mode the prompt is the turns
 joined by blank lines, then the prefill.
 
-Transient faults (HTTP 429/500/502/503/504, connection errors, timeouts,
-malformed JSON, empty ``choices``) are retried with capped exponential
-backoff, honouring ``Retry-After``. The API key is read from the environment
-at call time and never kept in identity, stats or error messages.
+Transient faults (HTTP 408/425/429, 500/502/503/504, 509, 520-524, 527,
+529, 598/599, connection errors, timeouts, malformed JSON, empty
+``choices``) are retried with capped exponential backoff, honouring
+``Retry-After``. ``timeout`` bounds each read; ``deadline`` (default twice
+``timeout``) bounds a whole request, so a server that trickles bytes cannot
+hold a call forever. A prompt the server rejects as too long for the model
+(HTTP 400/413/422 saying so) is not an audit-ending error: that one item
+comes back as failed (:meth:`OptionResult.failed`, :class:`FailedText`),
+is counted in ``stats["failed_items"]``, and is not cached, so a rerun
+retries it. Replies of the wrong shape (``choices`` not a list of objects,
+JSON nested too deeply) are errors naming the model and URL. A base URL's
+query string (``?api-version=...``) is kept on every endpoint. The API key
+is read from the environment at call time and never kept in identity,
+stats or error messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from valuelens.errors import BackendError, MissingDependency, ValueLensError
 from valuelens.models import prompting
 from valuelens.models.base import sample_seed
-from valuelens.models.requests import GenerateRequest, Message, OptionRequest, OptionResult
+from valuelens.models.requests import PROB_TOLERANCE, FailedText, GenerateRequest, Message, OptionRequest, OptionResult
 
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+log = logging.getLogger(__name__)
+
+# Retried like 429: timeouts and overload at the server or a gateway in front of it
+# (408 Request Timeout, 425 Too Early, 509 bandwidth, Cloudflare 520-524 and 527,
+# 529 overloaded, 598/599 proxy timeouts).
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 509, 520, 521, 522, 523, 524, 527, 529, 598, 599})
+
+# Server messages that say the prompt (plus max_tokens) does not fit the model's context:
+# OpenAI, vLLM, llama.cpp, TGI, Anthropic-style gateways.
+_TOO_LONG = re.compile(
+    r"context[ _-]?(length|size|window)|maximum (model )?(context|length|model length)|max_model_len"
+    r"|too many (input )?tokens|(prompt|input|request|message)s? (is |are )?too long"
+    r"|exceeds? the (maximum|available|model)|longer than the max|max_new_tokens. must be <=",
+    re.IGNORECASE)
 
 
 def _httpx():
@@ -73,6 +108,19 @@ def _logprob(v: Any) -> float | None:
         return math.inf
 
 
+def _short(v: Any) -> str:
+    try:
+        text = repr(v)
+    except RecursionError:
+        text = f"a deeply nested {type(v).__name__}"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _kind(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
 def _server_message(response: Any) -> str:
     """The server's own short error message, else the start of the body."""
     try:
@@ -80,43 +128,62 @@ def _server_message(response: Any) -> str:
         err = data.get("error", data.get("detail", data)) if isinstance(data, dict) else data
         msg = err.get("message", err) if isinstance(err, dict) else err
         text = str(msg)
-    except ValueError:
+    except (ValueError, RecursionError):
         text = response.text
     return " ".join(text.split())[:200] or "(empty body)"
+
+
+def prompt_too_long(status: int, message: str) -> bool:
+    """Whether an HTTP error says that this one prompt does not fit the model."""
+    return status == 413 or (status in (400, 422) and _TOO_LONG.search(message) is not None)
 
 
 class OpenAIBackend:
     """An OpenAI-compatible server; see the module docstring."""
 
-    OPTIONS = frozenset({"api_key_env", "max_concurrency", "max_retries", "timeout", "backoff_base",
+    OPTIONS = frozenset({"api_key_env", "max_concurrency", "max_retries", "timeout", "deadline", "backoff_base",
                          "backoff_max", "top_logprobs", "mode", "revision", "exact_options"})
     supports_beams = False
 
     def __init__(self, model: str, base_url: str, *, api_key_env: str | None = None, max_concurrency: int = 8,
-                 max_retries: int = 5, timeout: float = 60.0, backoff_base: float = 0.5, backoff_max: float = 30.0,
-                 top_logprobs: int = 20, mode: str = "chat", revision: str = "", exact_options: bool = False):
+                 max_retries: int = 5, timeout: float = 60.0, deadline: float | None = None,
+                 backoff_base: float = 0.5, backoff_max: float = 30.0, top_logprobs: int = 20, mode: str = "chat",
+                 revision: str = "", exact_options: bool = False):
         self.httpx = _httpx()
         self.model = model
-        self.base_url = base_url.rstrip("/")
-        self.name = f"openai backend {model}@{self.base_url}"
-        if not self.base_url.startswith(("http://", "https://")):
+        self.name = f"openai backend {model}@{base_url}"
+        try:
+            parts = urlsplit(str(base_url).strip())
+        except ValueError:
+            raise ValueLensError(f"{self.name}: not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueLensError(f"{self.name}: the URL must start with http:// or https://")
+        # the base path without a trailing slash; the query string goes on every endpoint
+        self._origin, self._path, self._query = f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/"), parts.query
+        self.base_url = urlunsplit((parts.scheme, parts.netloc, self._path, parts.query, ""))
+        self.name = f"openai backend {model}@{self.base_url}"
         if mode not in ("chat", "completions"):
             raise ValueLensError(f"{self.name}: mode must be 'chat' or 'completions', not {mode!r}")
-        if int(max_concurrency) < 1 or int(max_retries) < 0 or float(timeout) <= 0 or int(top_logprobs) < 1:
-            raise ValueLensError(f"{self.name}: need max_concurrency >= 1, max_retries >= 0, timeout > 0, top_logprobs >= 1")
+        try:
+            self.max_concurrency, self.max_retries = int(max_concurrency), int(max_retries)
+            self.top_logprobs = int(top_logprobs)
+            self.timeout, self.backoff_base, self.backoff_max = float(timeout), float(backoff_base), float(backoff_max)
+            self.deadline = 2 * self.timeout if deadline is None else float(deadline)
+        except (TypeError, ValueError):
+            raise ValueLensError(f"{self.name}: max_concurrency, max_retries and top_logprobs must be integers; "
+                                 "timeout, deadline, backoff_base and backoff_max numbers (seconds)") from None
+        if (self.max_concurrency < 1 or self.max_retries < 0 or self.top_logprobs < 1
+                or not all(math.isfinite(x) and x > 0 for x in (self.timeout, self.deadline))):
+            raise ValueLensError(f"{self.name}: need max_concurrency >= 1, max_retries >= 0, timeout > 0, "
+                                 "deadline > 0, top_logprobs >= 1")
         self.api_key_env = api_key_env
-        self.max_concurrency = int(max_concurrency)
-        self.max_retries = int(max_retries)
-        self.timeout = float(timeout)
-        self.backoff_base = float(backoff_base)
-        self.backoff_max = float(backoff_max)
-        self.top_logprobs = int(top_logprobs)
         self.mode = mode
         self.revision = str(revision)
         self.exact_options = bool(exact_options)
         self._label_ids: dict[str, list[int]] = {}
         self.stats: dict[str, int] = {"requests": 0, "retries": 0}
+        self.failures: list[str] = []  # reasons of the items that came back failed (first 1000)
+        self._warned: set[str] = set()
 
     def identity(self) -> dict[str, Any]:
         # top_logprobs is included: a smaller top-k can change the distributions.
@@ -130,6 +197,11 @@ class OpenAIBackend:
         pass  # each call opens and closes its own client
 
     # requests ----------------------------------------------------------------
+    def _url(self, endpoint: str, *, root: bool = False) -> str:
+        """The URL of ``endpoint`` below the base URL (``root``: beside its ``/v1``), query string kept."""
+        path = self._path[: -len("/v1")] if root and self._path.endswith("/v1") else self._path
+        return f"{self._origin}{path}{endpoint}" + (f"?{self._query}" if self._query else "")
+
     def _body(self, messages: Sequence[Message], prefill: str) -> tuple[str, dict[str, Any]]:
         """URL path and the prompt part of the request body."""
         if self.mode == "completions":
@@ -144,61 +216,105 @@ class OpenAIBackend:
     def _count(self, key: str) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1
 
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", message)
+
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         base = retry_after if retry_after is not None else self.backoff_base * 2**attempt
         return min(self.backoff_max, base) + random.uniform(0, 0.05 * min(self.backoff_max, base) + 0.01)
 
     async def _call(self, client: Any, sem: asyncio.Semaphore, path: str, body: dict[str, Any],
-                    parse: Callable[[dict[str, Any]], Any], redact: Callable[[str], str], whole: bool = False) -> Any:
+                    parse: Callable[[dict[str, Any]], Any], redact: Callable[[str], str], whole: bool = False,
+                    fail: Callable[[str], Any] | None = None) -> Any:
         """POST with retries; ``parse`` turns the first choice (``whole``: the
-        whole JSON object) into the result. A path may also be a full URL."""
-        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        whole JSON object) into the result; ``fail`` turns the reason of a
+        prompt rejected as too long into a failed result (None: an error).
+        A path may also be a full URL."""
+        url = path if path.startswith(("http://", "https://")) else self._url(path)
         httpx = self.httpx
         last = ""
         for attempt in range(self.max_retries + 1):
-            retry_after = None
             async with sem:
                 self._count("requests")
                 try:
-                    r = await client.post(url, json=body)
+                    r = await asyncio.wait_for(client.post(url, json=body), self.deadline)
                 except httpx.TimeoutException:
-                    fault, last = "timeout", f"timeout after {self.timeout:g}s"
+                    fault, last, retry_after = "timeout", f"timeout after {self.timeout:g}s", None
+                except asyncio.TimeoutError:
+                    fault, last, retry_after = "deadline", f"no complete reply within the {self.deadline:g}s deadline", None
                 except httpx.RequestError as e:
-                    fault, last = "connection_error", f"connection error ({type(e).__name__})"
+                    fault, last, retry_after = "connection_error", f"connection error ({type(e).__name__})", None
                 else:
-                    if r.status_code in RETRY_STATUS:
-                        fault, last = f"http_{r.status_code}", f"HTTP {r.status_code}"
-                        retry_after = _retry_after(r.headers.get("retry-after"))
-                    elif r.status_code >= 400:
-                        raise BackendError(f"{self.name}: HTTP {r.status_code} from {path}: "
-                                           f"{redact(_server_message(r))}")
-                    else:
-                        try:
-                            data = r.json()
-                        except ValueError:
-                            data = None
-                        choices = data.get("choices") if isinstance(data, dict) else None
-                        if data is None:
-                            fault, last = "malformed_json", "malformed JSON"
-                        elif whole and isinstance(data, dict):
-                            try:
-                                return parse(data)
-                            except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
-                                raise BackendError(f"{self.name}: unexpected response shape from {path} "
-                                                   f"({type(e).__name__}: {e})") from None
-                        elif not choices or not isinstance(choices[0], dict):
-                            fault, last = "empty_choices", "no choices in the response"
-                        else:
-                            try:
-                                return parse(choices[0])
-                            except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
-                                raise BackendError(f"{self.name}: unexpected response shape from {path} "
-                                                   f"({type(e).__name__}: {e})") from None
+                    done, outcome = self._reply(r, path, parse, redact, whole, fail)
+                    if done:
+                        return outcome
+                    fault, last, retry_after = outcome
             self._count(fault)
             if attempt < self.max_retries:
                 self._count("retries")
                 await asyncio.sleep(self._delay(attempt, retry_after))
         raise BackendError(f"{self.name}: gave up after {self.max_retries + 1} attempts (last: {last})")
+
+    def _reply(self, r: Any, path: str, parse: Callable[[dict[str, Any]], Any], redact: Callable[[str], str],
+               whole: bool, fail: Callable[[str], Any] | None) -> tuple[bool, Any]:
+        """One HTTP response: ``(True, result)``, or ``(False, (fault, message,
+        retry_after))`` to retry; a permanent fault raises."""
+        status = r.status_code
+        if status in RETRY_STATUS:
+            return False, (f"http_{status}", f"HTTP {status}", _retry_after(r.headers.get("retry-after")))
+        if status >= 400:
+            message = redact(_server_message(r))
+            if fail is not None and prompt_too_long(status, message):
+                return True, self._failed(f"HTTP {status}: {message}", fail)
+            raise BackendError(f"{self.name}: HTTP {status} from {path}: {message}")
+        try:
+            data = r.json()
+        except RecursionError:
+            raise BackendError(f"{self.name}: the reply from {path} is JSON nested too deeply to read") from None
+        except ValueError:
+            return False, ("malformed_json", "malformed JSON", None)
+        if not isinstance(data, dict):
+            raise BackendError(f"{self.name}: unexpected response shape from {path}: "
+                               f"the reply is {_kind(data)}, not a JSON object")
+        if whole:
+            return True, self._parse(parse, data, path)
+        choices = data.get("choices")
+        if choices is None or choices == []:
+            return False, ("empty_choices", "no choices in the response", None)
+        if not isinstance(choices, list) or not isinstance(choices[0], dict):
+            what = _kind(choices) if not isinstance(choices, list) else f"a list starting with {_kind(choices[0])}"
+            raise BackendError(f"{self.name}: unexpected response shape from {path}: "
+                               f"'choices' is {what}, not a list of objects")
+        result = self._parse(parse, choices[0], path)
+        self._served(data.get("model"), redact)
+        return True, result
+
+    def _parse(self, parse: Callable[[dict[str, Any]], Any], obj: dict[str, Any], path: str) -> Any:
+        try:
+            return parse(obj)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError, RecursionError) as e:
+            raise BackendError(f"{self.name}: unexpected response shape from {path} "
+                               f"({type(e).__name__}: {str(e)[:120]})") from None
+
+    def _served(self, served: Any, redact: Callable[[str], str]) -> None:
+        """Record a reply that names another model than the one asked for."""
+        if not isinstance(served, str) or not served or served == self.model:
+            return
+        name = redact(served)[:100]
+        self._count(f"served_as:{name}")
+        self._warn_once(f"served_as:{name}", f"{self.name}: the server answered as model {name!r}, not "
+                        f"{self.model!r} (counted in run.json under faults 'served_as:{name}')")
+
+    def _failed(self, reason: str, fail: Callable[[str], Any]) -> Any:
+        self._count("failed_items")
+        if len(self.failures) < 1000:
+            self.failures.append(reason)
+        self._warn_once("failed", f"{self.name}: a prompt was rejected as too long ({reason}); such items are "
+                        "recorded as failed (run.json faults 'failed_items', the report's run facts), not "
+                        "cached, and the audit goes on")
+        return fail(reason)
 
     def _run_all(self, jobs: list[tuple[Any, ...]]) -> list[Any]:
         """Send every job concurrently (bounded) and return results in order."""
@@ -235,26 +351,52 @@ class OpenAIBackend:
             return pool.submit(asyncio.run, main()).result()
 
     # the two request kinds -----------------------------------------------------
+    def _check(self, token: Any, value: Any) -> float:
+        """A (token, logprob) pair of a reply as a logprob <= 0, or an error."""
+        if not isinstance(token, str):
+            raise BackendError(f"{self.name}: the server returned a token that is {_kind(token)}, not a string")
+        lp = _logprob(value)
+        if lp is None:
+            raise BackendError(f"{self.name}: the server returned a logprob that is not a number "
+                               f"({_short(value)} for token {_short(token)})")
+        if math.isnan(lp) or lp > 1e-3:  # a probability above 1 (or NaN): not a distribution
+            raise BackendError(f"{self.name}: the server returned an invalid logprob ({lp!r} for token {_short(token)})")
+        return min(lp, 0.0)
+
     def _top_tokens(self, choice: dict[str, Any]) -> dict[str, float]:
-        """Token text -> logprob for the first generated token."""
+        """Token text -> logprob for the first generated token (checked, see the module docstring)."""
         lp = choice.get("logprobs")
-        top: dict[str, float] = {}
+        returned: tuple[Any, Any] | None = None
+        pairs: list[tuple[Any, Any]] = []
         if isinstance(lp, dict) and self.mode == "chat" and lp.get("content"):
             first = lp["content"][0]
-            top = {t["token"]: t["logprob"] for t in first.get("top_logprobs") or []}
-            top.setdefault(first.get("token"), first.get("logprob"))
+            pairs = [(t["token"], t["logprob"]) for t in first.get("top_logprobs") or []]
+            returned = (first.get("token"), first.get("logprob"))
         elif isinstance(lp, dict) and self.mode == "completions" and lp.get("tokens"):
-            top = dict((lp.get("top_logprobs") or [{}])[0] or {})
-            top.setdefault(lp["tokens"][0], (lp.get("token_logprobs") or [None])[0])
-        top = {t: _logprob(v) for t, v in top.items() if isinstance(t, str) and _logprob(v) is not None}
-        bad = [v for v in top.values() if math.isnan(v) or v > 1e-3]
-        if bad:  # a probability above 1 (or NaN): the response is broken, not a distribution
-            raise BackendError(f"{self.name}: the server returned an invalid logprob ({bad[0]!r})")
-        top = {t: min(v, 0.0) for t, v in top.items()}
+            pairs = list(((lp.get("top_logprobs") or [{}])[0] or {}).items())
+            returned = (lp["tokens"][0], (lp.get("token_logprobs") or [None])[0])
+        top: dict[str, float] = {}
+        duplicated = False
+        for tok, value in pairs:
+            v = self._check(tok, value)
+            duplicated = duplicated or tok in top
+            top[tok] = max(top.get(tok, -math.inf), v)  # listed twice: the larger value, never both
+        if duplicated:
+            self._count("duplicate_tokens")
+        if returned is not None and (returned[0] is not None or returned[1] is not None):
+            tok, v = returned[0], self._check(*returned)
+            if v == -math.inf:
+                raise BackendError(f"{self.name}: the server gave the token it returned ({_short(tok)}) logprob "
+                                   "-inf, probability 0: its logprobs cannot be trusted")
+            top.setdefault(tok, v)
         if not top:
             self._count("missing_logprobs")
             raise BackendError(f"{self.name}: the server returned no logprobs; option distributions need "
                                "logprobs/top_logprobs support (e.g. vLLM)")
+        total = math.fsum(math.exp(v) for v in top.values())
+        if total > 1 + PROB_TOLERANCE:
+            raise BackendError(f"{self.name}: the server's top logprobs add up to probability {total:.4g} > 1 "
+                               "(not a distribution; nothing is clipped)")
         return top
 
     def _option_result(self, labels: Sequence[str], choice: dict[str, Any]) -> OptionResult:
@@ -268,9 +410,9 @@ class OpenAIBackend:
         todo = sorted(labels - set(self._label_ids))
         if not todo:
             return
-        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        url = self._url("/tokenize", root=True)
         spellings = [sp for lab in todo for sp in prompting.label_spellings(lab)]
-        jobs = [(root + "/tokenize", {"model": self.model, "prompt": sp, "add_special_tokens": False},
+        jobs = [(url, {"model": self.model, "prompt": sp, "add_special_tokens": False},
                  lambda d: [int(t) for t in d["tokens"]], True) for sp in spellings]
         encodings = self._run_all(jobs)
         per_label = len(spellings) // len(todo)
@@ -291,6 +433,8 @@ class OpenAIBackend:
         return OptionResult.from_mass(mass)
 
     def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
+        """One result per request; a prompt rejected as too long gives
+        :meth:`OptionResult.failed` (see the module docstring)."""
         if self.exact_options:
             self._tokenize_labels({lab for r in requests for lab in r.labels})
         jobs = []
@@ -303,9 +447,10 @@ class OpenAIBackend:
             if self.exact_options:
                 ids = sorted({i for lab in r.labels for i in self._label_ids[lab]})
                 body.update(logprob_token_ids=ids, return_tokens_as_token_ids=True)
-                jobs.append((path, body, lambda c, labels=r.labels: self._exact_result(labels, c)))
-                continue
-            jobs.append((path, body, lambda c, labels=r.labels: self._option_result(labels, c)))
+                parse = lambda c, labels=r.labels: self._exact_result(labels, c)  # noqa: E731
+            else:
+                parse = lambda c, labels=r.labels: self._option_result(labels, c)  # noqa: E731
+            jobs.append((path, body, parse, False, OptionResult.failed))
         return self._run_all(jobs)
 
     def _text(self, choice: dict[str, Any]) -> str:
@@ -315,7 +460,8 @@ class OpenAIBackend:
         return text or ""
 
     def generate(self, items: Sequence[tuple[GenerateRequest, int]]) -> list[str]:
-        """One request per sample (``n=1``) with seed ``sample_seed(seed, index)``."""
+        """One request per sample (``n=1``) with seed ``sample_seed(seed, index)``;
+        a prompt rejected as too long gives an empty :class:`FailedText`."""
         jobs = []
         for r, index in items:
             st = r.settings
@@ -325,5 +471,5 @@ class OpenAIBackend:
             path, body = self._body(r.messages, r.prefill)
             body.update(temperature=st.temperature, top_p=st.top_p, max_tokens=st.max_tokens,
                         seed=sample_seed(st.seed, index), n=1)
-            jobs.append((path, body, self._text))
+            jobs.append((path, body, self._text, False, FailedText))
         return self._run_all(jobs)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# How far a sum of probabilities may stray from 1 (or exceed it) by rounding.
+PROB_TOLERANCE = 1e-4
 
 @dataclass(frozen=True)
 class Message:
@@ -52,10 +54,17 @@ class OptionResult:
     """``probs`` renormalised over the labels (same order); ``covered_mass`` is
     the probability the labels had before renormalisation (1.0 = all mass).
     ``probs`` is None when no label was observed at all (e.g. none in a
-    server's top-k logprobs)."""
+    server's top-k logprobs). ``failure`` (with probs None) says why the
+    backend could not answer this one request (e.g. the prompt is too long for
+    the model); such results are never cached, so a rerun retries them."""
 
     probs: tuple[float, ...] | None
     covered_mass: float
+    failure: str | None = None
+
+    @classmethod
+    def failed(cls, reason: str) -> OptionResult:
+        return cls(None, 0.0, reason)
 
     @classmethod
     def from_mass(cls, mass: Sequence[float]) -> OptionResult:
@@ -67,13 +76,13 @@ class OptionResult:
         return cls(tuple(m / covered for m in mass), min(1.0, covered))
 
     def to_json(self) -> dict[str, Any]:
-        return {"probs": None if self.probs is None else list(self.probs),
-                "covered_mass": self.covered_mass}
+        d = {"probs": None if self.probs is None else list(self.probs), "covered_mass": self.covered_mass}
+        return {**d, "failure": self.failure} if self.failure else d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> OptionResult:
         p = d["probs"]
-        return cls(None if p is None else tuple(p), float(d["covered_mass"]))
+        return cls(None if p is None else tuple(p), float(d["covered_mass"]), d.get("failure"))
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,18 @@ class GenerateRequest:
             "prefill": self.prefill,
             "sample_index": index,
         }
+
+
+class FailedText(str):
+    """The empty text a backend returns for a sample it could not generate
+    (``failure`` says why); never cached, so a rerun retries it."""
+
+    failure: str
+
+    def __new__(cls, failure: str) -> FailedText:
+        text = super().__new__(cls, "")
+        text.failure = failure
+        return text
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ def summary(data: ReportData, h: Headline) -> Section:
         status.append({"text": f"{layer.title}: {'included' if st == 'ok' else st}", "flag": st != "ok",
                        "detail": reason})
     sec.items(status, "Layers")
+    for text in failed_items(data):
+        sec.text(text, "warn")
     ranked = ranking(h)
     entries = [e for e in h.entries if e.metric.better]
     if len(ranked):
@@ -96,6 +98,20 @@ def comparisons(comp: Comparisons, h: Headline) -> Section:
     if comp.skipped:
         sec.items([{"text": s, "flag": False, "detail": ""} for s in comp.skipped], "Not compared")
     return sec
+
+
+def failed_items(data: ReportData) -> list[str]:
+    """One line per model with requests its backend could not answer (run.json faults.failed_items)."""
+    out = []
+    for run in data.runs:
+        for m in run.manifest.get("models") or []:
+            n = (m.get("faults") or {}).get("failed_items") if isinstance(m, dict) else None
+            if isinstance(n, int) and n > 0:
+                out.append(f"{m.get('name')}{f' ({run.name})' if data.is_comparison else ''}: {n} request"
+                           f"{'s' * (n != 1)} failed (rejected by the server, e.g. the prompt is too long for the "
+                           "model); those items have no probabilities or an empty text in the tables, and a rerun "
+                           "asks for them again.")
+    return out
 
 
 def run_facts(data: ReportData) -> Section:
