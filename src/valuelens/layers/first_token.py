@@ -32,10 +32,10 @@ import pandas as pd
 
 from valuelens.config import FirstTokenSettings, Split
 from valuelens.data.sources import load_survey
-from valuelens.data.survey import Question, Survey, country_names
+from valuelens.data.survey import ALL_LABELS, Question, Survey, country_names
 from valuelens.errors import ValueLensError
 from valuelens.layers import LayerContext
-from valuelens.metrics import DEFAULT_EPS, js_distance, kl, one_minus_jsd, ordinal_emd
+from valuelens.metrics import DEFAULT_EPS, js_distance, kl, one_minus_jsd, ordinal_emd, position_bias
 from valuelens.models import CachedModel, GenerateRequest, GenerateSettings, Message, OptionRequest
 
 TEMPLATES = {
@@ -268,15 +268,15 @@ def country_gap(options: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarise(items: pd.DataFrame, options: pd.DataFrame) -> pd.DataFrame:
-    """Per condition × language: means of the item columns."""
+    """Per condition × language: means of the item columns; position_* = metrics.position_bias of the top option."""
     gap = country_gap(options)
     rows = []
     for (cond, lang), g in items.groupby(["condition", "language"], sort=False):
-        valid = g["top_option"].notna()
         gl = gap[(gap["condition"] == cond) & (gap["language"] == lang)]
         row = {"condition": cond, "language": lang, "n_items": len(g),
                "mean_covered_mass": g["covered_mass"].mean(), "min_covered_mass": g["covered_mass"].min(),
-               "first_option_share": (g.loc[valid, "top_option"] == "A").mean() if valid.any() else np.nan,
+               **position_bias([ALL_LABELS.index(x) + 1 if isinstance(x, str) else None for x in g["top_option"]],
+                               g["n_options"]),  # the top option's position vs uniform over each item's k
                "mean_one_minus_jsd": g["one_minus_jsd"].mean(), "mean_kl": g["kl"].mean(), "mean_emd": g["emd"].mean(),
                "mean_country_gap_jsd": gl["js_distance"].mean() if len(gl) else np.nan}
         if "reply_agrees" in g and g["reply"].notna().any():

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from valuelens.layers.def_layer.data import Inputs
-from valuelens.metrics import expected_option_value, kl, kl_table_replace_inf, share_below
+from valuelens.metrics import expected_option_value, kl, kl_table_replace_inf, position_bias, share_below
 
 KEYS = ["language", "country", "question_id"]
 
@@ -115,4 +115,9 @@ def summary_table(merged: dict[str, pd.DataFrame], dims: pd.DataFrame) -> pd.Dat
     if ins is not None and set(keys) <= set(ins.columns):
         cols = [c for c in ("ff_rate", "cv_rate", "judge_ff_rate", "judge_cv_rate") if c in ins]
         out = out.merge(ins[keys + cols], on=keys, how="left")
+    if {"shown_number", "shown_order"} <= set(final.columns):  # position_*: where the chosen option was shown
+        pos = [{**dict(zip(keys, k)), **position_bias(g["shown_number"].astype("float64").tolist(),
+                                                      g["shown_order"].str.count(",") + 1)}
+               for k, g in final.groupby(keys, sort=False)]
+        out = out.merge(pd.DataFrame(pos), on=keys, how="left")
     return out

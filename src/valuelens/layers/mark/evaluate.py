@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from valuelens.metrics import cohen_kappa, one_minus_jsd, ordinal_emd
+from valuelens.metrics import cohen_kappa, one_minus_jsd, ordinal_emd, position_bias
 from valuelens.stats import bootstrap_ci, holm
 
 LABELS = {"demo_ideo": "Demo.+Ideo.", "demo_ideo_opinion": "Demo.+Ideo.+Opinion",
@@ -130,7 +130,8 @@ def summary(resp: pd.DataFrame, its: pd.DataFrame, reference: str, n_boot: int, 
                      "accuracy": acc[0], "accuracy_low": acc[1], "accuracy_high": acc[2],
                      "one_minus_jsd": jsd[0], "one_minus_jsd_low": jsd[1], "one_minus_jsd_high": jsd[2],
                      "emd": emd[0], "emd_low": emd[1], "emd_high": emd[2],
-                     "kappa": macro_kappa(g), "kappa_low": kap.low, "kappa_high": kap.high})
+                     "kappa": macro_kappa(g), "kappa_low": kap.low, "kappa_high": kap.high,
+                     **position_bias(g["answer"].tolist(), g["n_options"].tolist())})  # answer = shown position
     out = pd.DataFrame(rows)
     if out.empty:
         return out
