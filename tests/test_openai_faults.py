@@ -5,13 +5,16 @@ the backend before the fix (see the report of the change)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 
+import pandas as pd
 import pytest
 from fake_openai_server import CONTEXT_MESSAGE, FakeOpenAIServer, generation_text
 from test_openai_backend import FAST, LABELS, assert_result, backend, expected, opt, serve  # noqa: F401
+from test_reliability_support import one_line_error, openai_audit, record, store_counts, vl
 
 from valuelens.errors import BackendError, ValueLensError
 from valuelens.models.base import sample_seed
@@ -21,6 +24,14 @@ from valuelens.models.requests import FailedText, GenerateRequest, GenerateSetti
 from valuelens.store import Store
 
 PROMPT = "Answer with a letter.\n\nx"  # the server's prompt for opt("x")
+
+
+@pytest.fixture
+def case(request):
+    """For bench/reliability.py: a server-fault case tried now, handled clearly
+    when the test calls the returned function at its end."""
+    record("server_fault", case=request.node.name, tried=1)
+    return lambda: record("server_fault", case=request.node.name, clear=1)
 
 
 def one_line_naming(e: pytest.ExceptionInfo, srv: FakeOpenAIServer) -> str:
@@ -33,7 +44,7 @@ def one_line_naming(e: pytest.ExceptionInfo, srv: FakeOpenAIServer) -> str:
 @pytest.mark.parametrize("fault,says", [("choices_number", "'choices' is a number, not a list of objects"),
                                         ("choices_object", "'choices' is an object, not a list of objects"),
                                         ("deep_json", "JSON nested too deeply")])
-def test_wrong_reply_shapes_are_one_line_errors(serve, fault, says):
+def test_wrong_reply_shapes_are_one_line_errors(case, serve, fault, says):
     srv = serve(always=fault)
     b = backend(srv)
     for call in (lambda: b.option_distribution([opt("x")]),
@@ -42,6 +53,7 @@ def test_wrong_reply_shapes_are_one_line_errors(serve, fault, says):
             call()
         assert says in one_line_naming(e, srv)
     assert len(srv.requests) == 2 and b.stats["retries"] == 0  # a broken schema does not heal: not retried
+    case()
 
 
 # broken logprobs ------------------------------------------------------------------------------
@@ -52,16 +64,17 @@ def test_wrong_reply_shapes_are_one_line_errors(serve, fault, says):
     ("mass_over_one", "add up to probability 2.4 > 1"),
     ("neg_inf_token", "logprob -inf, probability 0"),
 ])
-def test_broken_logprobs_are_errors_not_numbers(serve, mode, fault, says):
+def test_broken_logprobs_are_errors_not_numbers(case, serve, mode, fault, says):
     srv = serve(always=fault)
     b = backend(srv, mode=mode)
     with pytest.raises(BackendError) as e:
         b.option_distribution([opt("x")])
     assert says in one_line_naming(e, srv)
     assert len(srv.requests) == 1
+    case()
 
 
-def test_duplicate_tokens_keep_the_largest_logprob(serve):
+def test_duplicate_tokens_keep_the_largest_logprob(case, serve):
     """The top token listed twice more at half its probability: counted once, at
     its own value (the old code let the last copy win: half the probability)."""
     srv = serve(always="duplicate_tokens")
@@ -69,6 +82,7 @@ def test_duplicate_tokens_keep_the_largest_logprob(serve):
     res = b.option_distribution([opt("x")])[0]
     assert_result(res, expected(PROMPT, LABELS, 20))
     assert b.stats["duplicate_tokens"] == 1
+    case()
 
 
 def test_non_string_token_is_an_error(serve):
@@ -80,7 +94,7 @@ def test_non_string_token_is_an_error(serve):
         b._option_result(LABELS, choice)
 
 
-def test_reply_from_another_model_is_recorded_and_warned_once(serve, caplog):
+def test_reply_from_another_model_is_recorded_and_warned_once(case, serve, caplog):
     srv = serve(always="other_model")
     b = backend(srv)
     with caplog.at_level(logging.WARNING, logger="valuelens.models.openai_api"):
@@ -90,6 +104,7 @@ def test_reply_from_another_model_is_recorded_and_warned_once(serve, caplog):
     assert b.stats["served_as:other-model"] == 4
     warned = [r.getMessage() for r in caplog.records if "other-model" in r.getMessage()]
     assert len(warned) == 1 and "answered as model 'other-model', not 'fake-model'" in warned[0]
+    case()
 
 
 def test_same_model_is_not_recorded(serve):
@@ -99,7 +114,7 @@ def test_same_model_is_not_recorded(serve):
 
 
 # a server that trickles ------------------------------------------------------------------------
-def test_trickling_server_meets_the_deadline(serve):
+def test_trickling_server_meets_the_deadline(case, serve):
     """A byte every 0.05 s never trips the 0.5 s read timeout; the 1 s deadline
     ends each attempt (the old backend waited for the whole 3 s trickle and
     then took the reply as a connection error)."""
@@ -111,6 +126,7 @@ def test_trickling_server_meets_the_deadline(serve):
     elapsed = time.monotonic() - t0
     assert "gave up after 2 attempts (last: no complete reply within the 1s deadline)" in one_line_naming(e, srv)
     assert 2.0 <= elapsed < 4.5 and b.stats["deadline"] == 2  # the old code: 3 s per attempt
+    case()
 
 
 def test_slow_but_complete_reply_within_the_deadline(serve):
@@ -143,7 +159,7 @@ def test_prompt_too_long_recognised():
 
 
 @pytest.mark.parametrize("mode", ["chat", "completions"])
-def test_prompt_too_long_fails_that_item_only(serve, mode, caplog):
+def test_prompt_too_long_fails_that_item_only(case, serve, mode, caplog):
     srv = serve(too_long=lambda p: "long" in p)
     b = backend(srv, mode=mode)
     with caplog.at_level(logging.WARNING, logger="valuelens.models.openai_api"):
@@ -158,6 +174,7 @@ def test_prompt_too_long_fails_that_item_only(serve, mode, caplog):
     assert b.stats["failed_items"] == 3 and b.stats["retries"] == 0 and len(srv.requests) == 5
     assert len(b.failures) == 3
     assert len([r for r in caplog.records if "rejected as too long" in r.getMessage()]) == 1
+    case()
 
 
 def test_other_client_errors_still_end_the_call(serve):
@@ -166,7 +183,7 @@ def test_other_client_errors_still_end_the_call(serve):
         backend(srv).option_distribution([opt("x")])
 
 
-def test_failed_items_are_not_cached_and_retried_next_run(serve, tmp_path):
+def test_failed_items_are_not_cached_and_retried_next_run(case, serve, tmp_path):
     """Through CachedModel: the failed item comes back failed, is not stored,
     and a rerun (the server now accepting it) asks for it again, only it."""
     srv = serve(too_long=lambda p: "long" in p)
@@ -190,6 +207,7 @@ def test_failed_items_are_not_cached_and_retried_next_run(serve, tmp_path):
     assert second_gen[1].texts == (generation_text("long", sample_seed(0, 0)),)
     assert store.info()["calls"] == 4
     store.close()
+    case()
 
 
 def test_failed_result_json_round_trip():
@@ -201,16 +219,17 @@ def test_failed_result_json_round_trip():
 
 # more transient codes -------------------------------------------------------------------------------
 @pytest.mark.parametrize("fault", ["http_408", "http_520", "http_529"])
-def test_more_transient_codes_are_retried(serve, fault):
+def test_more_transient_codes_are_retried(case, serve, fault):
     srv = serve(faults=[fault, fault])
     b = backend(srv)
     assert_result(b.option_distribution([opt("x")])[0], expected(PROMPT, LABELS, 20))
     assert b.stats[fault] == 2 and b.stats["retries"] == 2 and len(srv.requests) == 3
+    case()
 
 
 # base URL with a query string ---------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["chat", "completions"])
-def test_query_string_is_kept_on_every_endpoint(serve, mode):
+def test_query_string_is_kept_on_every_endpoint(case, serve, mode):
     srv = serve()
     url = srv.url + "/?api-version=2024-06-01"
     b = OpenAIBackend(model="fake-model", base_url=url, exact_options=True, mode=mode, **FAST)
@@ -221,6 +240,7 @@ def test_query_string_is_kept_on_every_endpoint(serve, mode):
     paths = {(r["path"], r["query"]) for r in srv.requests}
     want = "/v1/completions" if mode == "completions" else "/v1/chat/completions"
     assert paths == {("/tokenize", "api-version=2024-06-01"), (want, "api-version=2024-06-01")}
+    case()
 
 
 def test_plain_base_url_keeps_its_identity(serve):
@@ -230,16 +250,11 @@ def test_plain_base_url_keeps_its_identity(serve):
 
 
 # through the real command line ------------------------------------------------------------------------
-def test_prompt_too_long_audit_finishes_through_the_cli(tmp_path):
+def test_prompt_too_long_audit_finishes_through_the_cli(case, tmp_path):
     """One question's English prompts are too long for the model (HTTP 400,
     vLLM's message): `valuelens run` still exits 0, writes every table and the
     report, counts the failed requests in run.json and the report, and a rerun
     asks for exactly those again (they are not cached)."""
-    import json
-
-    import pandas as pd
-    from test_reliability_support import openai_audit, store_counts, vl
-
     out = tmp_path / "out"
     with FakeOpenAIServer(too_long=lambda p: "leisure time" in p) as srv:
         audit = openai_audit(tmp_path / "a.yaml", srv.url, out, options={**FAST, "max_retries": 2}, limit=5)
@@ -265,14 +280,11 @@ def test_prompt_too_long_audit_finishes_through_the_cli(tmp_path):
     assert r2.returncode == 0 and "Traceback" not in r2.stderr, r2.stderr
     assert len(again) == n and all("leisure time" in json.dumps(q["body"]) for q in again)
     assert json.loads((out / "run.json").read_text())["models"][0]["faults"]["failed_items"] == n
+    case()
 
 
 @pytest.mark.parametrize("fault", ["choices_number", "deep_json"])  # tracebacks before
-def test_broken_replies_are_one_line_through_the_cli(tmp_path, fault):
-    import json
-
-    from test_reliability_support import one_line_error, openai_audit, vl
-
+def test_broken_replies_are_one_line_through_the_cli(case, tmp_path, fault):
     out = tmp_path / "out"
     with FakeOpenAIServer(always=fault) as srv:
         url = srv.url
@@ -281,3 +293,4 @@ def test_broken_replies_are_one_line_through_the_cli(tmp_path, fault):
     assert r.returncode == 1 and one_line_error(r.stderr), r.stderr
     assert f"openai backend fake-model@{url}" in r.stderr
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    case()
