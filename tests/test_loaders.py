@@ -179,8 +179,18 @@ def test_cao2025_malformed(tmp_path, content, parts):
     else:
         write(path, content)
     with pytest.raises(ValueLensError) as err:
-        load_cao2025(path)
+        load_cao2025(path, strict=True)
     one_line(err, str(path), *parts)
+
+
+def test_cao2025_off_scale_items_are_skipped_unless_strict(tmp_path):
+    """The two sum errors of CAO_BAD (a sum of 90 and a fractions item in a percent
+    file) skip that item by default; the file's other items load."""
+    for bad in (cao_item(country="China", dist={"A": 50, "B": 40}), cao_item(country="China", dist={"A": 0.5, "B": 0.5})):
+        s = load_cao2025(write(tmp_path / "f.json", [cao_item(), bad]))
+        assert [d.country for d in s.distributions] == ["United States"]
+        assert [(x["item"], x["country"]) for x in s.skipped] == [(1, "China")]
+        assert "this file holds percent" in s.skipped[0]["reason"]
 
 
 def test_cao2025_zh_mismatch_and_missing_file(tmp_path):

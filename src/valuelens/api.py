@@ -25,10 +25,10 @@ def load(audit: str | Path | AuditConfig | None = None) -> AuditConfig:
 
 
 def run_full(audit: str | Path | AuditConfig | None = None, out_dir: str | Path | None = None,
-             tracker: Tracker | None = None) -> AuditResult:
+             tracker: Tracker | None = None, force: bool = False) -> AuditResult:
     cfg = load(audit)
     source = str(audit) if isinstance(audit, (str, Path)) else ("builtin demo" if audit is None else "api")
-    return run_audit(cfg, out_dir, tracker, audit_source=source)
+    return run_audit(cfg, out_dir, tracker, audit_source=source, force=force)
 
 
 def run(audit: str | Path | AuditConfig | None = None, out_dir: str | Path | None = None) -> dict[str, pd.DataFrame]:
@@ -42,7 +42,7 @@ def results(out_dir: str | Path) -> dict[str, pd.DataFrame]:
 
 
 def cache_info(out_dir: str | Path) -> dict:
-    store = Store(Path(out_dir) / STORE_NAME)
+    store = Store(Path(out_dir) / STORE_NAME, readonly=True)
     try:
         return store.info()
     finally:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import importlib.metadata
+import json
+import os
 import platform
+import stat
 import sys
 import threading
 import time
@@ -19,12 +22,12 @@ import pandas as pd
 
 from valuelens import __version__
 from valuelens.config import AuditConfig
-from valuelens.errors import ValueLensError
+from valuelens.errors import Terminated, ValueLensError, os_error
 from valuelens.layers import LayerContext, def_layer, dilemmas, first_token, mark
 from valuelens.models import CachedModel, load_backend
 from valuelens.lanes import Cancelled, plan, run_lanes
 from valuelens.progress import LockedTracker, NullTracker, Tracker
-from valuelens.results import export_tables, write_json
+from valuelens.results import RESULTS_DIR, export_tables, retire_stale, write_json, write_json_best_effort
 from valuelens.store import STORE_NAME, Store
 
 # Layer name → module, in the order layers run. A layer module has
@@ -36,6 +39,7 @@ LAYERS: dict[str, ModuleType] = {
     "dilemmas": dilemmas,
     "mark": mark,
 }
+LOCK_NAME = ".lock"
 
 
 @dataclass
@@ -48,13 +52,118 @@ class AuditResult:
 @contextmanager
 def locked(out_dir: Path):
     """Refuse a second concurrent run on the same output directory."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / ".lock", "w") as f:
+    check_out_dir(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        f = open(out_dir / LOCK_NAME, "a")
+    except OSError as e:
+        raise os_error(out_dir, e, "cannot use as the output directory") from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ValueLensError(f"{out_dir}: another valuelens run is using this output directory") from None
+        except OSError as e:
+            raise os_error(out_dir / LOCK_NAME, e, "cannot lock") from None
         yield
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse an output directory valuelens cannot use, before anything is
+    written: an empty path, a file or device, a path below a file, a symlink
+    loop, no write permission or read-only media, or a ``.lock`` / store /
+    ``results`` of the wrong kind inside."""
+    if not str(out).strip():
+        raise ValueLensError("output directory: empty path; give a directory (e.g. --out runs/NAME)")
+    p = Path(os.path.abspath(out))
+    while True:  # the deepest part of the path that exists
+        try:
+            st = os.stat(p)
+            break
+        except FileNotFoundError:
+            if p.parent == p:
+                raise ValueLensError(f"{out}: cannot use as the output directory (no existing parent)") from None
+            p = p.parent
+        except NotADirectoryError:
+            q = p.parent  # find the part that is a file
+            while q.parent != q and not q.exists():
+                q = q.parent
+            raise ValueLensError(f"{out}: cannot use as the output directory ({q} is a file, not a "
+                                 f"directory)") from None
+        except OSError as e:
+            raise os_error(out, e, "cannot use as the output directory") from None
+    if not stat.S_ISDIR(st.st_mode):
+        what = _kind(st.st_mode)
+        if p == Path(os.path.abspath(out)):
+            raise ValueLensError(f"{out}: exists and is {what}, not a directory; choose another output directory")
+        raise ValueLensError(f"{out}: cannot use as the output directory ({p} is {what}, not a directory)")
+    if not os.access(p, os.W_OK | os.X_OK):
+        why = "read-only file system" if _read_only_fs(p) else "permission denied"
+        raise ValueLensError(f"{out}: cannot write to {p} ({why}); choose another output directory")
+    if p != Path(os.path.abspath(out)):
+        return
+    for name, want in ((LOCK_NAME, "file"), (STORE_NAME, "file"), ("run.json", "file"), (RESULTS_DIR, "directory")):
+        q = p / name
+        try:
+            st = os.stat(q)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise os_error(out / name, e, "cannot use") from None
+        if (want == "file" and not stat.S_ISREG(st.st_mode)) or (want == "directory" and not stat.S_ISDIR(st.st_mode)):
+            raise ValueLensError(f"{out / name}: is {_kind(st.st_mode)}, expected a {'regular ' * (want == 'file')}"
+                                 f"{want} (valuelens writes it); move it away")
+
+
+def _kind(mode: int) -> str:
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a file"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def _read_only_fs(p: Path) -> bool:
+    try:
+        return bool(os.statvfs(p).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def same_audit(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Why the audit recorded in an output directory's run.json (``old``) is a
+    different audit from ``new`` (both as in run.json's ``audit``), or "" when
+    it is the same one: the same name and seed, and every model name both list
+    bound to the same backend. Layers, their settings, countries, languages
+    and adding or removing models do not make a different audit."""
+    if old.get("name") != new.get("name"):
+        return f"audit {old.get('name')!r}, not {new.get('name')!r}"
+    if old.get("seed") != new.get("seed"):
+        return f"seed {old.get('seed')!r}, not {new.get('seed')!r}"
+    backends = {m.get("name"): m.get("backend") for m in old.get("models") or [] if isinstance(m, dict)}
+    for m in new.get("models") or []:
+        if m.get("name") in backends and backends[m["name"]] != m.get("backend"):
+            return f"model {m['name']!r} with backend {backends[m['name']]!r}, not {m.get('backend')!r}"
+    return ""
+
+
+def check_previous(out: Path, audit: AuditConfig, force: bool = False) -> None:
+    """Refuse an output directory whose run.json records a different audit
+    (see :func:`same_audit`), or one that cannot be read, unless ``force``."""
+    path = out / "run.json"
+    if force or not path.is_file():
+        return
+    hint = "use --force to run here anyway (its tables are moved to results/stale/), or choose another --out"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise ValueLensError(f"{path}: unreadable ({type(e).__name__}), so which audit this directory holds is "
+                             f"unknown; {hint}") from None
+    if not isinstance(old, dict) or not isinstance(old.get("audit"), dict):
+        raise ValueLensError(f"{path}: not a valuelens run.json (no 'audit' object); {hint}")
+    why = same_audit(old["audit"], audit.model_dump(mode="json"))
+    if why:
+        raise ValueLensError(f"{out}: holds a different audit ({why}); {hint}")
 
 
 def _versions() -> dict[str, str]:
@@ -97,6 +206,47 @@ class _Manifest:
             self.data.update(fields)
             write_json(self.path, self.data)
 
+    def update_best_effort(self, **fields: Any) -> None:
+        """The failure record: written even on a full disk if at all possible (in place)."""
+        with self.lock:
+            self.data.update(fields)
+            write_json_best_effort(self.path, self.data)
+
+
+def mark_failed(out_dir: Path, error: BaseException) -> None:
+    """After a finished audit, a later step of the command failed (the report):
+    run.json must not say ``finished``."""
+    path = Path(out_dir) / "run.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict):
+        data.update(status=_status(error), error=_error_line(error))
+        write_json_best_effort(path, data)
+        if isinstance(data.get("run_id"), str):  # the store's record of the run too
+            try:
+                store = Store(Path(out_dir) / STORE_NAME)
+                try:
+                    store.run_id = data["run_id"]
+                    store.end_run(_status(error))
+                finally:
+                    store.close()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+
+
+def _status(e: BaseException) -> str:
+    return "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+
+
+def _error_line(e: BaseException) -> str:
+    if isinstance(e, Terminated):
+        return "interrupted (SIGTERM)"
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
 
 def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manifest, index: int,
                store: Store) -> list[tuple[str, pd.DataFrame]]:
@@ -118,7 +268,7 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
                                    "calls_cached": model.cached, "faults": dict(backend.stats)})
         return tables
     except BaseException as e:  # the failing model's faults go on the record too
-        status = "cancelled" if isinstance(e, Cancelled) else "failed"
+        status = "cancelled" if isinstance(e, Cancelled) else _status(e)
         manifest.add_model(index, {**entry.catalogue(), "status": status, "faults": dict(backend.stats)})
         raise
     finally:
@@ -126,23 +276,42 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
 
 
 def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tracker | None = None,
-              audit_source: str = "") -> AuditResult:
+              audit_source: str = "", force: bool = False) -> AuditResult:
     """Run (or resume) an audit. Models run in lanes (see :mod:`valuelens.lanes`);
-    the tables come out in the audit's model order whichever lane finishes first."""
-    out = Path(out_dir) if out_dir else audit.out_dir()
+    the tables come out in the audit's model order whichever lane finishes first.
+
+    An output directory holding a different audit is refused unless ``force``
+    (:func:`check_previous`). Tables of an earlier run are moved to
+    ``results/stale/`` when the run starts; ``results/`` then holds only what
+    this run writes (a stale copy of a table it rewrites is deleted)."""
+    out = Path(out_dir) if out_dir is not None else audit.out_dir()
+    check_out_dir(out)
     tracker = LockedTracker(tracker or NullTracker())
     check_inputs(audit, out)
+    check_previous(out, audit, force)
     lanes = plan((m.backend, m.options) for m in audit.models)
     with locked(out):
         store = Store(out / STORE_NAME)
-        run_id = store.begin_run()
-        manifest = _Manifest(out / "run.json", {
+        try:
+            run_id = store.begin_run()
+        except BaseException:
+            store.close()
+            raise
+        record = {
             "versions": _versions(), "audit_source": audit_source, "audit": audit.model_dump(mode="json"),
             "seed": audit.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
             "run_id": run_id, "lanes": {k: [audit.models[i].name for i in v] for k, v in lanes.items()},
             "models": [],
-        })
+        }
         try:
+            manifest = _Manifest(out / "run.json", record)
+        except BaseException as e:  # e.g. a full disk: an earlier run's "finished" must not stay
+            _end_quietly(store, _status(e))
+            store.close()
+            write_json_best_effort(out / "run.json", {**record, "status": _status(e), "error": _error_line(e)})
+            raise
+        try:
+            retire_stale(out, set())  # results/ holds only what this run writes
             per_model = run_lanes(lanes, partial(_run_model, audit, out, tracker, manifest),
                                   store_path=out / STORE_NAME, run_id=run_id, max_parallel=audit.max_parallel_models)
             tables: dict[str, list[pd.DataFrame]] = {}
@@ -158,17 +327,43 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
                                       for m in manifest.data["models"]])
             merged["models"] = catalogue
             export_tables(out, merged)
+            _drop_stale_copies(out, set(merged))
+            store.end_run()
+            manifest.update(status="finished", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), calls=store.run_counts(),
+                            calls_all_runs=_totals(store), tables=sorted(merged))
         except BaseException as e:
-            store.end_run("failed" if isinstance(e, Exception) else "interrupted")
-            manifest.update(status="failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__,
-                            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), calls=store.run_counts())
-            store.close()
+            _end_quietly(store, _status(e))
+            try:
+                calls = store.run_counts()
+            except Exception:  # noqa: BLE001 - a damaged store: the record goes without counts
+                calls = {}
+            manifest.update_best_effort(status=_status(e), error=_error_line(e),
+                                        ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), calls=calls)
             raise
-        store.end_run()
-        manifest.update(status="finished", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), calls=store.run_counts(),
-                        calls_all_runs=_totals(store), tables=sorted(merged))
-        store.close()
+        finally:
+            store.close()
     return AuditResult(out, merged, manifest.data)
+
+
+def _end_quietly(store: Store, status: str) -> None:
+    try:
+        store.end_run(status)
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        pass
+
+
+def _drop_stale_copies(out: Path, names: set[str]) -> None:
+    """Delete ``results/stale/NAME.*`` for tables this run has just rewritten; the folder goes when empty."""
+    stale = out / RESULTS_DIR / "stale"
+    if not stale.is_dir():
+        return
+    for p in stale.iterdir():
+        if p.is_file() and p.stem in names:
+            p.unlink(missing_ok=True)
+    try:
+        stale.rmdir()
+    except OSError:
+        pass
 
 
 def _totals(store: Store) -> dict[str, int]:

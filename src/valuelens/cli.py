@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -12,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from valuelens.errors import ValueLensError
+from valuelens.errors import Terminated, ValueLensError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Audit LLMs for cross-cultural value alignment.")
@@ -22,38 +25,89 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+EXIT_CODES = """Exit codes: 0 done; 1 a failure outside your input (a backend or server, a full disk, an I/O
+error); 2 bad input (an audit or data file, an unusable output directory or store); 3 an internal error (a bug:
+please report it; VALUELENS_DEBUG=1 shows the traceback); 130 Ctrl-C; 143 SIGTERM."""
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the cleanup is not interrupted again
+    raise Terminated()
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
 @contextmanager
 def guarded():
-    """Our errors: one line on stderr, exit code 2 (bad input) or 1."""
+    """Every failure as one line on stderr and an exit code by cause (see EXIT_CODES); SIGTERM as Ctrl-C."""
+    import sqlite3
+
+    from valuelens.errors import os_error
+    from valuelens.store import store_error
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         yield
     except ValueLensError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(e.exit_code) from None
+        raise _fail(str(e), e.exit_code) from None
+    except Terminated:
+        err_console.print("interrupted (SIGTERM): rerun the same command to resume from the store")
+        raise typer.Exit(143) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: rerun the same command to resume from the store")
         raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001 - nothing else may end in a traceback
+        if os.environ.get("VALUELENS_DEBUG") == "1":
+            raise
+        if isinstance(e, OSError):
+            err = os_error(e.filename or "?", e, "failed")
+            raise _fail(str(err), err.exit_code) from None
+        if isinstance(e, sqlite3.Error):
+            err = store_error(Path("store"), e)
+            raise _fail(str(err), err.exit_code) from None
+        if isinstance(e, MemoryError):
+            raise _fail("out of memory", 1) from None
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise _fail(f"internal error ({type(e).__name__}{': ' + first if first else ''}); please report it "
+                    f"(VALUELENS_DEBUG=1 shows the traceback)", 3) from None
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def run(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: the built-in demo audit"),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory (overrides the audit file)"),
+        out: Optional[str] = typer.Option(None, "--out", "-o", help="output directory (overrides the audit file)"),
+        force: bool = typer.Option(False, "--force", help="run even where the output directory holds a different "
+                                   "audit (its tables are moved to results/stale/)"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars")):
     """Run (or resume) an audit and write results, run.json and the store."""
     from valuelens import api
+    from valuelens.audit import check_out_dir, mark_failed
     from valuelens.progress import NullTracker, rich_tracker
 
     with guarded():
-        api.load(audit)  # bad input fails before any progress bar appears
+        if out is not None and not out.strip():
+            raise ValueLensError("--out: empty path; give a directory (e.g. --out runs/NAME)")
+        out_dir = Path(out) if out is not None else None
+        cfg = api.load(audit)  # bad input fails before any progress bar appears
+        check_out_dir(out_dir if out_dir is not None else cfg.out_dir())
         if quiet:
-            result = api.run_full(audit, out, NullTracker())
+            result = api.run_full(audit, out_dir, NullTracker(), force=force)
         else:
             with rich_tracker(console) as tracker:
-                result = api.run_full(audit, out, tracker)
-        _summary(result)
-        from valuelens.report import build_report
+                result = api.run_full(audit, out_dir, tracker, force=force)
+        try:
+            _summary(result)
+            from valuelens.report import build_report
 
-        console.print(f"report: {build_report(result.out_dir)}")
+            console.print(f"report: {build_report(result.out_dir)}")
+        except BaseException as e:  # the command failed: run.json must not say "finished"
+            mark_failed(result.out_dir, e)
+            raise
 
 
 def _summary(result) -> None:
@@ -83,13 +137,37 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-@app.command()
-def report(out_dir: Path = typer.Argument(..., help="output directory of a run")):
-    """Write OUT_DIR/report.html: one self-contained HTML report (opens with no network)."""
-    from valuelens.report import build_report
+@app.command(epilog=EXIT_CODES)
+def report(out_dir: Path = typer.Argument(..., help="output directory of a run"),
+           out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                              help="report file (.html) or directory; default OUT_DIR/report.html")):
+    """Write OUT_DIR/report.html: one self-contained HTML report (opens with no network).
+    Reads the run without writing to it; with --out it works on read-only media."""
+    from valuelens.report.load import report_data
+    from valuelens.report.render import REPORT_NAME, render, write_html
 
     with guarded():
-        console.print(f"report: {build_report(out_dir)}")
+        dest = out_dir / REPORT_NAME if out is None else out
+        if out is not None and (out.suffix.lower() not in {".html", ".htm"} or out.is_dir()):
+            dest = out / REPORT_NAME
+        data = report_data(out_dir)
+        _check_writable(dest, "" if out is not None else "; give --out FILE to write the report elsewhere")
+        console.print(f"report: {write_html(dest, render(data))}")
+
+
+def _check_writable(dest: Path, hint: str) -> None:
+    """Refuse a report destination whose directory (or its nearest existing parent) cannot be written."""
+    p = Path(os.path.abspath(dest)).parent
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    if p.is_dir() and not os.access(p, os.W_OK | os.X_OK):
+        try:
+            ro = bool(os.statvfs(p).f_flag & os.ST_RDONLY)
+        except OSError:
+            ro = False
+        raise ValueLensError(f"{dest}: cannot write ({'read-only file system' if ro else 'permission denied'}){hint}")
+    if dest.exists() and not dest.is_file():
+        raise ValueLensError(f"{dest}: exists and is not a regular file")
 
 
 @app.command()
@@ -104,13 +182,17 @@ def compare(out_dirs: list[Path] = typer.Argument(..., help="output directories 
 
 @app.command()
 def validate(audit: Path = typer.Argument(..., help="audit YAML")):
-    """Check an audit file and the layers' data files without running it."""
-    from valuelens.audit import check_inputs
+    """Check an audit file, the layers' data files, the output directory and
+    the environment (API key variables, devices) without running it."""
+    from valuelens.audit import check_inputs, check_out_dir
     from valuelens.config import load_audit
+    from valuelens.preflight import preflight
 
     with guarded():
         cfg = load_audit(audit)
         check_inputs(cfg)
+        check_out_dir(cfg.out_dir())
+        preflight(cfg)
         console.print(f"{audit}: ok ({len(cfg.models)} models, layers: "
                       f"{', '.join(k for k, v in cfg.layers if v is not None)})")
 
@@ -198,7 +280,7 @@ def cache_clear(out_dir: Path = typer.Argument(..., help="output directory of a 
 def _need_store(out_dir: Path) -> None:
     from valuelens.store import STORE_NAME
 
-    if not (out_dir / STORE_NAME).is_file():
+    if not (out_dir / STORE_NAME).exists():  # a store of the wrong kind is the Store's one-line error
         raise ValueLensError(f"{out_dir}: no {STORE_NAME} here (not a valuelens output directory)")
 
 

@@ -125,9 +125,13 @@ class DataSource(Strict):
     path_zh: str | None = Field(default=None, description="cao2025: the Chinese twin file")
     codebook: str | None = Field(default=None, description="wvs7: codebook.json")
     metadata: str | None = Field(default=None, description="wvs7: question_metadata.json")
+    strict: bool = Field(default=False, description="cao2025: a degenerate item (all shares 0, or a sum more than "
+                                                    "2% off the file's scale) is an error instead of skipped")
 
     @model_validator(mode="after")
     def _paths(self) -> DataSource:
+        if self.strict and self.kind != "cao2025":
+            raise ValueError("strict applies only to data kind 'cao2025'")
         if self.kind != "builtin" and not self.path:
             raise ValueError(f"data kind {self.kind!r} needs a path")
         if self.kind == "wvs7" and not self.codebook:

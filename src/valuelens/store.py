@@ -13,9 +13,16 @@ import json
 import sqlite3
 import time
 import uuid
+import math
+import os
+import shutil
 from collections.abc import Iterable
+from contextlib import contextmanager
+from functools import wraps
 from pathlib import Path
 from typing import Any
+
+from valuelens.errors import ValueLensError, os_error
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -38,6 +45,62 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 STORE_NAME = "store.sqlite"
+EXPECTED = {"calls": {"key", "model", "kind", "request", "response", "run_id", "created"},
+            "runs": {"run_id", "started", "finished", "status", "calls_made", "calls_cached"}}
+
+
+def _sql(method):
+    """A Store method whose SQLite errors become one line naming the store."""
+    @wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with self._translated():
+            return method(self, *args, **kwargs)
+    return wrapped
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open without writing anything: ``mode=ro``, or on read-only media (where a
+    WAL store cannot get its -shm file) ``immutable=1``."""
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _nearly_full(path: Path) -> bool:
+    """Whether the store's file system is (about) full: SQLite reports some writes
+    on a full disk (its shared-memory file) as an I/O error."""
+    try:
+        return shutil.disk_usage(path.parent).free < 256 << 10
+    except OSError:
+        return False
+
+
+def store_error(path: Path, e: sqlite3.Error) -> ValueLensError:
+    name = getattr(e, "sqlite_errorname", "") or ""
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if name.startswith("SQLITE_FULL") or "disk is full" in msg or (name.startswith("SQLITE_IOERR")
+                                                                   and _nearly_full(path)):
+        return ValueLensError(f"{path}: no space left on the device while writing the store ({msg}); free some "
+                              f"space and rerun the same command (it resumes from the store)", exit_code=1)
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in msg or "malformed" in msg:
+        return ValueLensError(f"{path}: damaged or not an SQLite store ({msg}); move it away to start afresh "
+                              f"(its cached calls are lost) or restore it")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return ValueLensError(f"{path}: the store is busy ({msg}); another process holds it", exit_code=1)
+    if name.startswith("SQLITE_READONLY"):
+        return ValueLensError(f"{path}: the store is read-only ({msg})")
+    if name.startswith("SQLITE_CANTOPEN"):
+        return ValueLensError(f"{path}: cannot open the store ({msg}); check the path and its permissions")
+    return ValueLensError(f"{path}: store error ({msg})", exit_code=1)
 
 
 def canonical(obj: Any) -> str:
@@ -59,16 +122,76 @@ class Store:
     stay exact whichever connection made the calls.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(SCHEMA)
+        self.readonly = readonly
         self.run_id: str | None = None
+        if self.path.exists() and not self.path.is_file():
+            raise ValueLensError(f"{self.path}: not a regular file (expected valuelens' SQLite store); move it "
+                                 f"away or choose another output directory")
+        if readonly and not self.path.is_file():
+            raise ValueLensError(f"{self.path}: no store here")
+        with self._translated():
+            if readonly:
+                self.conn = _connect_readonly(self.path)
+            else:
+                if self.path.is_file() and not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)):
+                    raise ValueLensError(f"{self.path}: the store cannot be written (read-only file system or no "
+                                         f"permission)")
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise os_error(self.path.parent, e, "cannot create the output directory") from None
+                self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self._check_schema()
+            if not readonly:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    def _check_schema(self) -> None:
+        """A new (empty) file gets the schema; anything else must be exactly a valuelens store."""
+        tables = {name: {r[1] for r in self.conn.execute(f"PRAGMA table_info({name})")}
+                  for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                  if not name.startswith("sqlite_")}
+        if not tables and not self.readonly:
+            self.conn.execute("BEGIN IMMEDIATE")  # one connection creates it; another one waits, then sees it
+            try:
+                if self.conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type='table'").fetchone()[0] == 0:
+                    for stmt in SCHEMA.split(";"):
+                        if stmt.strip():
+                            self.conn.execute(stmt)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            return
+        if tables != EXPECTED:
+            found = ", ".join(sorted(tables)) or "no tables"
+            raise ValueLensError(f"{self.path}: an SQLite database of another schema ({found}), not a valuelens "
+                                 f"store; move it away or choose another output directory")
+        self._check_length()
+
+    def _check_length(self) -> None:
+        """A file shorter than the pages its header counts was truncated (unless the WAL holds the rest)."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            return
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        if self.path.stat().st_size < pages * size:
+            raise ValueLensError(f"{self.path}: damaged: truncated ({self.path.stat().st_size} of {pages * size} "
+                                 f"bytes); move it away to start afresh (its cached calls are lost) or restore it")
+
+    @contextmanager
+    def _translated(self):
+        """SQLite's errors as one line naming the store (disk full: exit 1, damaged file: exit 2)."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise store_error(self.path, e) from None
 
     # runs -----------------------------------------------------------------
+    @_sql
     def begin_run(self) -> str:
         self.run_id = uuid.uuid4().hex
         with self.conn:
@@ -79,12 +202,14 @@ class Store:
             )
         return self.run_id
 
+    @_sql
     def attach_run(self, run_id: str) -> None:
         """Count this connection's calls under a run another connection began."""
         if self.conn.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
             raise ValueError(f"{self.path}: no run {run_id}")
         self.run_id = run_id
 
+    @_sql
     def end_run(self, status: str = "finished") -> None:
         if self.run_id is None:
             return
@@ -92,34 +217,62 @@ class Store:
             "UPDATE runs SET finished=?, status=? WHERE run_id=?", (time.time(), status, self.run_id)
         )
 
+    @_sql
     def add_cached(self, n: int) -> None:
         if self.run_id is not None and n:
             self.conn.execute(
                 "UPDATE runs SET calls_cached = calls_cached + ? WHERE run_id=?", (n, self.run_id)
             )
 
+    @_sql
     def run_counts(self, run_id: str | None = None) -> dict[str, int]:
         row = self.conn.execute(
             "SELECT calls_made, calls_cached FROM runs WHERE run_id=?", (run_id or self.run_id,)
         ).fetchone()
         return {"calls_made": row[0], "calls_cached": row[1]} if row else {"calls_made": 0, "calls_cached": 0}
 
+    @_sql
     def all_runs(self) -> list[dict[str, Any]]:
         cur = self.conn.execute("SELECT run_id, started, finished, status, calls_made, calls_cached FROM runs ORDER BY started")
         cols = [c[0] for c in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
 
     # calls ----------------------------------------------------------------
+    @_sql
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
         out: dict[str, Any] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            q = f"SELECT key, response FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
-            for k, resp in self.conn.execute(q, chunk):
-                out[k] = json.loads(resp)
+            q = f"SELECT key, model, kind, request, response FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
+            for k, model, kind, req, resp in self.conn.execute(q, chunk):
+                out[k] = self._checked(k, model, kind, req, resp)
         return out
 
+    def _checked(self, key: str, model: str, kind: str, request: str, response: str) -> Any:
+        """A stored response, refused (one line naming the row) when it is not
+        what valuelens writes for its kind: an edited or damaged row."""
+        where = f"{self.path}: row {key[:12]}… (model {model!r}, {kind or 'unknown kind'})"
+        fix = f"; delete it with `valuelens cache clear --model {model}` or restore the store"
+        try:
+            resp = json.loads(response)
+            req = json.loads(request)
+        except (TypeError, ValueError, RecursionError):
+            raise ValueLensError(f"{where}: not valid JSON{fix}") from None
+        ok = isinstance(resp, dict) and isinstance(req, dict) and req.get("kind", "") == kind
+        if ok and kind == "generate":
+            ok = isinstance(resp.get("text"), str)
+        elif ok and kind == "option_distribution":
+            probs, mass = resp.get("probs"), resp.get("covered_mass")
+            ok = (_number(mass) and 0 <= mass <= 1 + 1e-9
+                  and (probs is None or (isinstance(probs, list) and len(probs) == len(req.get("labels") or [])
+                                         and all(_number(p) and p >= 0 for p in probs))))
+        if not ok:
+            raise ValueLensError(f"{where}: the stored response is not a valid {kind or 'call'} result "
+                                 f"(edited?){fix}")
+        return resp
+
+    @_sql
     def put_many(self, model: str, rows: list[tuple[str, dict[str, Any], Any]]) -> None:
         """Insert (key, request, response) rows and count them as made by this
         run, atomically. A key already present (another run raced us) is kept
@@ -140,12 +293,14 @@ class Store:
                     "UPDATE runs SET calls_made = calls_made + ? WHERE run_id=?", (added, self.run_id)
                 )
 
+    @_sql
     def info(self) -> dict[str, Any]:
         n = self.conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
         per_model = dict(self.conn.execute("SELECT model, COUNT(*) FROM calls GROUP BY model").fetchall())
         size = self.path.stat().st_size if self.path.exists() else 0
         return {"path": str(self.path), "calls": n, "per_model": per_model, "runs": len(self.all_runs()), "bytes": size}
 
+    @_sql
     def clear(self, model: str | None = None) -> int:
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")

@@ -16,7 +16,8 @@ def load_survey(kind: str, path: str | Path | None = None, path_zh: str | Path |
     """Load a Survey.
 
     - ``builtin``: our questionnaire JSON (``path`` None or "builtin" = the demo); no distributions.
-    - ``cao2025``: Cao et al. 2025 JSON (``path``), Chinese texts from ``path_zh``.
+    - ``cao2025``: Cao et al. 2025 JSON (``path``), Chinese texts from ``path_zh``; ``strict=True``:
+      a degenerate item is an error, not skipped.
     - ``global_opinions``: GlobalOpinionQA CSV (``path``; None tries the Hugging Face hub).
     - ``wvs7``: WVS-7 microdata CSV (``path``) with ``codebook=`` (required), ``metadata=``,
       ``adjustments=``, ``questions=``, ``countries=``, ``weighted=``, ``demographics=``.
@@ -35,11 +36,11 @@ def load_survey(kind: str, path: str | Path | None = None, path_zh: str | Path |
         return Survey({q.id: q for q in questions}, [], "builtin",
                       [f"{source}: {len(questions)} questions, no human distributions"])
     if kind == "cao2025":
-        no_extra(set())
+        no_extra({"strict"})
         if path is None:
             raise ValueLensError("survey kind 'cao2025': give the path of the JSON file (e.g. sft_wvs_valid.json)")
         from valuelens.data.cao2025 import load_cao2025
-        return load_cao2025(path, path_zh)
+        return load_cao2025(path, path_zh, strict=bool(kw.get("strict", False)))
     if kind == "global_opinions":
         no_extra(set())
         from valuelens.data.global_opinions import load_global_opinions

@@ -10,6 +10,7 @@ Format (the built-in ``demo_survey.json`` is an example)::
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -96,8 +97,15 @@ def read_text(path: Path, encoding: str = "utf-8", limit: int = MAX_DATA_BYTES) 
     """A data file's text, or a one-line error naming the file (missing, a
     directory, over ``limit`` bytes, not ``encoding``, unreadable)."""
     try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a FIFO would hang, /dev/zero never ends
+            raise ValueLensError(f"{path}: not a regular file ({_kind(mode)}); give a file")
         check_size(path, limit)
-        return path.read_bytes().decode(encoding)
+        with path.open("rb") as f:  # never more than limit + 1 bytes, whatever stat said
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ValueLensError(f"{path}: larger than the {limit >> 20} MiB limit for this kind of data file")
+        return data.decode(encoding)
     except FileNotFoundError:
         raise ValueLensError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -106,6 +114,11 @@ def read_text(path: Path, encoding: str = "utf-8", limit: int = MAX_DATA_BYTES) 
         raise ValueLensError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:  # no permission, ...
         raise ValueLensError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
+
+
+def _kind(mode: int) -> str:
+    return ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode) else
+            "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
 
 
 def read_json(path: Path) -> Any:

@@ -111,7 +111,7 @@ class FirstTokenRun:
     def __init__(self, settings: FirstTokenSettings, ctx: LayerContext):
         self.s, self.ctx, self.audit = settings, ctx, ctx.audit
         d = settings.data
-        self.survey = _load(d.kind, d.path, d.path_zh, d.codebook, d.metadata)
+        self.survey = _load(d.kind, d.path, d.path_zh, d.codebook, d.metadata, d.strict)
         self.questions = list(self.survey.questions.values())[: settings.limit]
         self.names = {**country_names(), **{c: {"en": c, **v} for c, v in self.audit.country_names.items()}}
         self.splits = settings.test_splits or {"all": Split(countries=list(self.audit.countries))}
@@ -153,12 +153,13 @@ def _stamp(path: str | None) -> tuple | None:
 _SURVEYS: dict[tuple, Survey] = {}
 
 
-def _load(kind: str, path: str | None, path_zh: str | None, codebook: str | None, metadata: str | None) -> Survey:
+def _load(kind: str, path: str | None, path_zh: str | None, codebook: str | None, metadata: str | None,
+          strict: bool = False) -> Survey:
     """load_survey, remembering the last survey read (the pre-run check and
     each model's run read the same files; a changed file is read again)."""
-    key = (kind, *((p, _stamp(p)) for p in (path, path_zh, codebook, metadata)))
+    key = (kind, strict, *((p, _stamp(p)) for p in (path, path_zh, codebook, metadata)))
     if key not in _SURVEYS:
-        extra = {k: v for k, v in (("codebook", codebook), ("metadata", metadata)) if v}
+        extra = {k: v for k, v in (("codebook", codebook), ("metadata", metadata), ("strict", strict)) if v}
         survey = load_survey(kind, path, path_zh, **extra)
         _SURVEYS.clear()
         _SURVEYS[key] = survey
@@ -199,7 +200,16 @@ def run(model: CachedModel, settings: FirstTokenSettings, ctx: LayerContext) -> 
               "first_token_table2": table2(items, job.splits)}
     if len(train_log):
         tables["first_token_train_log"] = train_log
+    tables["first_token_skipped"] = skipped_items(job.survey)
     return tables
+
+
+SKIPPED_COLUMNS = ["file", "item", "question_id", "country", "reason"]
+
+
+def skipped_items(survey: Survey) -> pd.DataFrame:
+    """The data items the loader left out (degenerate distributions), one row each."""
+    return pd.DataFrame(survey.skipped, columns=SKIPPED_COLUMNS).astype({"question_id": str})
 
 
 def _free_answers(model: CachedModel, job: FirstTokenRun, s: FirstTokenSettings) -> dict[tuple, str]:

@@ -45,6 +45,7 @@ def first_token(sec: Section, data: ReportData, seed: int) -> None:
              "first answer token, per country in the prompt and prompt language. Covered mass = probability on the "
              "option letters before renormalising; country gap = Jensen–Shannon distance (natural log) between the "
              "distributions for two countries; reply agreement = the free answer's letter equals the top option.")
+    _skipped(sec, t.get("first_token_skipped"))
     summary = t.get("first_token_summary")
     if summary is not None:
         rows, which = headline_rows(summary)
@@ -83,6 +84,21 @@ def first_token(sec: Section, data: ReportData, seed: int) -> None:
                      f"Answer distributions: {model}",
                      f"first_token_options.prob per question ({which}), stacked by option; hover for the option "
                      "text." + (" Human bars: human_prob." if _has_human(rows, model) else ""))
+
+
+def _skipped(sec: Section, skipped: pd.DataFrame | None) -> None:
+    """The data items the loader left out, counted once per file and item (every model lists them)."""
+    if skipped is None:
+        return
+    keys = [c for c in ("run", "file", "item") if c in skipped.columns]
+    uniq = skipped.drop(columns=[c for c in ("model",) if c in skipped.columns]).drop_duplicates(subset=keys or None)
+    if not len(uniq):
+        sec.text("Data: no item was skipped.", "muted")
+        return
+    sec.text(f"Data: {len(uniq)} item(s) of the data file(s) skipped as degenerate (all option shares 0, or a sum "
+             "more than 2% off the file's scale after detecting percent vs fractions); they are not in any number "
+             "below. Set first_token.data.strict: true to make them an error.")
+    sec.frame(uniq, "Skipped data items", "As exported (first_token_skipped), one row per file and item.")
 
 
 def _has_human(options: pd.DataFrame, model: str) -> bool:

@@ -110,13 +110,76 @@ def load_run(out_dir: str | Path, name: str | None = None) -> Run:
     if not manifest_path.is_file() and not has_results:
         raise ValueLensError(f"{out}: no run.json and no {RESULTS_DIR}/ here (not a valuelens output directory)")
     manifest: dict[str, Any] = {}
-    if manifest_path.is_file():
+    if manifest_path.exists():
+        if not manifest_path.is_file():
+            raise ValueLensError(f"{manifest_path}: not a regular file")
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueLensError(f"{manifest_path}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise ValueLensError(f"{manifest_path}: JSON nested too deeply") from None
+        except OSError as e:
+            raise ValueLensError(f"{manifest_path}: cannot read ({e.strerror or type(e).__name__})") from None
+        check_manifest(manifest, manifest_path)
     tables = read_tables(out) if has_results else {}
     return Run(name or out.resolve().name, out, manifest, tables)
+
+
+_STR, _INT, _DICT, _LIST = (str,), (int,), (dict,), (list,)
+# run.json's fields the report reads, with the types valuelens writes (None is allowed everywhere).
+MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
+    "status": _STR, "error": _STR, "audit_source": _STR, "run_id": _STR, "started": _STR, "ended": _STR,
+    "seed": _INT, "audit": _DICT, "models": _LIST, "calls": _DICT, "calls_all_runs": _DICT, "versions": _DICT,
+    "tables": _LIST, "lanes": _DICT,
+}
+AUDIT_FIELDS: dict[str, tuple[type, ...]] = {
+    "name": _STR, "seed": _INT, "layers": _DICT, "models": _LIST, "countries": _LIST, "languages": _LIST,
+}
+MODEL_FIELDS: dict[str, tuple[type, ...]] = {
+    "name": _STR, "display_name": _STR, "backend": _STR, "region": _STR, "family": _STR, "architecture": _STR,
+    "alignment": _STR, "revision": _STR, "params_b": (int, float), "calls_made": _INT, "calls_cached": _INT,
+    "faults": _DICT, "status": _STR, "options": _DICT,
+}
+
+
+def _type_error(path: Path, where: str, want: tuple[type, ...], got: Any) -> ValueLensError:
+    names = " or ".join({"str": "a string", "int": "an integer", "dict": "an object", "list": "a list",
+                         "float": "a number"}[t.__name__] for t in want)
+    return ValueLensError(f"{path}: {where} must be {names}, not {type(got).__name__}; the file is damaged "
+                          f"(rerun the audit to rewrite it)")
+
+
+def _check_fields(path: Path, obj: dict[str, Any], fields: dict[str, tuple[type, ...]], prefix: str) -> None:
+    for key, want in fields.items():
+        v = obj.get(key)
+        if v is not None and (not isinstance(v, want) or (isinstance(v, bool) and bool not in want)):
+            raise _type_error(path, f"{prefix}{key}", want, v)
+
+
+def check_manifest(m: Any, path: Path) -> None:
+    """run.json as valuelens writes it, or a one-line error naming the field."""
+    if not isinstance(m, dict):
+        raise ValueLensError(f"{path}: expected a JSON object (valuelens' run record), not {type(m).__name__}")
+    _check_fields(path, m, MANIFEST_FIELDS, "")
+    audit = m.get("audit") or {}
+    _check_fields(path, audit, AUDIT_FIELDS, "audit.")
+    for key in ("countries", "languages"):
+        for i, x in enumerate(audit.get(key) or []):
+            if not isinstance(x, str):
+                raise _type_error(path, f"audit.{key}[{i}]", _STR, x)
+    for prefix, models in (("models", m.get("models") or []), ("audit.models", audit.get("models") or [])):
+        for i, x in enumerate(models):
+            if not isinstance(x, dict):
+                raise _type_error(path, f"{prefix}[{i}]", _DICT, x)
+            _check_fields(path, x, MODEL_FIELDS, f"{prefix}[{i}].")
+    for key in ("calls", "calls_all_runs"):
+        for k, v in (m.get(key) or {}).items():
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise _type_error(path, f"{key}.{k}", _INT, v)
+    for k, v in (m.get("versions") or {}).items():
+        if not isinstance(v, str):
+            raise _type_error(path, f"versions.{k}", _STR, v)
 
 
 def catalogue(run: Run) -> pd.DataFrame:

@@ -8,7 +8,6 @@ anything.
 from __future__ import annotations
 
 import math
-import os
 import time
 from numbers import Integral, Real
 from pathlib import Path
@@ -100,8 +99,6 @@ def _plotlyjs_version() -> str:
 
 
 def write_html(path: Path, html: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    from valuelens.results import write_text_atomic  # no .tmp left behind on a failed write
+
+    return write_text_atomic(path, html)
