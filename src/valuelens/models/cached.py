@@ -12,10 +12,17 @@ from typing import Any
 
 from valuelens.errors import ValueLensError
 from valuelens.models.base import Backend, Trainable
-from valuelens.models.requests import FailedText, GenerateRequest, GenerateResult, OptionRequest, OptionResult
+from valuelens.models.requests import (FailedText, GenerateRequest, GenerateResult, OptionRequest, OptionResult,
+                                       checked)
 from valuelens.store import Store, call_key
 
 Progress = Callable[[int], None]
+
+
+def describe(request: OptionRequest) -> str:
+    """A short, one-line name for a request in error messages."""
+    text = " ".join(request.messages[-1].content.split()) if request.messages else ""
+    return f"the prompt {text[:70] + ('…' if len(text) > 70 else '')!r} (options {', '.join(request.labels)})"
 
 
 class CachedModel:
@@ -95,13 +102,37 @@ class CachedModel:
     def option_distribution(
         self, requests: Sequence[OptionRequest], progress: Progress | None = None
     ) -> list[OptionResult]:
+        """Every result is validated (:func:`~valuelens.models.requests.checked`)
+        before it is stored or returned: a violation is an error naming the
+        model and the prompt, never a number."""
         requests = list(requests)
 
         def compute(idx: list[int]) -> list[Any]:
-            return [r.to_json() for r in self.backend.option_distribution([requests[i] for i in idx])]
+            results = self.backend.option_distribution([requests[i] for i in idx])
+            if not isinstance(results, list) or len(results) != len(idx):
+                got = len(results) if isinstance(results, list) else type(results).__name__
+                raise ValueLensError(f"model {self.name}: the backend returned {got} option results "
+                                     f"for {len(idx)} requests")
+            return [self._checked(r, requests[i]).to_json() for r, i in zip(results, idx)]
 
         raw = self._run([r.to_json() for r in requests], compute, progress)
-        return [OptionResult.from_json(d) for d in raw]
+        out = []
+        for d, req in zip(raw, requests):
+            try:
+                result = OptionResult.from_json(d)
+            except (KeyError, TypeError, ValueError):
+                raise ValueLensError(f"model {self.name}: a stored option result is malformed ({str(d)[:60]}) "
+                                     f"for {describe(req)}; delete the store to recompute") from None
+            out.append(self._checked(result, req, stored=True))
+        return out
+
+    def _checked(self, result: Any, request: OptionRequest, stored: bool = False) -> OptionResult:
+        try:
+            return checked(result, len(request.labels))
+        except ValueError as e:
+            where = "a stored answer" if stored else "the backend"
+            raise ValueLensError(f"model {self.name}: {where} gave invalid option probabilities for "
+                                 f"{describe(request)}: {e}") from None
 
     def generate(
         self, requests: Sequence[GenerateRequest], progress: Progress | None = None

@@ -7,12 +7,14 @@ a backend's internals.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # How far a sum of probabilities may stray from 1 (or exceed it) by rounding.
 PROB_TOLERANCE = 1e-4
+
 
 @dataclass(frozen=True)
 class Message:
@@ -69,11 +71,14 @@ class OptionResult:
     @classmethod
     def from_mass(cls, mass: Sequence[float]) -> OptionResult:
         """From each option's raw probability (summed over its spellings):
-        renormalised, with the covered mass capped at 1 (rounding)."""
+        renormalised, with the covered mass recorded (a sum above 1 by more
+        than rounding is kept as is, so :func:`checked` rejects it)."""
         covered = sum(mass)
         if covered <= 0:
             return cls(None, 0.0)
-        return cls(tuple(m / covered for m in mass), min(1.0, covered))
+        if 1.0 < covered <= 1.0 + PROB_TOLERANCE:
+            covered = 1.0
+        return cls(tuple(m / covered for m in mass), covered)
 
     def to_json(self) -> dict[str, Any]:
         d = {"probs": None if self.probs is None else list(self.probs), "covered_mass": self.covered_mass}
@@ -83,6 +88,44 @@ class OptionResult:
     def from_json(cls, d: dict[str, Any]) -> OptionResult:
         p = d["probs"]
         return cls(None if p is None else tuple(p), float(d["covered_mass"]), d.get("failure"))
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def checked(result: Any, n_labels: int) -> OptionResult:
+    """``result`` as a valid :class:`OptionResult` for ``n_labels`` options, or
+    a ValueError saying what is wrong. Rules: probabilities are real numbers,
+    finite and non-negative, one per label; a sum above 1 (beyond rounding) is
+    not a distribution and is refused; a sum below 1 is taken as raw label
+    masses and renormalised, the covered mass becoming at most that sum; the
+    covered mass is a number in [0, 1]; no probabilities means no covered mass."""
+    if not isinstance(result, OptionResult):
+        raise ValueError(f"expected an OptionResult, got {type(result).__name__}")
+    c = result.covered_mass
+    if not _real(c) or not math.isfinite(c) or not 0 <= c <= 1 + PROB_TOLERANCE:
+        raise ValueError(f"covered mass {c!r} is not a number in [0, 1]")
+    c = min(float(c), 1.0)
+    if result.probs is None:
+        if c > PROB_TOLERANCE:
+            raise ValueError(f"no probabilities but a covered mass of {c:.4g}")
+        return OptionResult(None, 0.0, result.failure if isinstance(result.failure, str) else None)
+    probs = result.probs
+    if not isinstance(probs, (tuple, list)) or len(probs) != n_labels:
+        size = len(probs) if isinstance(probs, (tuple, list)) else type(probs).__name__
+        raise ValueError(f"expected {n_labels} probabilities, got {size}")
+    for p in probs:
+        if not _real(p) or not math.isfinite(p) or p < 0:
+            raise ValueError(f"probability {p!r} is not a finite non-negative number")
+    total = math.fsum(probs)
+    if total <= 0:
+        raise ValueError("the probabilities are all zero")
+    if total > 1 + PROB_TOLERANCE:
+        raise ValueError(f"the probabilities sum to {total:.4g}, more than 1")
+    if abs(total - 1) <= 1e-9 and all(isinstance(p, float) for p in probs) and isinstance(probs, tuple):
+        return result if c == result.covered_mass else OptionResult(probs, c)
+    return OptionResult(tuple(float(p) / total for p in probs), min(c, total) if total < 1 - PROB_TOLERANCE else c)
 
 
 @dataclass(frozen=True)

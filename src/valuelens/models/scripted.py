@@ -89,9 +89,11 @@ class ScriptedBackend:
             if probs is None:
                 w = [0.05 + _hash01(prompt, i) for i in range(len(r.labels))]
                 probs = [x / sum(w) for x in w]
-            if len(probs) != len(r.labels):
+            if not isinstance(probs, list) or len(probs) != len(r.labels):
+                probs = probs if isinstance(probs, list) else [probs]
                 raise ValueLensError(f"scripted backend {self.name}: rule gives {len(probs)} probs for {len(r.labels)} options")
-            out.append(OptionResult(tuple(float(p) for p in probs), 1.0))
+            # As given: the model interface validates and renormalises (CachedModel).
+            out.append(OptionResult(tuple(probs), 1.0))
         return out
 
     def generate(self, items: Sequence[tuple[GenerateRequest, int]]) -> list[str]:
