@@ -19,7 +19,8 @@ from typing import Any
 
 from valuelens.errors import ValueLensError
 
-LABELS = "ABCDEFGHIJ"
+LABELS = "ABCDEFGHIJ"  # the most options the questionnaire, WVS and GlobalOpinionQA loaders accept
+ALL_LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # option letters; cao2025 files have up to 26 options
 MAX_DATA_BYTES = 32 << 20  # survey JSON/CSV files; the largest real ones are under 2 MB
 
 
@@ -36,7 +37,7 @@ class Question:
     @property
     def labels(self) -> tuple[str, ...]:
         n = len(next(iter(self.options.values())))
-        return tuple(LABELS[:n])
+        return tuple(ALL_LABELS[:n])
 
     def languages(self) -> set[str]:
         return set(self.text) & set(self.options)
@@ -66,6 +67,7 @@ class Survey:
     distributions: list[HumanDistribution]
     source: str
     notes: list[str] = field(default_factory=list)  # what a loader detected (e.g. percent vs fractions)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # items left out: file, item, question_id, country, reason
 
     def countries(self) -> list[str]:
         return sorted({d.country for d in self.distributions})
