@@ -89,6 +89,7 @@ def test_checked_keeps_valid_results_and_rounding():
     assert checked(OptionResult((0.2, 0.3, 0.5), 1.00005), 3).covered_mass == 1.0
     assert checked(OptionResult((1, 0, 0), 1.0), 3).probs == (1.0, 0.0, 0.0)
     assert checked(OptionResult(None, 0.0), 3) == OptionResult(None, 0.0)
+    assert checked(OptionResult.failed("too long"), 3).failure == "too long"  # a failure survives the check
     # from_mass no longer clips a sum above 1: the check refuses it
     assert OptionResult.from_mass([0.8, 0.8, 0.8]).covered_mass == pytest.approx(2.4)
     with pytest.raises(ValueError, match="covered mass"):
