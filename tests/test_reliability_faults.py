@@ -1,5 +1,5 @@
 """Issue 8.1: a full audit against an OpenAI-compatible server that injects
-faults (429 with and without Retry-After, 500/502/503, connection resets,
+faults (429 with and without Retry-After, 408, 500/502/503, 520, 529, connection resets,
 timeouts, truncated and malformed JSON, empty choices) gives the results of a
 fault-free run, counts every fault in run.json, retries a bounded number of
 times with backoff; a permanent failure (a server that keeps failing, or one
@@ -34,10 +34,10 @@ from valuelens.progress import NullTracker
 
 LIMIT = 10 if LONG else 5  # questions: x 2 countries x 2 languages x (ZS, ZS[ctrl], free answer)
 OPTS = {"max_retries": 10, "backoff_base": 0.01, "backoff_max": 0.08, "timeout": 1.0, "max_concurrency": 8}
-# 30% of requests fail; a request fails 11 times in a row with probability 0.3**11 ≈ 2e-6
+# 33% of requests fail; a request fails 11 times in a row with probability 0.33**11 ≈ 5e-6
 RATES = {"http_429": 0.03, "http_429_retry_after": 0.03, "http_500": 0.04, "http_502": 0.03, "http_503": 0.03,
          "connection_reset": 0.03, "timeout": 0.01, "truncated_json": 0.04, "malformed_json": 0.03,
-         "empty_choices": 0.03}
+         "empty_choices": 0.03, "http_408": 0.01, "http_520": 0.01, "http_529": 0.01}
 TRANSIENT = sorted(RATES)
 SEEDS = [1, 2, 3, 4, 5] if LONG else [1]
 

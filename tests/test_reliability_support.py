@@ -32,7 +32,8 @@ FAULT_KEY = {"http_429": "http_429", "http_429_retry_after": "http_429", "http_5
              "http_502": "http_502", "http_503": "http_503", "http_504": "http_504",
              "connection_reset": "connection_error", "timeout": "timeout", "truncated_json": "malformed_json",
              "malformed_json": "malformed_json", "empty_choices": "empty_choices",
-             "missing_logprobs": "missing_logprobs"}
+             "missing_logprobs": "missing_logprobs", "http_408": "http_408", "http_520": "http_520",
+             "http_529": "http_529"}
 
 
 def record(test: str, **counts: Any) -> None:
