@@ -150,11 +150,18 @@ def test_prompt_too_long_recognised():
     for msg in ["This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.",
                 "the request exceeds the available context size, try increasing it",
                 "prompt is too long: 210000 tokens > 200000 maximum",
-                "The decoder prompt (length 5000) is longer than the maximum model length of 4096."]:
-        assert prompt_too_long(400, msg), msg
+                "The decoder prompt (length 5000) is longer than the maximum model length of 4096.",
+                "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` "
+                "tokens and 200 `max_new_tokens`",
+                "Input validation error: `inputs` must have less than 4096 tokens. Given: 5000"]:
+        assert prompt_too_long(400, msg) and prompt_too_long(422, msg), msg
     assert prompt_too_long(413, "Payload Too Large")
+    # settings wrong for every request end the run: they are not one item's fault
     for status, msg in [(400, "continue_final_message is not supported"), (401, CONTEXT_MESSAGE),
-                        (400, "Invalid value for 'top_logprobs'"), (404, "model not found")]:
+                        (400, "Invalid value for 'top_logprobs'"), (404, "model not found"),
+                        (400, "top_logprobs exceeds the maximum value 20"),
+                        (400, "max_tokens is too large: 100000. This model supports at most 4096 completion tokens"),
+                        (400, "Invalid 'top_logprobs': integer above maximum value. Expected a value <= 20")]:
         assert not prompt_too_long(status, msg)
 
 

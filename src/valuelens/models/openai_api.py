@@ -70,9 +70,8 @@ RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 509, 520, 521, 522,
 # Server messages that say the prompt (plus max_tokens) does not fit the model's context:
 # OpenAI, vLLM, llama.cpp, TGI, Anthropic-style gateways.
 _TOO_LONG = re.compile(
-    r"context[ _-]?(length|size|window)|maximum (model )?(context|length|model length)|max_model_len"
-    r"|too many (input )?tokens|(prompt|input|request|message)s? (is |are )?too long"
-    r"|exceeds? the (maximum|available|model)|longer than the max|max_new_tokens. must be <=",
+    r"context[ _-]?(length|size|window)|maximum model length|max_model_len|(prompt|input)s? (is |are )?too long"
+    r"|too many input tokens|must have less than \d+ tokens|max_new_tokens. must be <=",
     re.IGNORECASE)
 
 
