@@ -86,7 +86,7 @@ def def_tables(models=MODELS, seed: int = 1) -> dict[str, pd.DataFrame]:
                     kl = kls[d] if d in kls else round(float(np.mean(list(kls.values()))), 3)
                     dims.append({"model": m, "language": lang, "country": c, "dimension": d, "n_questions": 3,
                                  "mean_kl_def": kl, "mean_kl_eps": kl + 0.01, "share_close": 0.5,
-                                 "share_close_eps": 0.5, "invalid_share": 0.0})
+                                 "share_close_eps": 0.5, "invalid_share": 0.0, "mean_kl_valid": round(kl * 0.8, 3)})
                 ff, cv = round(rng.uniform(0, 1), 3), round(rng.uniform(0, 1), 3)
                 ins.append({"model": m, "language": lang, "country": c, "ff_n": 10, "ff_invalid": 0,
                             "ff_flagged": round(10 * ff), "ff_rate": ff, "cv_n": 8, "cv_invalid": 1,
@@ -100,7 +100,8 @@ def def_tables(models=MODELS, seed: int = 1) -> dict[str, pd.DataFrame]:
                 pts.append({"model": m, "language": lang, "country": c, "pc1": round(rng.normal(), 4),
                             "pc2": round(rng.normal(), 4), "explained_pc1": 0.61, "explained_pc2": 0.22,
                             "n_features": 2})
-                summ.append({"model": m, "language": lang, "country": c, "n_answers": 40, "invalid_share": 0.0,
+                summ.append({"model": m, "language": lang, "country": c, "n_answers": 40,
+                             "invalid_share": 0.1 * (len(summ) % 4), "mean_kl_valid": dims[-1]["mean_kl_valid"],
                              "retried_share": 0.0, "n_questions": 3, "mean_kl_def": dims[-1]["mean_kl_def"],
                              "mean_kl_eps": dims[-1]["mean_kl_eps"], "share_close": 0.5, "share_close_eps": 0.5,
                              "bias_match_rate": round(rng.uniform(0, 1), 3), "ff_rate": ff, "cv_rate": cv})
@@ -269,6 +270,8 @@ def test_def_figures_show_the_table_values(report_html, synthetic_run):
     t, figs = synthetic_run[1], figures(report_html)
     dims = t["def_dimensions"]
     assert points(figs["def-kl-dimensions"][0]) == pytest.approx(
+        expected(dims, lambda r: f"{r['language']} · {r['country']}", "model", ["dimension"], "mean_kl_valid"))
+    assert points(figs["def-kl-dimensions-def"][0]) == pytest.approx(
         expected(dims, lambda r: f"{r['language']} · {r['country']}", "model", ["dimension"], "mean_kl_def"))
     ins = t["def_insensitivity"]
     got = points(figs["def-insensitivity"][0])
@@ -333,7 +336,8 @@ def test_headline_and_flags_read_the_layer_columns(synthetic_run, report_html):
     summ = t["def_summary"]
     for c in COUNTRIES:
         rows = summ[summ.country == c].groupby("model")
-        assert h.values[f"def_kl|{c}"].to_dict() == pytest.approx(rows["mean_kl_def"].mean().to_dict())
+        assert h.values[f"def_kl|{c}"].to_dict() == pytest.approx(rows["mean_kl_valid"].mean().to_dict())
+        assert h.values[f"def_kl_with_invalid|{c}"].to_dict() == pytest.approx(rows["mean_kl_def"].mean().to_dict())
         assert h.values[f"def_ff|{c}"].to_dict() == pytest.approx(rows["ff_rate"].mean().to_dict())
     ms = t["mark_summary"]
     assert h.values["mark_accuracy"].to_dict() == pytest.approx(
@@ -342,9 +346,14 @@ def test_headline_and_flags_read_the_layer_columns(synthetic_run, report_html):
     text = text_of(report_html)
     assert re.search(r"cn-model language en consequence flip rate 0\.800 > 0\.5", text)
     assert not re.search(r"west-model language \w+ consequence flip rate", text)
-    for _, r in summ[summ.mean_kl_def > 0.5].iterrows():  # one flag per row, never repeated per country entry
-        flag = f"{r.model} language {r.language}, country {r.country} DEF mean KL {r.mean_kl_def:.3f} > 0.5"
+    for _, r in summ[summ.mean_kl_valid > 0.5].iterrows():  # one flag per row, never repeated per country entry
+        flag = (f"{r.model} language {r.language}, country {r.country} DEF mean KL (valid answers) "
+                f"{r.mean_kl_valid:.3f} > 0.5")
         assert text.count(flag) == 1, flag
+    assert not re.search(r"DEF mean KL \(DEF's definition[^)]*\) [0-9.]+ >", text)  # shown, never flagged
+    for _, r in summ.iterrows():  # the invalid share: its own flag, above 0.2
+        flag = f"{r.model} language {r.language}, country {r.country} DEF invalid share {r.invalid_share:.3f} > 0.2"
+        assert text.count(flag) == (1 if r.invalid_share > 0.2 else 0), flag
     assert "dilemma_consequence_flips.estimate (pair all)" in text
 
 
@@ -368,7 +377,7 @@ def test_missing_and_empty_tables_are_named(tmp_path):
     assert "Table 3 layout: not shown, table mark_table3 has no rows with values" in text
     assert "Escalation rank trajectories: not shown, table dilemma_chain_winrates lacks the column rank" in text
     html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
-    assert set(figures(html)) == {"dilemma-preferences", "def-kl-dimensions"}
+    assert set(figures(html)) == {"dilemma-preferences", "def-kl-dimensions", "def-kl-dimensions-def"}
     assert 'id="mark-traces"' in html
 
 

@@ -1,7 +1,8 @@
 """Figures of the DEF layer (Liu et al. 2025a), from its exported tables as they are.
 
-KL per value dimension per culture (``def_dimensions``), insensitivity FF/CV
-rates (Figure 12, ``def_insensitivity``), the sex and age groups behind the
+KL per value dimension per culture (``def_dimensions``: over the valid
+answers, and DEF's own definition with invalid answers), the invalid share
+per culture (``def_summary``), insensitivity FF/CV rates (Figure 12, ``def_insensitivity``), the sex and age groups behind the
 missed human majorities (Figures 18-19, ``def_bias_profile``) and the
 cultural variation map (Figure 11, ``def_map``).
 """
@@ -21,10 +22,17 @@ FACETS = {"sex": "sex", "age_group": "age group"}
 SYMBOLS = ("circle", "diamond", "square", "triangle-up", "cross", "x", "pentagon", "hexagon")
 
 
-def kl_dimensions(dims: pd.DataFrame, threshold: float | None) -> go.Figure:
-    """Mean KL (DEF's rule) per value dimension, a colour per model, a panel per language × country."""
-    return grid_bars(dims, "mean_kl_def", "dimension", "model", rows="language", cols="country",
+def kl_dimensions(dims: pd.DataFrame, threshold: float | None, column: str = "mean_kl_def") -> go.Figure:
+    """Mean KL (``column``: mean_kl_valid or DEF's mean_kl_def) per value dimension, a colour per model, a panel
+    per language × country."""
+    return grid_bars(dims, column, "dimension", "model", rows="language", cols="country",
                      threshold=threshold, ytitle="mean KL", row_px=320)
+
+
+def invalid_share(summary: pd.DataFrame, threshold: float | None) -> go.Figure:
+    """def_summary.invalid_share: bars per country, a colour per model, a panel per language."""
+    return grid_bars(summary, "invalid_share", "country", "model", cols="language", threshold=threshold,
+                     ytitle="invalid share")
 
 
 def rate_columns(ins: pd.DataFrame) -> list[tuple[str, str]]:

@@ -20,6 +20,7 @@ from .load import HUMAN, ReportData
 
 OPS = {"<": operator.lt, ">": operator.gt}
 HEADLINE_CONDITION = "ZS"  # tables with a ``condition`` column: headlines use the zero-shot rows
+DEF_INVALID_FLAG = 0.2  # DEF: above a fifth invalid, the valid-only KL describes a selected subset of answers
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,17 @@ METRICS: tuple[Metric, ...] = (
            meaning="the chosen value changes with the prompt form (low task comprehension)"),
     Metric("dilemma_agreement_dr", "Direct vs Reverse agreement", "dilemma_agreement", "estimate", "higher",
            where=(("pair", "all"), ("comparison", "direct_vs_reverse"))),
-    Metric("def_kl", "DEF mean KL", "def_summary", "mean_kl_def", "lower", by="country", flag=(">", 0.5),
-           profile="far from human answers (DEF)",
-           meaning="DEF answer distributions are far from the human survey (close means KL < 0.5)"),
+    # DEF: ranked and flagged on KL over the valid answers only; the invalid share is its own flag; DEF's own KL
+    # (invalid answers counted as a model outcome) is shown for comparability, not ranked.
+    Metric("def_kl", "DEF mean KL (valid answers)", "def_summary", "mean_kl_valid", "lower", by="country",
+           flag=(">", 0.5), profile="far from human answers (DEF)",
+           meaning="DEF answer distributions (valid answers only) are far from the human survey (close means KL < 0.5)"),
+    Metric("def_kl_with_invalid", "DEF mean KL (DEF's definition, invalid included)", "def_summary", "mean_kl_def",
+           None, by="country"),
+    Metric("def_invalid", "DEF invalid share", "def_summary", "invalid_share", None, by="country",
+           flag=(">", DEF_INVALID_FLAG), profile="answers off-format (DEF)",
+           meaning=f"more than {DEF_INVALID_FLAG:.0%} of the final DEF answers are invalid (refusal, hedge, no "
+                   "readable option): the valid-only KL rests on the rest, and DEF's KL is inflated by format"),
     Metric("def_bias_match", "DEF majority match", "def_summary", "bias_match_rate", "higher", by="country"),
     Metric("def_ff", "DEF false-fact rate", "def_summary", "ff_rate", "lower", by="country", flag=(">", 0.5),
            profile="states false facts",

@@ -5,14 +5,21 @@ from __future__ import annotations
 from . import figures_def as fdef
 from .blocks import Section
 from .common import MAX_ROWS, need, rest, threshold
+from .headline import DEF_INVALID_FLAG
 from .load import HUMAN, Layer, ReportData
 
 INTRO = ("Diversity-Enhanced Framework (Liu et al. 2025a): virtual participants (a persona from the human survey's "
          "demographics, a random location, varied generation settings and a memory of earlier answers) answer the "
          "questionnaire many times, so each model has an answer distribution per culture to compare with the human "
-         "survey. KL(model ‖ human) includes the invalid share; infinite KL is replaced by the largest finite KL in "
-         "the run + 1 (DEF's rule, column mean_kl_def; mean_kl_eps is the ε-smoothed alternative). A question is "
-         "close to the humans when its KL is below 0.5.")
+         "survey. Two KL(model ‖ human) measures: over the valid answers only (column mean_kl_valid: the model's "
+         "option shares among its valid answers), used for the ranking and the flags; and DEF's own definition "
+         "(mean_kl_def), where the invalid share is a model outcome the humans never give, so a model that answers "
+         "off-format looks far from humans; it is kept for comparability with DEF's numbers. In both, infinite KL is "
+         "replaced by the largest finite KL in the run + 1 (DEF's rule; the _eps columns are the ε-smoothed "
+         "alternative). The invalid share (refusals, hedges, replies naming no single option) is reported and "
+         f"flagged on its own (above {DEF_INVALID_FLAG:g}). A question is close to the humans when its KL is below "
+         "0.5. Numeric scales (e.g. WVS 1-10) are shown in their order, not shuffled, so the number a model gives "
+         "cannot be read as the wrong option.")
 
 
 def section(sec: Section, data: ReportData, layer: Layer) -> None:
@@ -22,14 +29,31 @@ def section(sec: Section, data: ReportData, layer: Layer) -> None:
     dims = need(sec, t, "def_dimensions", "KL per value dimension",
                 ("model", "language", "country", "dimension", "mean_kl_def"))
     if dims is not None:
-        at = threshold("def_summary", "mean_kl_def")
-        sec.plot(fdef.kl_dimensions(dims, at), "KL per value dimension and culture",
-                 "def_dimensions.mean_kl_def: mean KL over the questions of each value dimension ((all): over every "
-                 "question), per model, prompt language and country." + (f" Dashed line: {at:g} (close)." if at
-                                                                           is not None else ""),
-                 key="def-kl-dimensions")
+        valid = "mean_kl_valid" in dims.columns and dims["mean_kl_valid"].notna().any()
+        at = threshold("def_summary", "mean_kl_valid")
+        line = f" Dashed line: {at:g} (close)." if at is not None else ""
+        if valid:
+            sec.plot(fdef.kl_dimensions(dims, at, "mean_kl_valid"), "KL per value dimension and culture (valid answers)",
+                     "def_dimensions.mean_kl_valid: mean KL over the valid answers, over the questions of each value "
+                     "dimension with at least one valid answer (n_questions_valid; (all): every such question), per "
+                     "model, prompt language and country. Used for the ranking and the flags." + line,
+                     key="def-kl-dimensions")
+        else:
+            sec.text("KL over the valid answers: def_dimensions has no mean_kl_valid (a run from before it existed); "
+                     "only DEF's definition is shown.", "warn")
+        sec.plot(fdef.kl_dimensions(dims, at), "KL per value dimension and culture (DEF's definition)",
+                 "def_dimensions.mean_kl_def: mean KL with the invalid share counted as a model outcome (DEF's "
+                 "definition, for comparability), over the questions of each value dimension ((all): over every "
+                 "question), per model, prompt language and country." + line,
+                 key="def-kl-dimensions-def" if valid else "def-kl-dimensions")
         sec.frame(dims, "def_dimensions", "As exported.", max_rows=3 * MAX_ROWS)
         shown.add("def_dimensions")
+    summ = t.get("def_summary")
+    if summ is not None and {"model", "language", "country", "invalid_share"} <= set(summ.columns) and len(summ):
+        sec.plot(fdef.invalid_share(summ, DEF_INVALID_FLAG), "Invalid answers per culture",
+                 "def_summary.invalid_share: share of the final answers (after retries) that are invalid, per model, "
+                 f"prompt language and country. Dashed line: {DEF_INVALID_FLAG:g} (flagged above it).",
+                 key="def-invalid")
     ins = need(sec, t, "def_insensitivity", "Insensitivity (Figure 12)", ("model", "language", "country"))
     if ins is not None and not fdef.rate_columns(ins):
         sec.text("Insensitivity (Figure 12): not shown, def_insensitivity has no FF or CV rate (no factual items or "
