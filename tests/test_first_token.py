@@ -70,7 +70,8 @@ def test_probe_and_control_on_real_items(tmp_path, shared_data):
     assert (ctrl.prompt_country != ctrl.country).all()
     assert ctrl.prompt_country.nunique() > 5  # drawn from the 46 countries in the data
     t2 = tables["first_token_table2"]
-    assert list(t2.columns) == ["model", "condition", "language", "unseen_q", "all_q", "average"]
+    assert list(t2.columns) == ["model", "condition", "language", "distribution", "unseen_q", "all_q", "average"]
+    assert set(t2.distribution) == {"raw"}  # no permutations, no calibration
     zs_en = items[(items.condition == "ZS") & (items.language == "en")]
     row = t2[(t2.condition == "ZS") & (t2.language == "en")].iloc[0]
     assert row["unseen_q"] == pytest.approx(zs_en[zs_en.question_id.isin(UNSEEN_Q)].one_minus_jsd.mean())

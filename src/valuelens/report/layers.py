@@ -22,6 +22,8 @@ from .load import LAYERS, ReportData
 SECTIONS = {"dilemmas": layer_dilemmas.section, "def": layer_def.section, "mark": layer_mark.section}
 DISTANCES = (("one_minus_jsd", "1−JSD vs human (higher is closer)"), ("kl", "KL vs human (lower is closer)"),
              ("emd", "EMD vs human (lower is closer)"))
+# first_token_items columns: raw (original order), order-averaged (permutations), calibrated (calibrate)
+VARIANTS = (("", ""), ("_avg", ", order-averaged"), ("_cal", ", label-prior calibrated"))
 
 
 def layer_sections(data: ReportData, seed: int = 0) -> list[Section]:
@@ -46,6 +48,7 @@ def first_token(sec: Section, data: ReportData, seed: int) -> None:
              "option letters before renormalising; country gap = Jensen–Shannon distance (natural log) between the "
              "distributions for two countries; reply agreement = the free answer's letter equals the top option.")
     _skipped(sec, t.get("first_token_skipped"))
+    _orders_note(sec, t.get("first_token_items"))
     summary = t.get("first_token_summary")
     if summary is not None:
         rows, which = headline_rows(summary)
@@ -69,13 +72,20 @@ def first_token(sec: Section, data: ReportData, seed: int) -> None:
                   "(Jensen–Shannon distance, natural log, clipped to [0, 1]); ZS zero-shot, FT fine-tuned, [ctrl] "
                   "with the country replaced by a random other one.")
         if cells:
-            sec.plot(figures.table2_bars(t2[t2[cells].notna().any(axis=1)], cells), "Table 2 cells",
-                     "The same numbers as the table above.")
+            shown = t2[t2[cells].notna().any(axis=1)]
+            if "distribution" in shown.columns:  # one bar group per distribution, named after it
+                dist = shown["distribution"].astype(str)
+                shown = shown.assign(condition=shown["condition"].astype(str).where(
+                    dist == "raw", shown["condition"].astype(str) + " · " + dist))
+            sec.plot(figures.table2_bars(shown, cells), "Table 2 cells",
+                     "The same numbers as the table above (distribution: raw = original option order; "
+                     "order-averaged = mean over the asked orders; calibrated = label-prior calibrated).")
         else:
             sec.text("No 1−JSD values yet: the questionnaire of this run has no human answer distributions.", "muted")
     items = t.get("first_token_items")
     if items is not None:
         _distances(sec, items, seed)
+    _templates(sec, t.get("first_token_templates"), t.get("first_token_template_spread"))
     options = t.get("first_token_options")
     if options is not None and len(options):
         rows, which = headline_rows(options)
@@ -84,6 +94,42 @@ def first_token(sec: Section, data: ReportData, seed: int) -> None:
                      f"Answer distributions: {model}",
                      f"first_token_options.prob per question ({which}), stacked by option; hover for the option "
                      "text." + (" Human bars: human_prob." if _has_human(rows, model) else ""))
+
+
+def _orders_note(sec: Section, items: pd.DataFrame | None) -> None:
+    """What option permutation and calibration did, when they were on."""
+    if items is None or not len(items):
+        return
+    if "n_orders" in items.columns and items["n_orders"].notna().any():
+        n = pd.to_numeric(items["n_orders"], errors="coerce")
+        ordinal = int(items.drop_duplicates("question_id")["ordinal"].fillna(False).astype(bool).sum()) \
+            if "ordinal" in items.columns else 0
+        sec.text(f"Option order: every item was asked in {int(n.min())}–{int(n.max())} orders (the original first; "
+                 "setting permutations); each order's distribution was mapped back to the original options. The "
+                 "*_avg columns and the order-averaged rows of Table 2 use their mean; order_spread_jsd is the mean "
+                 "Jensen–Shannon distance of each order's distribution from that mean (0 = the order changes "
+                 "nothing). The raw columns keep the original order, the paper's prompt, which lists the options "
+                 "in survey order." + (f" {ordinal} of the questions are ordinal scales: a reversed order lists "
+                                       "such a scale from its other end, and a cyclic or random order breaks its "
+                                       "monotone order on the page, so an order-averaged figure mixes readings of "
+                                       "the scale in different directions." if ordinal else ""))
+    if "one_minus_jsd_cal" in items.columns:
+        sec.text("Label-prior calibration (Zhao et al. 2021): the raw distribution divided by the model's "
+                 "distribution for a content-free prompt (question and option texts \"N/A\", same country, wording "
+                 "and number of options), then renormalised; the *_cal columns and the calibrated rows of Table 2.")
+
+
+def _templates(sec: Section, templates: pd.DataFrame | None, spread: pd.DataFrame | None) -> None:
+    """Prompt sensitivity: each summary metric's range across wordings."""
+    if spread is None or not len(spread):
+        return
+    names = sorted(templates["template"].astype(str).unique()) if templates is not None else []
+    sec.text(f"Prompt sensitivity: the ZS probe asked with {len(names)} wordings ({', '.join(names)}), original "
+             "option order. For each summary metric: min, max, range and sample SD across the wordings — how much "
+             "of a number is the wording rather than the model.")
+    sec.frame(spread, "Range across wordings", "As exported (first_token_template_spread).")
+    if templates is not None:
+        sec.frame(templates, "Per wording", "As exported (first_token_templates): first_token_summary per wording.")
 
 
 def _skipped(sec: Section, skipped: pd.DataFrame | None) -> None:
@@ -107,7 +153,8 @@ def _has_human(options: pd.DataFrame, model: str) -> bool:
 
 def _distances(sec: Section, items: pd.DataFrame, seed: int) -> None:
     series = "condition" if "condition" in items.columns else ("country" if "country" in items.columns else None)
-    for col, title in DISTANCES:
+    for col, title in [(c + suffix, t.replace(" (", f"{label} (", 1)) for suffix, label in VARIANTS
+                       for c, t in DISTANCES]:
         if col not in items.columns or not items[col].notna().any():
             continue
         rows = []
