@@ -144,6 +144,15 @@ def test_deadline_default_and_checks(serve):
             backend(srv, **bad)
 
 
+def test_deadline_is_an_audit_option(serve):
+    from valuelens.models.registry import load_backend
+
+    srv = serve()
+    assert load_backend(f"openai:fake-model@{srv.url}", deadline=3, timeout=1.0).deadline == 3.0
+    with pytest.raises(ValueLensError, match="deadline"):
+        load_backend(f"openai:fake-model@{srv.url}", deadline=-1)
+
+
 # prompts too long for the model --------------------------------------------------------------------
 def test_prompt_too_long_recognised():
     assert prompt_too_long(400, CONTEXT_MESSAGE)
