@@ -3,8 +3,11 @@ to a letter-labelled scale is read (letter, scale value, option text must agree)
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from valuelens.data.survey import Question
-from valuelens.layers.def_layer.parsing import parse_answer
+from valuelens.layers.def_layer.parsing import STATUSES, parse_answer
 from valuelens.layers.def_layer.prompts import is_numeric_scale, layout, numeric_text, question_text
 
 WVS_10 = ("Never justifiable", *map(str, range(2, 10)), "Always justifiable")
@@ -59,3 +62,22 @@ def test_letter_scale_reads_numbers_as_wvs_codes():
     assert lay2.letters and lay2.values == (None, 5, None)
     assert parse_answer("Answer: 5", mismatch.options["en"], True, lay2.values).position == 1
     assert parse_answer("Answer: 2", mismatch.options["en"], True, lay2.values).status == "out_of_range"
+
+
+def test_zh_option_marker_on_an_ordered_scale():
+    zh = ("表示一点儿也不重要", *map(str, range(2, 11)))
+    for reply in ("选项：10", "答案：10 解释：很重要。", "10"):
+        p = parse_answer(reply, zh)
+        assert p.valid and p.position == 9, (reply, p)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=200), st.lists(st.text(min_size=1, max_size=20), min_size=2, max_size=26),
+       st.booleans(), st.data())
+def test_letter_parser_never_raises(reply, options, with_values, data):
+    values = data.draw(st.lists(st.one_of(st.none(), st.integers(-3, 30)), min_size=len(options),
+                                max_size=len(options))) if with_values else None
+    p = parse_answer(reply, options, True, values)
+    assert p.status in STATUSES and (p.position is None) != p.valid
+    if p.valid:
+        assert 0 <= p.position < len(options)

@@ -110,6 +110,11 @@ def _pick(segment: str, options: Sequence[str], numbers: list[int]) -> tuple[str
     return "unparsed", None
 
 
+def _own_value(text: str) -> int | None:
+    t = unicodedata.normalize("NFKC", text).strip()
+    return int(t) if t.isdecimal() else None
+
+
 def _pick_letters(segment: str, options: Sequence[str], values: Sequence[int | None] | None,
                   strict: bool) -> tuple[str, int | None]:
     """A letter-labelled reply: its letter, its numbers read as scale values and the option texts it names must
@@ -128,7 +133,10 @@ def _pick_letters(segment: str, options: Sequence[str], values: Sequence[int | N
         numbers = {int(lead.group(1))} if lead else set()
     else:
         numbers = {int(n) for n in NUMBER.findall(rest)}
-    vals = list(values) if values is not None and len(values) == k else [None] * k
+    if values is not None and len(values) == k:
+        vals = list(values)
+    else:  # no scale values given: a numeric option text is its own value
+        vals = [_own_value(t) for t in options]
     by_value = {i for i, v in enumerate(vals) if v is not None and v in numbers}
     by_text = {i for i in _option_matches(rest, options) if not options[i].strip().isdigit()}
     picked = ({letter} if letter is not None else set()) | by_value | by_text
