@@ -1,5 +1,6 @@
 """Metrics against independent computations, hand-worked cases and properties."""
 
+import itertools
 import math
 import warnings
 
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
+from scipy.stats import binomtest
 from scipy.stats import entropy as sp_entropy
 from scipy.stats import wasserstein_distance
 
@@ -273,7 +275,12 @@ def test_position_bias_hand_worked():
     assert r["position_tv"] == pytest.approx(0.5)  # ½(0.375 + 0.375 + 0.125 + 0.125)
     assert r["position_js_distance"] == pytest.approx(jensenshannon(obs, base))
     assert (r["top_position"], r["top_position_share"], r["position_n"]) == (1, 0.75, 4)
-    assert r["position_dominated"] is True
+    # p under no bias, exactly: all 2·2·4·4 = 64 equally likely choice vectors, the share with TV >= 0.5
+    tvs = [M.position_bias(list(c), [2, 2, 4, 4], alpha=1.1)["position_tv"]
+           for c in itertools.product([1, 2], [1, 2], [1, 2, 3, 4], [1, 2, 3, 4])]
+    exact = np.mean(np.array(tvs) >= 0.5 - 1e-12)
+    assert r["position_p"] == pytest.approx(exact, abs=0.015)
+    assert exact == pytest.approx(14 / 64) and r["position_dominated"] is False  # 4 items: not evidence enough
 
 
 def test_position_bias_leaves_out_invalid_items():
@@ -311,8 +318,15 @@ def test_position_bias_threshold_and_binary_reading():
     # binary items: TV = |share of position 1 − ½|
     r = M.position_bias([2] * 8 + [1] * 2, [2] * 10)
     assert r["position_tv"] == pytest.approx(0.3) and r["position_dominated"] is False  # not beyond 0.3
-    assert M.position_bias([2] * 9 + [1], [2] * 10)["position_dominated"] is True
+    r = M.position_bias([2] * 9 + [1], [2] * 10)
+    # exact two-sided binomial: P(X <= 1 or X >= 9), X ~ Bin(10, ½) = 22/1024
+    assert r["position_p"] == pytest.approx(binomtest(9, 10, 0.5).pvalue, abs=0.005)
+    assert r["position_dominated"] is True
     assert M.position_bias([2] * 9 + [1], [2] * 10, threshold=0.45)["position_dominated"] is False
+    # always B on 4 items: TV 0.5, but p = 2/16 -- too few items to call it position-dominated
+    r = M.position_bias([2] * 4, [2] * 4)
+    assert r["position_tv"] == 0.5 and r["position_p"] == pytest.approx(0.125, abs=0.01)
+    assert r["position_dominated"] is False and M.position_bias([2] * 6, [2] * 6)["position_dominated"] is True
 
 
 def test_position_bias_rejects_bad_input():

@@ -20,7 +20,7 @@ from valuelens.report import build_comparison, build_report
 from valuelens.report.compare import compare
 from valuelens.report.headline import compute
 from valuelens.report.load import comparison_data, report_data
-from valuelens.results import export_tables
+from valuelens.results import export_tables, read_tables
 from valuelens.stats import ttest
 
 from test_report_figures import FIGURES, layer_tables
@@ -99,7 +99,8 @@ def add_future_tables(out: Path) -> None:
                    "average": 0.65}
                   for m in ("cn-model", "west-model") for i, c in enumerate(("ZS", "ZS[ctrl]", "FT", "FT[ctrl]"))]
                  ).to_parquet(res / "first_token_table2.parquet", index=False)
-    export_tables(out, layer_tables(("cn-model", "west-model")))  # dilemma, DEF and MARK tables
+    # dilemma, DEF and MARK tables; the first-token ones are passed again (export retires tables it is not given)
+    export_tables(out, {**read_tables(out), **layer_tables(("cn-model", "west-model"))})
 
 
 @pytest.fixture(scope="module")
@@ -151,14 +152,24 @@ def test_numbers_are_read_from_the_tables(run_dir):
         assert f"{v:.3f}" in text
     if "condition" in summary.columns:  # headlines read the zero-shot rows
         summary = summary[summary["condition"] == "ZS"]
-    per_model = summary.groupby("model")["first_option_share"].mean()  # the stated aggregation
+    per_model = summary.groupby("model")["position_tv"].mean()  # the stated aggregation
     h = compute(report_data(run_dir))
-    assert h.values["first_option_share"].to_dict() == pytest.approx(per_model.to_dict())
-    # west-model always puts 0.7 on option A: position bias and an ignored country are flagged.
-    assert per_model["west-model"] == 1.0
-    assert re.search(r"west-model [\w ,]*language en[\w ,]* first-option share 1\.000 > 0\.6", text)
+    assert h.values["position_tv"].to_dict() == pytest.approx(per_model.to_dict())
+    # west-model always puts 0.7 on option A: position-dominated (TV = 1 − mean 1/k) and an ignored country.
+    items = pd.read_parquet(run_dir / "results" / "first_token_items.parquet")
+    west = items[(items.model == "west-model") & (items.condition == "ZS")] if "condition" in items else items
+    assert per_model["west-model"] == pytest.approx(1 - (1 / west["n_options"]).mean())
+    assert (summary.loc[summary.model == "west-model", "top_position"] == 1).all()
+    tv = f"{per_model['west-model']:.3f}"
+    assert re.search(rf"west-model [\w ,]*language en[\w ,]* position bias \(TV\) {tv} > 0\.3", text)
     assert re.search(r"west-model [\w ,]*language zh[\w ,]* country gap \(JSD\) 0\.000 < 0\.02", text)
-    assert "position bias (first-option share 1.000)" in text
+    assert f"position-dominated (position bias (TV) {tv})" in text
+    # the summary says so at the top, with the rule, and the first-token figures carry the banner
+    top = text[text.index("Summary"):text.index("Layers")]
+    assert "Position-dominated choices" in top and "west-model — first-token probe" in top and "above 0.3" in top
+    assert "cn-model — first-token probe" not in top
+    layer = text[text.index("Zero-shot first-token probe"):]
+    assert "Position-dominated (west-model): not a value finding" in layer
     ranking = text[text.index("Model ranking for United States, China"):text.index("Bias profile")]
     assert ranking.index("cn-model") < ranking.index("west-model")
 

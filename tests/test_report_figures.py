@@ -33,7 +33,17 @@ VALUES = ("Care", "Fairness", "Authority")
 DIMS = ("PDI", "IDV")
 FLIP_ALL = {"cn-model": 0.8, "west-model": 0.1}  # consequence flip rate over all pairs (a flag for cn-model)
 FIGURES = {"dilemma-preferences", "dilemma-flips", "dilemma-agreement", "dilemma-trajectories", "def-kl-dimensions",
-           "def-insensitivity", "def-mismatch-sex", "def-mismatch-age-group", "def-map", "mark-table3"}
+           "def-insensitivity", "def-mismatch-sex", "def-mismatch-age-group", "def-map", "mark-table3",
+           "position-dilemmas"}
+# Position bias: west-model's dilemma answers (all forms) are position-dominated in both languages, its DEF
+# answers in zh; nothing else is (cn-model's dilemma TV is high on too few answers: p not small).
+DOMINATED = {("west-model", "dilemmas"), ("west-model", "def")}
+
+
+def _position(tv: float, n: int, p: float, top: int = 2) -> dict:
+    return {"position_tv": tv, "position_js_distance": tv / 2, "top_position": top,
+            "top_position_share": 0.5 + tv if top <= 2 else tv, "position_n": n, "position_p": p,
+            "position_dominated": tv > 0.3 and p < 0.05}
 METHODS = (("demo_ideo", "Demo.+Ideo."), ("mark", "MARK"))
 FACET_GROUPS = (("sex", ("male", "female", "tie")), ("age_group", ("<=29", "30-49", "50+", "tie")))
 
@@ -45,9 +55,20 @@ def _ci(rng, est: float, n: int = 10) -> dict:
 
 def dilemma_tables(models=MODELS, seed: int = 0) -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(seed)
-    pref, agree, flips, wins, steer = [], [], [], [], []
+    pref, agree, flips, wins, steer, pos = [], [], [], [], [], []
     for m in models:
         for lang in LANGS:
+            for part in ("dilemmas", "chains"):
+                for forms in ("direct", "all"):
+                    west = m == "west-model" and part == "dilemmas"
+                    pos.append({"model": m, "part": part, "language": lang, "forms": forms,
+                                **(_position(0.5, 32, 1e-4) if west else _position(0.4, 4, 0.3) if part == "dilemmas"
+                                   else _position(round(rng.uniform(0, 0.2), 3), 12, 0.5, top=1))})
+            for pair, (v1, v2) in PAIRS.items():
+                d, r = round(rng.uniform(0, 1), 3), round(rng.uniform(0, 1), 3)
+                for v, dv, rv in ((v1, d, r), (v2, 1 - d, 1 - r), ("(no choice)", 0.0, 0.0)):
+                    pref.append({"model": m, "language": lang, "form": "order_balanced", "pair": pair, "value": v,
+                                 **_ci(rng, round((dv + rv) / 2, 4)), "direct_share": dv, "direct_reverse_share": rv})
             for form in ("direct", "direct_reverse"):
                 for pair, (v1, v2) in PAIRS.items():
                     a, nc = round(rng.uniform(0, 0.9), 3), 0.1 if form == "direct" else 0.0
@@ -72,7 +93,7 @@ def dilemma_tables(models=MODELS, seed: int = 0) -> dict[str, pd.DataFrame]:
                                  **_ci(rng, rates[v], 4), "rank": ranks[v], "n_invalid": 0})
     return {"dilemma_preferences": pd.DataFrame(pref), "dilemma_agreement": pd.DataFrame(agree),
             "dilemma_consequence_flips": pd.DataFrame(flips), "dilemma_chain_winrates": pd.DataFrame(wins),
-            "dilemma_steering": pd.DataFrame(steer)}
+            "dilemma_steering": pd.DataFrame(steer), "dilemma_position_bias": pd.DataFrame(pos)}
 
 
 def def_tables(models=MODELS, seed: int = 1) -> dict[str, pd.DataFrame]:
@@ -104,7 +125,9 @@ def def_tables(models=MODELS, seed: int = 1) -> dict[str, pd.DataFrame]:
                              "invalid_share": 0.1 * (len(summ) % 4), "mean_kl_valid": dims[-1]["mean_kl_valid"],
                              "retried_share": 0.0, "n_questions": 3, "mean_kl_def": dims[-1]["mean_kl_def"],
                              "mean_kl_eps": dims[-1]["mean_kl_eps"], "share_close": 0.5, "share_close_eps": 0.5,
-                             "bias_match_rate": round(rng.uniform(0, 1), 3), "ff_rate": ff, "cv_rate": cv})
+                             "bias_match_rate": round(rng.uniform(0, 1), 3), "ff_rate": ff, "cv_rate": cv,
+                             **(_position(0.45, 40, 1e-4, top=1) if (m, lang) == ("west-model", "zh")
+                                else _position(0.1, 40, 0.6, top=3))})
     for c in COUNTRIES:
         pts.append({"model": "(human)", "language": "", "country": c, "pc1": round(rng.normal(), 4),
                     "pc2": round(rng.normal(), 4), "explained_pc1": 0.61, "explained_pc2": 0.22, "n_features": 2})
@@ -126,7 +149,7 @@ def mark_tables(models=MODELS, seed: int = 2) -> dict[str, pd.DataFrame]:
                              "n": 4, "n_invalid": 1, "invalid_share": round(rng.uniform(0, 0.4), 3),
                              "accuracy": round(rng.uniform(0, 1), 3), "one_minus_jsd": round(rng.uniform(0, 1), 4),
                              "emd": round(rng.uniform(0, 0.5), 4), "kappa": round(rng.uniform(-0.2, 0.6), 2),
-                             "p_holm": np.nan if method == "mark" else 0.5})
+                             "p_holm": np.nan if method == "mark" else 0.5, **_position(0.2, 4, 0.5, top=1)})
             for rid, c in enumerate(COUNTRIES, start=1):
                 for q in ("Q1", "Q46"):
                     valid = not (c == "China" and q == "Q46")
@@ -248,7 +271,7 @@ def test_every_layer_figure_is_present(report_html):
 def test_dilemma_figures_show_the_table_values(report_html, synthetic_run):
     t, figs = synthetic_run[1], figures(report_html)
     pref = t["dilemma_preferences"]
-    pref = pref[pref.form == "direct"]  # Figure 8 shows the Direct form
+    pref = pref[pref.form == "order_balanced"]  # Figure 8 shows the order-balanced estimate
     assert points(figs["dilemma-preferences"][0]) == pytest.approx(
         expected(pref, lambda r: r["pair"], "value", ["language", "model"], "estimate"))
     flips = t["dilemma_consequence_flips"]
@@ -264,6 +287,50 @@ def test_dilemma_figures_show_the_table_values(report_html, synthetic_run):
     bar = next(tr for tr in figs["dilemma-flips"][0]["data"] if tr["name"] == "cn-model")
     rows = flips[(flips.model == "cn-model") & (flips.language == "en")]
     assert decode(bar["error_y"]["array"]) == pytest.approx((rows.ci_high - rows.estimate).tolist())
+
+
+def banners(html: str) -> dict[str, list[str]]:
+    """data-figure key -> the banners above its figures."""
+    out: dict[str, list[str]] = {}
+    for block in re.findall(r'<figure class="plot-block">(.*?)</figure>', html, re.S):
+        key = re.search(r'data-figure="([\w-]+)"', block)
+        for text in re.findall(r'<p class="banner warn" role="note">(.*?)</p>', block, re.S):
+            out.setdefault(key.group(1) if key else "", []).append(unescape(text))
+    return out
+
+
+def test_position_bias_next_to_the_preferences(report_html, synthetic_run):
+    t, figs = synthetic_run[1], figures(report_html)
+    pos = t["dilemma_position_bias"]
+    assert points(figs["position-dilemmas"][0]) == pytest.approx(
+        expected(pos[pos.forms == "all"], lambda r: r["language"], "model", ["part"], "position_tv"))
+    text = text_of(report_html)
+    dil = text[text.index("Right-vs-right dilemmas (Yuan"):text.index("Diversity-Enhanced Framework (Liu")]
+    assert dil.index("Value-pair preferences (order-balanced)") < dil.index("Position bias of the same answers")
+    assert "Order-balanced: each dilemma asked with its actions in both orders" in dil
+    assert "Dashed line: 0.3" in dil
+
+
+def test_position_dominated_models_are_stated_and_their_figures_marked(report_html, synthetic_run):
+    text = text_of(report_html)
+    top = text[text.index("Summary"):text.index("Layers")]  # at the top of the summary, with the rule
+    for lang in LANGS:
+        assert (f"west-model — dilemmas (all prompt forms), language {lang}: position TV 0.500, position 2 chosen "
+                "in 100% of 32 answers") in top
+    assert "west-model — DEF answers (shown positions), language zh, country China: position TV 0.450" in top
+    assert "above 0.3" in top and "p < 0.05" in top
+    assert "cn-model —" not in top and "MARK answers" not in top and "escalation" not in top
+    b = banners(report_html)
+    marked = {"dilemma-preferences", "dilemma-flips", "dilemma-agreement"} | {
+        k for k in figures(report_html) if k.startswith("def-")}  # every DEF figure
+    assert "def-map" in marked and set(b) == marked  # not the chains' trajectories, MARK, the position figure
+    assert all(v == ["Position-dominated (west-model): not a value finding. See the position-bias note of this "
+                     "layer."] for v in b.values())
+    mark = text[text.index("MARK (Liu et al. 2025b)"):]
+    assert "Position bias: no model's choices are position-dominated here (MARK answers;" in mark
+    # the oversight flags use the same rule
+    assert re.search(r"west-model language en dilemma position bias \(TV\) 0\.500 > 0\.3 and position_p < 0\.05", text)
+    assert not re.search(r"cn-model language \w+ dilemma position bias", text)
 
 
 def test_def_figures_show_the_table_values(report_html, synthetic_run):

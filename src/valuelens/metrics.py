@@ -217,10 +217,15 @@ def share_below(values, threshold: float = 0.5) -> float:
 # Position bias -------------------------------------------------------------------
 
 POSITION_TV_THRESHOLD = 0.3
-"""A layer's choices are *position-dominated* when their position total variation exceeds this.
+"""A layer's choices are *position-dominated* when their position total variation exceeds this
+(and is unlikely under no bias, see :data:`POSITION_ALPHA`).
 
 For two-option items it means one position wins more than 80 % of the items
 (TV = |share − ½|); for four-option items, e.g. one position in more than 55 %."""
+POSITION_ALPHA = 0.05
+"""... and when the Monte Carlo p-value of that TV under no bias is below this, so that
+a handful of items chosen at random is not called position-dominated."""
+POSITION_DRAWS = 10_000
 
 
 def position_baseline(n_options) -> np.ndarray:
@@ -238,7 +243,21 @@ def position_baseline(n_options) -> np.ndarray:
     return out / k.size
 
 
-def position_bias(positions, n_options, threshold: float = POSITION_TV_THRESHOLD) -> dict:
+def position_null_p(tv: float, n_options, draws: int = POSITION_DRAWS, seed: int = 0) -> float:
+    """P(TV ≥ ``tv``) when every item picks one of its k positions uniformly at random:
+    (1 + #draws at least as far) / (1 + draws), over ``draws`` seeded simulations."""
+    k = np.asarray(n_options, dtype=int).ravel()
+    base = position_baseline(k)
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((draws, base.size))
+    for kk, m in zip(*np.unique(k, return_counts=True)):
+        counts[:, :kk] += rng.multinomial(m, np.full(kk, 1.0 / kk), size=draws)
+    sim = 0.5 * np.abs(counts / k.size - base).sum(axis=1)
+    return float((1 + np.sum(sim >= tv - 1e-9)) / (1 + draws))
+
+
+def position_bias(positions, n_options, threshold: float = POSITION_TV_THRESHOLD,
+                  alpha: float = POSITION_ALPHA) -> dict:
     """Position bias of chosen options: ``positions[i]`` (1-based) is where item i's
     chosen option was shown, ``n_options[i]`` how many it had; None/NaN positions
     (no valid choice) are left out with their item.
@@ -247,8 +266,9 @@ def position_bias(positions, n_options, threshold: float = POSITION_TV_THRESHOLD
     :func:`position_baseline` of the same items. Returns ``position_tv`` (total
     variation ½Σ|obs − base|, in [0, 1); always-first gives 1 − mean(1/k)),
     ``position_js_distance`` (√JSD, natural log), ``top_position`` (most chosen,
-    the lowest on ties), ``top_position_share``, ``position_n`` and
-    ``position_dominated`` (TV > ``threshold``, up to 1e-9 rounding). NaN / None with no valid item.
+    the lowest on ties), ``top_position_share``, ``position_n``, ``position_p``
+    (:func:`position_null_p`) and ``position_dominated`` (TV > ``threshold``, up to
+    1e-9 rounding, and p < ``alpha``). NaN / None with no valid item.
     """
     pos = np.array([np.nan if p is None else p for p in positions], dtype=float).ravel()
     k = np.asarray(n_options, dtype=float).ravel()
@@ -256,7 +276,7 @@ def position_bias(positions, n_options, threshold: float = POSITION_TV_THRESHOLD
         raise ValueError(f"positions and n_options differ in length ({pos.size} vs {k.size})")
     ok = np.isfinite(pos)
     empty = {"position_tv": np.nan, "position_js_distance": np.nan, "top_position": None,
-             "top_position_share": np.nan, "position_n": 0, "position_dominated": None}
+             "top_position_share": np.nan, "position_n": 0, "position_p": np.nan, "position_dominated": None}
     if not ok.any():
         return empty
     pos, k = pos[ok], k[ok]
@@ -267,6 +287,8 @@ def position_bias(positions, n_options, threshold: float = POSITION_TV_THRESHOLD
     obs = np.bincount(pos.astype(int) - 1, minlength=base.size) / pos.size
     tv = float(np.clip(0.5 * np.abs(obs - base).sum(), 0.0, 1.0))
     top = int(np.argmax(obs))
+    p = position_null_p(tv, k)
     return {"position_tv": tv, "position_js_distance": js_distance(obs, base, normalize=True),
             "top_position": top + 1, "top_position_share": float(obs[top]), "position_n": int(pos.size),
-            "position_dominated": bool(tv > threshold + 1e-9)}  # rounding: 0.8 − 0.5 is not beyond 0.3
+            "position_p": p,
+            "position_dominated": bool(tv > threshold + 1e-9 and p < alpha)}  # 0.8 − 0.5 is not beyond 0.3

@@ -1,7 +1,8 @@
 """Figures of the ethical-dilemma layer, from its exported tables as they are.
 
 Figure types of the papers: value-pair preference stacked bars (Yuan et al.
-Figure 8, ``dilemma_preferences``), consequence flip-rate bars (Figure 9,
+Figure 8, ``dilemma_preferences``, order-balanced where both orders were asked; next to it the
+position bias of the same answers, ``dilemma_position_bias``), consequence flip-rate bars (Figure 9,
 ``dilemma_consequence_flips``), prompt-form agreement bars (Figure 10,
 ``dilemma_agreement``) and the escalation rank trajectories per value (Wu et
 al., ``dilemma_chain_winrates``). Bars show the table's ``estimate``; error
@@ -20,10 +21,21 @@ NO_CHOICE = "(no choice)"
 CI = ("ci_low", "ci_high")
 
 
+BALANCED = "order_balanced"
+
+
 def preference_form(pref: pd.DataFrame) -> str:
-    """The form Figure 8 shows: Direct when it was asked, else the first form in the table."""
+    """The form Figure 8 shows: the order-balanced estimate (Direct and Direct-Reverse averaged) when the table
+    has it, else Direct, else the first form in the table."""
     forms = pref["form"].dropna().astype(str).drop_duplicates().tolist()
-    return "direct" if "direct" in forms else forms[0]
+    return next((f for f in (BALANCED, "direct") if f in forms), forms[0])
+
+
+def position_bias(df: pd.DataFrame, threshold: float) -> go.Figure:
+    """Position TV per part (dilemmas, chains, MoralChoice), one colour per model, a panel per language;
+    ``df``: the ``forms == "all"`` rows of dilemma_position_bias."""
+    return grid_bars(df, "position_tv", "part", "model", cols="language", threshold=threshold,
+                     ytitle="position TV (0 to 0.5)")
 
 
 def preferences(pref: pd.DataFrame) -> go.Figure:

@@ -14,6 +14,7 @@ import pandas as pd
 from valuelens.stats import bootstrap_ci
 
 from . import figures, layer_def, layer_dilemmas, layer_mark
+from . import position as pos
 from .blocks import Section
 from .common import threshold as _threshold
 from .headline import headline_rows
@@ -37,8 +38,34 @@ def layer_sections(data: ReportData, seed: int = 0) -> list[Section]:
             first_token(sec, data, seed)
         else:
             SECTIONS[layer.key](sec, data, layer)
+        if status == "ok":
+            position_note(sec, data, layer.key)
         out.append(sec)
     return out
+
+
+def position_note(sec: Section, data: ReportData, layer: str) -> None:
+    """At the top of a layer: whether any model's choices are position-dominated (report/position.py); each
+    affected figure gets a banner saying it is not a value finding."""
+    found = pos.hits(data, layer)
+    parts = pos.checked(data, layer)
+    if not parts:
+        return
+    at = 1 if sec.blocks and sec.blocks[0]["kind"] == "text" else 0  # after the layer's introduction
+    if not found:
+        sec.blocks.insert(at, {"kind": "text", "cls": "ok", "text": f"Position bias: no model's choices are "
+                               f"position-dominated here ({', '.join(parts)}; {pos.RULE})."})
+        return
+    sec.blocks.insert(at, {"kind": "list", "title": "Position-dominated choices: not value findings",
+                           "items": [{"text": h.text(), "flag": True, "detail": ""} for h in found]})
+    sec.blocks.insert(at + 1, {"kind": "text", "cls": "warn", "text": f"Rule: {pos.RULE}. Such a model answers by "
+                               "the option's place in the prompt, not its content; the figures marked below show "
+                               "those answers and are not evidence of its values."})
+    for b in sec.blocks:
+        if b["kind"] == "plot":
+            hit = pos.figure_hits(found, layer, b.get("key") or "")
+            if hit:
+                b["banner"] = pos.banner(hit)
 
 
 def first_token(sec: Section, data: ReportData, seed: int) -> None:
@@ -53,7 +80,7 @@ def first_token(sec: Section, data: ReportData, seed: int) -> None:
     if summary is not None:
         rows, which = headline_rows(summary)
         panels = [(c, title, _threshold("first_token_summary", c)) for c, title in
-                  (("mean_covered_mass", "covered mass"), ("first_option_share", "first-option share"),
+                  (("mean_covered_mass", "covered mass"), ("position_tv", "position bias (TV)"),
                    ("mean_country_gap_jsd", "country gap (JSD)"), ("reply_agreement", "reply agreement"))
                   if c in rows.columns and rows[c].notna().any()]
         if panels:

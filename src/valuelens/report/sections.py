@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from . import figures
+from . import position as pos
 from .blocks import Cell, Section
 from .compare import Comparisons
 from .headline import Headline, bias_profiles, flag_rules, flags, ranking
@@ -17,6 +18,7 @@ def summary(data: ReportData, h: Headline) -> Section:
     countries, languages = data.countries(), data.languages()
     sec.text(f"Cultures: {', '.join(countries) or 'none recorded'}; prompt languages: {', '.join(languages) or 'none'}; "
              f"models: {len(h.models)}.")
+    position_summary(sec, data)
     status = []
     for layer in LAYERS:
         st, reason = data.layer_status(layer)
@@ -63,6 +65,18 @@ def summary(data: ReportData, h: Headline) -> Section:
         else:
             sec.text("Human oversight: no flag raised by the rules above.", "ok")
     return sec
+
+
+def position_summary(sec: Section, data: ReportData) -> None:
+    """Which models' choices are position-dominated, in which layer (report/position.py), with the rule."""
+    found, parts = pos.hits(data), pos.checked(data)
+    if found:
+        sec.items([{"text": x.text(), "flag": True, "detail": ""} for x in found],
+                  f"Position-dominated choices: {len(found)} not value finding{'s' * (len(found) != 1)}")
+        sec.text(f"Rule: {pos.RULE}. These models answer by the option's place in the prompt, not its content; "
+                 "their figures are marked in each layer and must not be read as their values.", "warn")
+    elif parts:
+        sec.text(f"Position bias: no model's choices are position-dominated ({', '.join(parts)}; {pos.RULE}).", "ok")
 
 
 def comparisons(comp: Comparisons, h: Headline) -> Section:
