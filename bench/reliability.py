@@ -4,8 +4,12 @@ Runs the long versions of the reliability tests (VALUELENS_LONG=1: 5 audits
 under injected faults, 20 SIGKILLs across every landed layer — MARK included,
 answered stage by stage by a scripted model — for a fake-server model, the
 scripted one and a local hf model, every bad input also through a real
-subprocess, 10x fuzz examples), one pytest per test file, collects the JSON
-lines the tests write to $VALUELENS_RELIABILITY_OUT, and prints the totals.
+subprocess, the run-time failures of issue 16 (output directories, damaged
+stores and runs, disk full, stale tables, SIGTERM), the server faults, 10x
+fuzz examples), one pytest per test file, collects the JSON lines the tests
+write to $VALUELENS_RELIABILITY_OUT, and prints the totals. A test file that
+fails is marked on its lines, with each failed test's reason (from pytest's
+JUnit XML), so zero counts are never shown as a result.
 
     .venv/bin/python bench/reliability.py            # long versions (~10 minutes on 2 cores)
     .venv/bin/python bench/reliability.py --short    # the default (make test) versions
@@ -23,21 +27,42 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["tests/test_reliability_faults.py", "tests/test_reliability_kills.py", "tests/test_bad_input.py",
-         "tests/test_secrets.py", "tests/test_fuzz_parsers.py"]
+         "tests/test_hardening_runtime.py", "tests/test_openai_faults.py", "tests/test_secrets.py",
+         "tests/test_fuzz_parsers.py"]
 
 
-def run_file(path: str, env: dict[str, str]) -> dict:
+def failure_reasons(junit: Path) -> list[str]:
+    """'test: reason' for each failed or erroring test, from pytest's JUnit XML (the assertion's message)."""
+    try:
+        root = ET.parse(junit).getroot()
+    except (OSError, ET.ParseError):
+        return []
+    out = []
+    for case in root.iter("testcase"):
+        for bad in [*case.findall("failure"), *case.findall("error")]:
+            text = (bad.get("message") or bad.text or "").strip()
+            reason = " ".join(text.split())[:400] or bad.tag
+            out.append(f"{case.get('name')}: {reason}")
+    return out
+
+
+def run_file(path: str, env: dict[str, str], tmp: Path) -> dict:
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path], cwd=ROOT, env=env,
-                       capture_output=True, text=True)
+    junit = tmp / (Path(path).stem + ".xml")
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", path],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
     tail = [ln for ln in p.stdout.splitlines() if ln.strip()][-1:] or ["(no output)"]
+    reasons = failure_reasons(junit)
+    if p.returncode and not reasons:  # collection error, crash, ...: pytest's own last lines
+        reasons = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.strip()][-5:]
     return {"file": path, "returncode": p.returncode, "seconds": round(time.monotonic() - t0, 1), "result": tail[0],
-            "failures": [ln for ln in p.stdout.splitlines() if ln.startswith("FAILED")]}
+            "failures": [ln for ln in p.stdout.splitlines() if ln.startswith("FAILED")], "reasons": reasons}
 
 
 def main() -> int:
@@ -59,7 +84,7 @@ def main() -> int:
             env["VALUELENS_LONG"] = "1"
         files = []
         for f in files_to_run:
-            files.append(run_file(f, env))
+            files.append(run_file(f, env, Path(tmp)))
             print(f"  {f}: {files[-1]['result']} ({files[-1]['seconds']} s)", file=sys.stderr, flush=True)
         records = [json.loads(ln) for ln in lines.read_text().splitlines()] if lines.exists() else []
 
@@ -93,13 +118,30 @@ def main() -> int:
         "tests/test_bad_input.py": [
             f"bad input:  tried {g('bad_inputs', 0)}, clear errors {g('clear_errors', 0)} "
             f"(exit 2, one line naming the file and place, no traceback, nothing written)"],
+        "tests/test_hardening_runtime.py": [
+            f"runtime:    tried {g('runtime_cases', 0)}, clear errors {g('runtime_clear', 0)} (output directory a "
+            f"file, below a file, /dev/null, a symlink loop, read-only, .lock a directory, --out \"\"; store not "
+            f"SQLite, truncated, foreign schema, a directory, an edited row; run.json not an object or wrong types; "
+            f"corrupt Parquet; disk full in the store, tables and report; a FIFO, /dev/zero, a directory as the "
+            f"audit file; stale tables after removing a layer; another audit's directory; SIGTERM: "
+            f"{g('sigterms', 0)} run(s) ended with exit 143 and status interrupted) — one line, exit code by cause, "
+            f"no traceback, nothing left behind"],
+        "tests/test_openai_faults.py": [
+            f"server:     faults tried {sum(1 for r in records if r['test'] == 'server_fault' and r.get('tried'))}, "
+            f"clear {sum(1 for r in records if r['test'] == 'server_fault' and r.get('clear'))} (replies and "
+            f"statuses of a misbehaving server: each a retry, a recorded item failure or one clear line)"],
         "tests/test_secrets.py": [f"secrets:    runs checked {g('secret_checks', 0)}, leaks {g('secret_leaks', 0)}"],
         "tests/test_fuzz_parsers.py": [
             f"fuzzing:    {g('fuzz_examples', 0)} examples over {g('fuzz_targets', 0)} parsers and loaders"],
     }
     out = [f"valuelens reliability — {mode}; {platform.node() or 'host'}, {os.cpu_count()} CPU cores, "
            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"]
-    out += [line for f in files_to_run for line in sections[f]]
+    for f in files:
+        lines = sections[f["file"]]
+        if f["returncode"]:  # the counts above may be partial or zero: say so, and why
+            lines = [lines[0].replace(":", ": [FAILED — counts incomplete]", 1), *lines[1:]]
+            lines += [f"            why: {r}" for r in f["reasons"]] or ["            why: (pytest gave no reason)"]
+        out += lines
     out.append("tests:      " + "; ".join(f"{Path(f['file']).name} {f['result']} in {f['seconds']} s" for f in files))
     failures = [x for f in files for x in f["failures"]]
     out += [f"FAILED:     {x}" for x in failures]

@@ -154,11 +154,11 @@ def test_read_only_media(finished, tmp_path):
     before = tree_digest(ro)
     audit = finished[1]
     script = (f"mount --bind '{ro}' '{ro}' && mount -o remount,bind,ro '{ro}' || exit 99\n"
-              f"{VL} run '{audit}' -q --out '{ro}' 2>run.err; echo \"@@RC_RUN\"; echo $?\n"
-              f"{VL} run '{audit}' -q --out '{ro}/new' 2>new.err; echo \"@@RC_NEW\"; echo $?\n"
-              f"{VL} cache info '{ro}' 2>info.err; echo \"@@RC_INFO\"; echo $?\n"
-              f"{VL} report '{ro}' 2>report.err; echo \"@@RC_REPORT\"; echo $?\n"
-              f"{VL} report '{ro}' --out '{tmp_path}/r.html' 2>elsewhere.err; echo \"@@RC_ELSEWHERE\"; echo $?\n"
+              f"{VL} run '{audit}' -q --out '{ro}' >/dev/null 2>run.err; rc=$?; echo @@RC_RUN; echo $rc\n"
+              f"{VL} run '{audit}' -q --out '{ro}/new' >/dev/null 2>new.err; rc=$?; echo @@RC_NEW; echo $rc\n"
+              f"{VL} cache info '{ro}' >/dev/null 2>info.err; rc=$?; echo @@RC_INFO; echo $rc\n"
+              f"{VL} report '{ro}' >/dev/null 2>report.err; rc=$?; echo @@RC_REPORT; echo $rc\n"
+              f"{VL} report '{ro}' --out '{tmp_path}/r.html' >/dev/null 2>elsewhere.err; rc=$?; echo @@RC_ELSEWHERE; echo $rc\n"
               f"echo @@FILES; ls -a '{ro}'\n")
     r, s = in_namespace(script, tmp_path)
     assert r.returncode == -1 and "RC_RUN" in s, (r.stdout, r.stderr)
@@ -213,6 +213,7 @@ def _edited(p: Path) -> None:
 def _not_json(p: Path) -> None:
     with sqlite3.connect(p) as c:
         c.execute("UPDATE calls SET response = 'oops{' WHERE rowid = (SELECT MIN(rowid) FROM calls)")
+    with sqlite3.connect(p) as c:
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
@@ -383,7 +384,7 @@ def test_disk_full_real_tmpfs(size, where, tmp_path):
     out = mnt / "out"
     audit = write_audit(tmp_path / "a.yaml", out, layers=FT)
     script = (f"mount -t tmpfs -o size={size} tmpfs '{mnt}' || exit 99\n"
-              f"{VL} run '{audit}' -q > /dev/null; echo @@RC; echo $?\n"
+              f"{VL} run '{audit}' -q > /dev/null; rc=$?; echo @@RC; echo $rc\n"
               f"echo @@TMP; find '{mnt}' -name '*.tmp'\n"
               f"echo @@STATUS; cat '{out}/run.json' 2>/dev/null | grep -m1 '\"status\"'\n")
     r, s = in_namespace(script, tmp_path)

@@ -32,6 +32,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -58,6 +59,7 @@ from valuelens.progress import NullTracker
 from valuelens.store import STORE_NAME
 
 KILLS = 20 if LONG else 8
+WAIT = 3600  # seconds: a bound only for a hung process; nothing here waits on the clock to be correct
 SEED = 8
 OPTS = {"max_concurrency": 4, "backoff_base": 0.01, "backoff_max": 0.1, "timeout": 30}
 LIMIT = 10 if LONG else 3  # first_token questions
@@ -180,8 +182,9 @@ def make_audit(server, request, tmp_path_factory):
         extra_models += f'  - {{name: tiny, backend: "hf:{model_dir}", batch_size: 2}}\n'
 
     def make(path: Path, out: Path, *, small: bool = False) -> Path:
-        if small:  # first_token only
-            return openai_audit(path, server.url, out, options=OPTS, limit=LIMIT, chunk_size=CHUNK, name="lock")
+        if small:  # first_token only; requests may wait at the test's gate for as long as the machine needs
+            return openai_audit(path, server.url, out, options={**OPTS, "timeout": WAIT}, limit=LIMIT,
+                                chunk_size=CHUNK, name="lock")
         return openai_audit(path, server.url, out, options=OPTS, limit=LIMIT, chunk_size=CHUNK, name="kills",
                             extra_models=extra_models, extra_layers=extra_layers(mark))
     return make
@@ -222,7 +225,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path, make_audit, reference):
     audit = make_audit(tmp_path / "a.yaml", out)
     rng = random.Random(SEED)
     plan = kill_plan(spans, created, KILLS, rng)
-    kills, early, broken = 0, 0, []
+    kills, early, broken, unexpected = 0, 0, [], []
     landed: dict[str, int] = {}
     for model, point in plan:
         rows = model_rows(out)
@@ -230,8 +233,12 @@ def test_sigkill_at_random_points_then_resume(tmp_path, make_audit, reference):
             model = next((m for m in totals if rows.get(m, 0) < totals[m]), model)
         target = max(point, rows.get(model, 0) + 1)  # at least one new row of that model before the kill
         proc = start(audit)
-        deadline = time.time() + 120
-        while model_rows(out).get(model, 0) < target and proc.poll() is None and time.time() < deadline:
+        # Wait for the rows, not for a time: a slow or busy machine only takes longer.
+        deadline = time.monotonic() + WAIT
+        while model_rows(out).get(model, 0) < target and proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"the run stored no row {target} of {model} in {WAIT} s (hung?)")
             time.sleep(0.002)
         if proc.poll() is None:
             time.sleep(rng.uniform(0, 0.03))  # land anywhere: mid-request, mid-commit
@@ -239,8 +246,10 @@ def test_sigkill_at_random_points_then_resume(tmp_path, make_audit, reference):
             kills += 1
         else:
             early += 1
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode in (0, -signal.SIGKILL), err
+        _, err = proc.communicate(timeout=WAIT)
+        if proc.returncode not in (0, -signal.SIGKILL):
+            unexpected.append((proc.returncode, err.strip().splitlines()[-1:] if err.strip() else ""))
+            break
         c = store_counts(out)
         if proc.returncode == -signal.SIGKILL:
             lanes = json.loads((out / "run.json").read_text())["lanes"]
@@ -249,7 +258,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path, make_audit, reference):
         if not c["rows"] == c["distinct"] == c["made"]:
             broken.append(((model, point), c))
     final = subprocess.run([sys.executable, "-m", "valuelens", "run", str(audit), "-q"], capture_output=True,
-                           text=True, timeout=300)
+                           text=True, timeout=WAIT)
     counts = store_counts(out)
     mismatches = table_mismatches(ref_out, out)
     if tree_digest(ref_out / "mark_traces") != tree_digest(out / "mark_traces"):
@@ -259,6 +268,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path, make_audit, reference):
            lost_rows=ref_counts["rows"] - counts["rows"], finished_before_kill=early, landed=landed,
            landed_by_layer=by_layer)
 
+    assert not unexpected, f"a run ended neither by the kill nor finished: {unexpected}"
     assert final.returncode == 0, final.stderr
     assert not broken, f"store invariant broken after a kill: {broken}"
     assert kills >= KILLS - 2, f"only {kills} of {KILLS} kills landed before the run finished"
@@ -276,12 +286,27 @@ def test_two_runs_started_at_once_one_is_refused(tmp_path, server, make_audit):
     ref, out = tmp_path / "ref", tmp_path / "out"
     api.run_full(make_audit(tmp_path / "ref.yaml", ref, small=True), None, NullTracker())
     audit = make_audit(tmp_path / "a.yaml", out, small=True)
-    server.delay = 0.1  # the first run holds the lock for a second or two while the other starts
+    # The first run's requests wait at a gate, so it holds the lock until the second has been refused,
+    # however long either takes to start on this machine.
+    gate, reply = threading.Event(), server.reply
+
+    def held(*args, **kwargs):
+        gate.wait(WAIT)
+        return reply(*args, **kwargs)
+
+    server.reply = held
+    procs = []
     try:
-        procs = [start(audit), start(audit)]
-        errs = [p.communicate(timeout=300)[1] for p in procs]
+        procs.append(start(audit))
+        deadline = time.monotonic() + WAIT
+        while procs[0].poll() is None and not (out / "run.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.01)  # run.json is written under the lock
+        procs.append(start(audit))
+        errs = [procs[1].communicate(timeout=WAIT)[1]]
     finally:
-        server.delay = 0.002
+        gate.set()
+        del server.reply  # the class's method again
+    errs.insert(0, procs[0].communicate(timeout=WAIT)[1])
     codes = [p.returncode for p in procs]
     refused = [e for c, e in zip(codes, errs) if c == 2]
     counts, ref_counts = store_counts(out), store_counts(ref)

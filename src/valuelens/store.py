@@ -59,15 +59,19 @@ def _sql(method):
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
-    """Open without writing anything: ``mode=ro``, or on read-only media (where a
-    WAL store cannot get its -shm file) ``immutable=1``."""
+    """Open without writing anything, not even SQLite's -shm file: ``immutable=1``
+    when the WAL is empty (the file holds everything), else ``mode=ro`` (a run
+    is writing, or was killed: its WAL has rows), falling back to immutable on
+    read-only media where the -shm file cannot be made."""
     uri = path.resolve().as_uri()
-    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30)
-    try:
-        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        return conn
-    except sqlite3.OperationalError:
-        conn.close()
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
     return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
 

@@ -12,7 +12,6 @@ per stage) and, after all models, ``mark_table3``. Full traces go to
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,11 @@ PERSONA_STAGES = ("stress", "type", "impact")
 
 
 def write_traces(path: Path, records: list[dict[str, Any]], model: str) -> Path:
-    """One JSON object per line, written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps({"model": model, **r}, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    """One JSON object per line, written atomically (no .tmp left behind on a failed write)."""
+    from valuelens.results import write_text_atomic
+
+    return write_text_atomic(path, "".join(json.dumps({"model": model, **r}, ensure_ascii=False) + "\n"
+                                           for r in records))
 
 
 def _last_error(rec: dict[str, Any]) -> str | None:
