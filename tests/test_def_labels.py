@@ -1,14 +1,19 @@
-"""DEF option labels (issue 14, item 2): which questions keep their order, which get letters, and how a reply
-to a letter-labelled scale is read (letter, scale value, option text must agree)."""
+"""DEF option labels (issue 14, item 2): which questions keep their order, which get letters, how a reply
+to a letter-labelled scale is read (letter, scale value, option text must agree), and that DEF's position
+bias only counts the questions that were shuffled."""
 
 from __future__ import annotations
 
+import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from valuelens.data.survey import Question
 from valuelens.layers.def_layer.parsing import STATUSES, parse_answer
 from valuelens.layers.def_layer.prompts import is_numeric_scale, layout, numeric_text, question_text
+from valuelens.layers.def_layer.tables import summary_table
+from valuelens.metrics import position_bias
 
 WVS_10 = ("Never justifiable", *map(str, range(2, 10)), "Always justifiable")
 
@@ -81,3 +86,27 @@ def test_letter_parser_never_raises(reply, options, with_values, data):
     assert p.status in STATUSES and (p.position is None) != p.valid
     if p.valid:
         assert 0 <= p.position < len(options)
+
+
+def test_shuffled_flag_and_position_bias_over_shuffled_questions_only():
+    words = Question("q", {"en": "?"}, {"en": ("Agree", "Neutral", "Disagree")})
+    wvs = Question("s", {"en": "?"}, {"en": WVS_10})
+    assert layout(words, "en", [2, 0, 1]).shuffled and not layout(words, "en", None).shuffled
+    assert layout(words, "en", None).perm == (0, 1, 2) and not layout(wvs, "en", [1, 0, *range(2, 10)]).shuffled
+    keys = {"model": "m", "language": "en", "country": "China", "final": True, "attempt": 0, "valid": True}
+    # a model that likes the low end of the 1-10 scale (shown in order: position 1 = value 1) and answers the
+    # shuffled 3-option questions at positions 1, 2, 3, 1, 2, 3
+    rows = [{**keys, "question_id": f"s{i}", "shown_number": 1, "shown_order": "A,B,C,D,E,F,G,H,I,J",
+             "shuffled": False} for i in range(6)]
+    rows += [{**keys, "question_id": f"q{i}", "shown_number": 1 + i % 3, "shown_order": "C,A,B", "shuffled": True}
+             for i in range(6)]
+    answers = pd.DataFrame(rows)
+    cols = ["n_questions", "mean_kl_def", "mean_kl_eps", "share_close", "share_close_eps", "n_questions_valid",
+            "mean_kl_valid", "mean_kl_valid_eps", "share_close_valid"]
+    dims = pd.DataFrame([{**{k: keys[k] for k in ("model", "language", "country")}, "dimension": "(all)",
+                          **dict.fromkeys(cols, float("nan"))}])
+    s = summary_table({"def_answers": answers}, dims).iloc[0]
+    want = position_bias([1, 2, 3, 1, 2, 3], [3] * 6)
+    assert s["position_tv"] == pytest.approx(want["position_tv"]) == pytest.approx(0.0)
+    assert s["position_n"] == 6
+    assert position_bias([1] * 6 + [1, 2, 3, 1, 2, 3], [10] * 6 + [3] * 6)["position_tv"] > 0.2  # what mixing gave

@@ -66,7 +66,7 @@ def _remembered(s: Session, k: int, seed: int) -> list[Turn]:
 def _ask(s: Session, q, k: int, st: DEFSettings, seed: int) -> Ask:
     n = len(q.labels)
     shuffled = (rng(seed, "def-shuffle", s.participant.pid, s.pass_index, q.id).permutation(n).tolist()
-                if st.shuffle_options else list(range(n)))
+                if st.shuffle_options else None)
     lay = layout(q, s.language, shuffled)  # numeric scales keep their order (see prompts)
     perm = list(lay.perm)
     shown = [q.options[s.language][i] for i in perm]
@@ -137,7 +137,7 @@ def _rows(a: Ask, q, inputs: Inputs) -> list[dict[str, Any]]:
             "option_text": q.options[s.language][idx] if idx is not None else None,
             "shown_number": parsed.position + 1 if parsed.valid and parsed.position is not None else None,
             "shown_label": a.layout.label(parsed.position) if parsed.valid and parsed.position is not None else None,
-            "labels": a.layout.kind,
+            "labels": a.layout.kind, "shuffled": a.layout.shuffled,
             "shown_order": ",".join(q.labels[i] for i in a.perm),
             "memory_size": p.memory_size, "memory_used": len(a.remembered),
             "memory_ids": ",".join(t.question_id for t in a.remembered),

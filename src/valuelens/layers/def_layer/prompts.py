@@ -100,6 +100,7 @@ class Layout:
     perm: tuple[int, ...]  # shown position -> original option index
     letters: bool = False  # labels A, B, … instead of 1, 2, …
     values: tuple[int | None, ...] | None = None  # letters only: per shown option, its scale value
+    shuffled: bool = False  # the order is the participant's shuffle (position and value are then apart)
 
     def label(self, position: int) -> str:
         return LETTERS[position] if self.letters else str(position + 1)
@@ -114,12 +115,13 @@ def is_numeric_scale(q: Question) -> bool:
     return any(numeric_text(t) is not None for opts in q.options.values() for t in opts)
 
 
-def layout(q: Question, lang: str, shuffled: Sequence[int]) -> Layout:
-    """The layout of ``q`` in ``lang``; ``shuffled`` is the permutation used when the question may be shuffled."""
+def layout(q: Question, lang: str, shuffled: Sequence[int] | None) -> Layout:
+    """The layout of ``q`` in ``lang``; ``shuffled``: the permutation to use when the question may be shuffled
+    (None: shuffling is off)."""
     opts = q.options[lang]
-    if not is_numeric_scale(q):
-        return Layout(tuple(int(i) for i in shuffled))
     order = tuple(range(len(opts)))
+    if not is_numeric_scale(q):
+        return Layout(tuple(int(i) for i in shuffled), shuffled=True) if shuffled is not None else Layout(order)
     nums = [numeric_text(t) for t in opts]
     if all(v is None or v == i + 1 for i, v in enumerate(nums)):
         return Layout(order)

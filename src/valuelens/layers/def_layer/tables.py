@@ -157,8 +157,10 @@ def summary_table(merged: dict[str, pd.DataFrame], dims: pd.DataFrame) -> pd.Dat
         cols = [c for c in ("ff_rate", "cv_rate", "judge_ff_rate", "judge_cv_rate") if c in ins]
         out = out.merge(ins[keys + cols], on=keys, how="left")
     if {"shown_number", "shown_order"} <= set(final.columns):  # position_*: where the chosen option was shown
+        # only shuffled questions: a numeric scale keeps its order (see prompts), so there position = value
+        shown = final[final["shuffled"].astype(bool)] if "shuffled" in final.columns else final
         pos = [{**dict(zip(keys, k)), **position_bias(g["shown_number"].astype("float64").tolist(),
                                                       g["shown_order"].str.count(",") + 1)}
-               for k, g in final.groupby(keys, sort=False)]
-        out = out.merge(pd.DataFrame(pos), on=keys, how="left")
+               for k, g in shown.groupby(keys, sort=False)]
+        out = out.merge(pd.DataFrame(pos, columns=keys + list(position_bias([], []))), on=keys, how="left")
     return out
