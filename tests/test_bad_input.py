@@ -393,3 +393,156 @@ def test_bad_input_exit_2_one_line_nothing_written(tmp_path, finished_run, case)
         problems.append("input was executed")
     record("bad_input", case=case.id, bad_inputs=1, clear_errors=int(not problems))
     assert not problems, "\n".join(problems)
+
+
+# ================================================================== config side: what `validate` knows before a run
+# Issue 14 item 6 (typed backend options), issue 16 ("validate must catch everything it can know"), issue 17
+# item 4 (specs parsed once). Kept apart from the runtime cases above. Every case goes through
+# `valuelens validate` in a real subprocess: exit code 2, one stderr line naming the place, no traceback,
+# nothing created. Cases the audit file or the layers' data decide also go through the table test above
+# (validate and run in-process; run writes nothing, a finished run stays as it was).
+
+SECRET = "sk-pasted0123456789abcdef"
+
+
+def with_backend(backend: str, options: str = "") -> Callable[[Path], str]:
+    def text(d: Path) -> str:
+        opts = f"options: {options}, " if options else ""
+        return good_audit(d).replace(f"backend: 'scripted:{d / 'script.json'}'", f"{opts}backend: '{backend}'")
+    return text
+
+
+def out_case(id: str, make: Callable[[Path], Path], parts: list[str]) -> Case:
+    """An audit whose output_dir is ``make(d)``; the error must name that path."""
+    def build(d: Path):
+        out = make(d)
+        return good_audit(d).replace(f"output_dir: {d / 'yaml_out'}", f"output_dir: '{out}'"), out, parts
+    return Case(id, build)
+
+
+def _file(d: Path) -> Path:
+    (d / "afile").write_text("x")
+    return d / "afile"
+
+
+def _loop(d: Path) -> Path:
+    (d / "loop").symlink_to(d / "loop")
+    return d / "loop"
+
+
+def _lock_dir(d: Path) -> Path:
+    (d / "outdir" / ".lock").mkdir(parents=True)
+    return d / "outdir"
+
+
+API = "openai:m@http://127.0.0.1:9/v1"
+CONFIG_CASES: list[Case] = [
+    # ---- backend options: a typed schema per backend, unknown keys with a hint (issue 14.6)
+    yaml_case("opt-openai-misspelt-concurrency", with_backend(API, "{max_concurency: 4}"),
+              ["line 5", "models.0.options.max_concurency", "unknown option of the openai backend",
+               "did you mean max_concurrency?"]),
+    yaml_case("opt-openai-misspelt-timeout", with_backend(API, "{timeuot: 3}"), ["line 5", "did you mean timeout?"]),
+    yaml_case("opt-openai-wrong-type", with_backend(API, "{max_concurrency: many}"),
+              ["line 5", "models.0.options.max_concurrency", "integer"]),
+    yaml_case("opt-openai-bool-for-int", with_backend(API, "{max_retries: true}"),
+              ["line 5", "models.0.options.max_retries", "integer"]),
+    yaml_case("opt-openai-out-of-range", with_backend(API, "{timeout: 0}"), ["models.0.options.timeout", "greater than 0"]),
+    yaml_case("opt-hf-misspelt-dtype", with_backend("hf:/models/x", "{dtyp: float16}"),
+              ["line 5", "models.0.options.dtyp", "did you mean dtype?"]),
+    yaml_case("opt-hf-unknown-dtype", with_backend("hf:/models/x", "{dtype: float8}"), ["models.0.options.dtype"]),
+    yaml_case("opt-embedded-misspelt-device", with_backend("embedded", "{devcie: cuda}"),
+              ["line 5", "models.0.options.devcie", "unknown option of the embedded backend", "did you mean device?"]),
+    yaml_case("opt-embedded-unknown-device", with_backend("embedded", "{device: gpu}"),
+              ["models.0.options.device", "unknown device 'gpu'"]),
+    yaml_case("opt-vllm-unknown", with_backend("vllm:/models/x", "{temprature: 0.5}"),
+              ["line 5", "models.0.options.temprature", "unknown option of the vllm backend"]),
+    yaml_case("opt-scripted-unknown", lambda d: with_backend(f"scripted:{d / 'script.json'}", "{temperature: 0}")(d),
+              ["models.0.options.temperature", "unknown option of the scripted backend"]),
+    yaml_case("opt-batch-size-under-options", lambda d: with_backend(f"scripted:{d / 'script.json'}", "{batch_size: 4}")(d),
+              ["models.0.options.batch_size", "set batch_size on the model entry"]),
+    # ---- backend specs (issue 17.4)
+    yaml_case("spec-openai-without-url", with_backend("openai:gpt-4o"), ["line 5", "models.0.backend", "openai:MODEL@URL"]),
+    yaml_case("spec-openai-url-without-scheme", with_backend("openai:gpt-4o@api.example.com/v1"),
+              ["models.0.backend", "must start with http:// or https://"]),
+    yaml_case("spec-openai-key-in-url", with_backend(f"openai:gpt-4o@https://{SECRET}@api.example.com/v1"),
+              ["models.0.backend", "holds a credential", "https://***@api.example.com/v1", "api_key_env"]),
+    yaml_case("spec-openai-key-in-query", with_backend(f"openai:gpt-4o@https://api.example.com/v1?api-version=1&key={SECRET}"),
+              ["models.0.backend", "holds a credential", "api-version=1&key=***"]),
+    yaml_case("spec-hf-without-path", with_backend("hf:"), ["models.0.backend", "needs a path"]),
+    yaml_case("spec-embedded-with-argument", with_backend("embedded:big"), ["models.0.backend", "takes no argument"]),
+    # ---- silent acceptance in the audit file (issue 16)
+    yaml_case("yaml-duplicate-models-key",
+              lambda d: good_audit(d).replace("layers:", "models:\n  - {name: m2, backend: embedded}\nlayers:"),
+              ["line 6", "models: duplicate key (also at line 4)"]),
+    yaml_case("yaml-duplicate-seed", lambda d: good_audit(d).replace("seed: 0\n", "seed: 0\nseed: 1\n"),
+              ["line 3", "seed: duplicate key (also at line 2)"]),
+    yaml_case("yaml-duplicate-layer", lambda d: good_audit(d) + "  first_token: {limit: 1}\n",
+              ["line 8", "layers.first_token: duplicate key (also at line 7)"]),
+    yaml_case("yaml-duplicate-nested-key", lambda d: good_audit(d).replace("limit: 2", "limit: 2, limit: 3"),
+              ["line 7", "layers.first_token.limit: duplicate key"]),
+    yaml_case("yaml-limit-true", lambda d: good_audit(d).replace("limit: 2", "limit: true"),
+              ["line 7", "layers.first_token.limit", "expected a number, not true"]),
+    yaml_case("yaml-languages-repeated", lambda d: good_audit(d).replace("seed: 0\n", "seed: 0\nlanguages: [en, en]\n"),
+              ["line 3", "languages", "en given more than once"]),
+    yaml_case("yaml-country-empty-name", lambda d: good_audit(d).replace(
+        "seed: 0\n", "seed: 0\ncountries: [Japan]\ncountry_names: {Japan: {zh: ''}}\n"),
+              ["line 4", "country_names", "Japan: the zh name is empty"]),
+    yaml_case("yaml-run-named-dotdot", lambda d: good_audit(d).replace("name: bad", "name: '..'"),
+              ["line 1", "name", "only dots"]),
+    yaml_case("yaml-model-named-dots", lambda d: good_audit(d).replace("name: m,", "name: '...',"),
+              ["line 5", "models.0.name", "only dots"]),
+    # ---- a corpus lacking one of the audit's languages (the default languages are en and zh)
+    data_case("cao-lacks-zh", "cao.json", cao(cao_good), ft_cao, ["first_token", "has no items in zh"]),
+    data_case("dilemma-corpus-lacks-zh", "dil.jsonl", lambda d: json.dumps(DILEMMA_EN), dil("corpus"),
+              ["dilemmas", "has no dilemma in zh"]),
+]
+
+# What only validate checks (a run meets these at run time, see the runtime cases): the machine, not the file.
+PREFLIGHT_CASES: list[Case] = [
+    out_case("out-is-a-file", _file, ["not a directory"]),
+    out_case("out-below-a-file", lambda d: _file(d) / "sub", ["not a directory"]),
+    out_case("out-dev-null", lambda d: Path("/dev/null"), ["not a directory"]),
+    out_case("out-symlink-loop", _loop, ["symlink loop"]),
+    out_case("out-lock-is-a-directory", _lock_dir, [".lock", "a directory"]),
+    yaml_case("env-api-key-unset", with_backend(API, "{api_key_env: VALUELENS_TEST_UNSET_KEY}"),
+              ["line 5", "models.0.options.api_key_env", "VALUELENS_TEST_UNSET_KEY", "is not set"]),
+    yaml_case("device-not-on-this-machine", with_backend("embedded", "{device: 'cuda:7'}"),
+              ["line 5", "models.0.options.device", "'cuda:7' is not available"]),
+]
+# One case of each class also through a real subprocess (the rest in-process, through the table test).
+SUBPROCESS = {"opt-openai-misspelt-concurrency", "opt-openai-wrong-type", "opt-embedded-misspelt-device",
+              "spec-openai-without-url", "spec-openai-key-in-url", "spec-openai-key-in-query",
+              "yaml-duplicate-models-key", "yaml-limit-true", "yaml-languages-repeated", "yaml-country-empty-name",
+              "yaml-run-named-dotdot", "cao-lacks-zh", "dilemma-corpus-lacks-zh"}
+assert SUBPROCESS <= {c.id for c in CONFIG_CASES}
+assert len({c.id for c in CASES + CONFIG_CASES + PREFLIGHT_CASES}) == len(CASES + CONFIG_CASES + PREFLIGHT_CASES)
+
+
+def validate_in_subprocess(case: Case, d: Path) -> list[str]:
+    audit, bad, parts = case.build(d)
+    path = d / "audit.yaml"
+    path.write_text(audit, encoding="utf-8")
+    before = sorted(p.name for p in d.iterdir())
+    r = vl("validate", str(path), cwd=d, env={"VALUELENS_TEST_UNSET_KEY": ""})
+    problems = check(r.returncode, r.stderr, None, bad, parts)
+    if SECRET in r.stdout + r.stderr:
+        problems.append("the pasted key was printed")
+    if sorted(p.name for p in d.iterdir()) != before:
+        problems.append("validate created something")
+    return problems
+
+
+IN_SUBPROCESS = [c for c in CONFIG_CASES if c.id in SUBPROCESS or LONG] + PREFLIGHT_CASES
+
+
+@pytest.mark.parametrize("case", IN_SUBPROCESS, ids=[c.id for c in IN_SUBPROCESS])
+def test_validate_refuses_in_a_subprocess(tmp_path, case):
+    problems = validate_in_subprocess(case, tmp_path)
+    record("bad_input", case=case.id, bad_inputs=1, clear_errors=int(not problems))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES, ids=[c.id for c in CONFIG_CASES])
+def test_config_side_run_refuses_and_writes_nothing(tmp_path, finished_run, case):
+    """The same audits through validate and run (in-process): refused before anything is written."""
+    test_bad_input_exit_2_one_line_nothing_written(tmp_path, finished_run, case)

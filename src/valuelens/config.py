@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from valuelens.data.catalogue import lookup, resolve, suggest
 from valuelens.data.survey import read_text
 from valuelens.errors import ValueLensError
+from valuelens.models.registry import BackendSpec, OptionError, check_options, parse_spec
 from valuelens.layers.def_layer.settings import DEFSettings
 from valuelens.layers.dilemmas.settings import DilemmaSettings
 from valuelens.layers.mark.settings import MarkSettings
@@ -27,6 +30,13 @@ MAX_YAML_NODES = 100_000  # values after expanding aliases
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _not_dots(v: str) -> str:
+    """A name is used as a file/directory name: ``.``, ``..`` and the like are refused."""
+    if not v.strip("."):
+        raise ValueError(f"{v!r} is not a usable name (only dots); use letters, digits, '.', '_' or '-'")
+    return v
 
 
 _CATALOGUE_RULE = "; filled from the built-in catalogue when the model is a known one and the key is not set"
@@ -63,25 +73,38 @@ class ModelEntry(Strict):
                                        + _CATALOGUE_RULE)
     revision: str | None = None
     batch_size: int = Field(default=8, ge=1, le=1024)
-    options: dict[str, Any] = Field(default_factory=dict, description="backend options, e.g. max_concurrency, api_key_env")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="backend options, checked against the backend's schema "
+                                                "(valuelens.models.registry.OPTIONS), e.g. max_concurrency, api_key_env")
     _known: str | None = PrivateAttr(default=None)
+
+    _name_not_dots = field_validator("name")(_not_dots)
 
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, v: str) -> str:
-        from valuelens.models.registry import BACKENDS
-
-        kind = v.partition(":")[0]
-        if kind not in BACKENDS:
-            raise ValueError(f"unknown backend {kind!r}; known: {', '.join(BACKENDS)}")
+        try:
+            parse_spec(v)
+        except ValueLensError as e:
+            raise ValueError(str(e)) from None
         return v
 
     @field_validator("options")
     @classmethod
-    def _no_inline_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if any(k.lower() in {"api_key", "key", "token", "password"} for k in v):
+    def _checked_options(cls, v: dict[str, Any], info: Any) -> dict[str, Any]:
+        if any(str(k).lower() in {"api_key", "key", "token", "password"} for k in v):
             raise ValueError("secrets do not belong in the audit file; set api_key_env to the name of an environment variable")
+        if "backend" in info.data:  # else the backend's own error is reported
+            try:
+                check_options(parse_spec(info.data["backend"]).kind, v)
+            except OptionError as e:  # the key's own line: parse_audit appends ctx["key"] to the location
+                raise PydanticCustomError("backend_option", "{message}", {"message": e.message, "key": e.key}) from None
         return v
+
+    @property
+    def spec(self) -> BackendSpec:
+        """The parsed backend spec."""
+        return parse_spec(self.backend)
 
     @field_validator("catalogue_ref")
     @classmethod
@@ -258,6 +281,7 @@ class Layers(Strict):
 
 class AuditConfig(Strict):
     name: str = Field(default="audit", pattern=r"^[A-Za-z0-9._\-]+$")
+    _name_not_dots = field_validator("name")(_not_dots)
     output_dir: str | None = Field(default=None, description="default: runs/<name>")
     seed: int = 0
     country_names: dict[str, dict[str, str]] = Field(default_factory=dict, description="extra countries: {Name: {zh: ...}}")
@@ -270,6 +294,27 @@ class AuditConfig(Strict):
         description="lanes run at once (a lane: one server's models, or all local models, or an entry's options.lane); "
                     "default: every lane at once; 1: one model after another")
     layers: Layers
+
+    @field_validator("country_names")
+    @classmethod
+    def _usable_names(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for country, names in v.items():
+            if not country.strip():
+                raise ValueError("a country name is empty")
+            for lang, name in names.items():
+                if lang not in ("en", "zh"):
+                    raise ValueError(f"{country}: unknown language {lang!r} (en or zh)")
+                if not name.strip():
+                    raise ValueError(f"{country}: the {lang} name is empty")
+        return v
+
+    @field_validator("languages", "countries")
+    @classmethod
+    def _no_repeats(cls, v: list[str], info: Any) -> list[str]:
+        dup = sorted({x for x in v if v.count(x) > 1})
+        if dup:
+            raise ValueError(f"{', '.join(dup)} given more than once (each would be counted twice)")
+        return v
 
     @field_validator("countries")
     @classmethod
@@ -302,8 +347,15 @@ class AuditConfig(Strict):
                 raise ValueError(f"country {c!r} needs a zh name under country_names for Chinese prompts")
         return self
 
+    _origin: str = PrivateAttr(default="audit file")
+    _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
+
     def out_dir(self) -> Path:
         return Path(self.output_dir or f"runs/{self.name}")
+
+    def where(self, *loc: str | int) -> str:
+        """``FILE line N: key`` for a place in the audit file (for checks after parsing)."""
+        return str(_fail(self._origin, self._lines, loc, "")).removesuffix(":")
 
 
 # loading with line numbers --------------------------------------------------
@@ -347,11 +399,79 @@ def _check_expansion(root: yaml.Node, origin: str) -> None:
             stack.extend((k, False) for k in kids)
 
 
+def _check_duplicate_keys(root: yaml.Node, origin: str) -> None:
+    """Refuse a key given twice in one mapping (YAML would keep the last and
+    silently drop the first, e.g. a whole ``models:`` list)."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    line = k.start_mark.line + 1
+                    if (k.tag, k.value) in first:
+                        key = ".".join(map(str, (*path, k.value)))
+                        raise ValueLensError(f"{origin} line {line}: {key}: duplicate key (also at line "
+                                             f"{first[k.tag, k.value]}); YAML would silently keep only the last")
+                    first[k.tag, k.value] = line
+                stack.append((v, (*path, k.value if isinstance(k, yaml.ScalarNode) else "?")))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, (*path, i)) for i, v in enumerate(node.value))
+
+
+def _flat_types(ann: Any) -> list[Any]:
+    """The types a field annotation admits (unions and Annotated unpacked)."""
+    if get_origin(ann) is Annotated:
+        return _flat_types(get_args(ann)[0])
+    if get_origin(ann) in (Union, UnionType):
+        return [t for a in get_args(ann) for t in _flat_types(a)]
+    return [ann]
+
+
+def _bool_as_number(ann: Any, value: Any, loc: tuple) -> tuple[tuple, str] | None:
+    """Where ``value`` holds true/false for a number field (pydantic would
+    silently read it as 1/0), with the message; None if nowhere."""
+    types = _flat_types(ann)
+    if isinstance(value, bool):
+        if any(t in (bool, Any) for t in types) or not any(t in (int, float) for t in types):
+            return None
+        return loc, f"expected a number, not {str(value).lower()}"
+    for t in types:
+        origin, args = get_origin(t), get_args(t)
+        if isinstance(t, type) and issubclass(t, BaseModel) and isinstance(value, dict):
+            fields = {(f.alias or name): f for name, f in t.model_fields.items()}
+            fields.update(t.model_fields)
+            for k, v in value.items():
+                if k in fields:
+                    hit = _bool_as_number(fields[k].annotation, v, (*loc, k))
+                    if hit:
+                        return hit
+            return None
+        if origin is dict and isinstance(value, dict) and len(args) == 2:
+            return next(filter(None, (_bool_as_number(args[1], v, (*loc, k)) for k, v in value.items())), None)
+        if origin in (list, tuple, set, frozenset) and isinstance(value, list) and args:
+            return next(filter(None, (_bool_as_number(args[0], v, (*loc, i)) for i, v in enumerate(value))), None)
+    return None
+
+
+def _fail(origin: str, lines: dict[tuple, int], loc: tuple, msg: str) -> ValueLensError:
+    line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    where = f" line {line}" if line else ""
+    return ValueLensError(f"{origin}{where}: {key}: {msg}")
+
+
 def parse_audit(text: str, origin: str) -> AuditConfig:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
             _check_expansion(node, origin)
+            _check_duplicate_keys(node, origin)
         data = yaml.safe_load(text)
     except RecursionError:
         raise ValueLensError(f"{origin}: invalid YAML: nested too deeply") from None
@@ -365,17 +485,21 @@ def parse_audit(text: str, origin: str) -> AuditConfig:
         raise ValueLensError(f"{origin}: expected a mapping of audit settings at the top level")
     lines = _line_map(node) if node is not None else {}
     try:
-        return AuditConfig.model_validate(data)
+        cfg = AuditConfig.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         loc = tuple(err["loc"])
-        line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
-        key = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        where = f" line {line}" if line else ""
-        raise ValueLensError(f"{origin}{where}: {key}: {msg}") from None
+        if err["type"] == "backend_option":  # the option's own key
+            loc = (*loc, *err["ctx"]["key"])
+        raise _fail(origin, lines, loc, msg) from None
+    bad = _bool_as_number(AuditConfig, data, ())
+    if bad:
+        raise _fail(origin, lines, *bad)
+    cfg._origin, cfg._lines = origin, lines
+    return cfg
 
 
 def load_audit(path: str | Path) -> AuditConfig:

@@ -67,9 +67,13 @@ def dequantized_dir() -> Path:
     return target
 
 
-def load(batch_size: int = 8):
+def load(batch_size: int = 8, device: str = "cpu", dtype: str = "float32"):
+    """The model as an hf backend. ``device`` and ``dtype`` (options of the
+    ``embedded`` backend) are honoured as for ``hf:PATH``: the fp32 copy is
+    cast on load, and both are part of the identity, so cache entries of one
+    dtype or device are never served for another."""
     from valuelens.models.hf import HFBackend
 
     path = dequantized_dir()
-    backend = HFBackend.from_path(path, batch_size=batch_size, name="embedded:SmolLM2-135M-Instruct")
-    return backend
+    return HFBackend.from_path(path, batch_size=batch_size, name="embedded:SmolLM2-135M-Instruct", device=device,
+                               dtype=dtype)

@@ -32,6 +32,10 @@ def _load(s: DilemmaSettings, langs: list[str]):
         dilemmas = _first_per_pair(builtin_dilemmas() if s.corpus == "builtin" else load_dilemmas(s.corpus), s.limit)
         if not any(set(langs) & d.languages() for d in dilemmas):
             raise ValueLensError(f"dilemmas: corpus {s.corpus} has no dilemma in the audit languages {langs}")
+        missing = [lang for lang in langs if not any(lang in d.languages() for d in dilemmas)]
+        if missing:  # else that language's results would be silently absent
+            raise ValueLensError(f"dilemmas: corpus {s.corpus} has no dilemma in {', '.join(missing)}, one of the "
+                                 f"audit languages {langs}; add those texts or set languages to the corpus's")
     chains = []
     if s.chains is not None:
         chains += (builtin_chains() if s.chains == "builtin" else load_chains(s.chains))[: s.limit]
