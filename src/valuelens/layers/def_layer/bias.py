@@ -7,6 +7,12 @@ top (exactly, up to 1e-12) form an explicit tie group ("female/<=29|male/<=29";
 its sex is "male"/"female" when the tied groups agree on it, else "tie"; the
 same for the age group) — never an arbitrary pick, unlike DEF's code.
 
+``majority_rule: marginal`` is DEF's own design, for comparability: the top
+sex (by within-sex share over all ages) and the top age group (by within-age
+share over both sexes) are found separately, each with explicit ties; the
+group is "sex/age" from the two (DEF's code also labels some clear winners as
+ties and writes a malformed label on three-way age ties: not reproduced).
+
 A question matches when the model's most chosen option (unique) equals the
 humans' majority option. The mismatch profile is the distribution of sex and
 age group behind the human majority answers the model missed, per value
@@ -67,6 +73,40 @@ def human_groups(cells: list[HumanDistribution], country_dists: list[HumanDistri
         for j, g in enumerate(tops):
             rows.append({"country": country, "question_id": column_to_question[col], "option_index": j,
                          **describe_groups(g), "group_share": float(groups[g[0]][j]),
+                         "human_share": float(shares[j]) if shares is not None else np.nan, "majority": j in majority})
+    return pd.DataFrame(rows, columns=["country", "question_id", "option_index", "group", "sex", "age_group", "tie",
+                                       "group_share", "human_share", "majority"])
+
+
+def _tops(groups: dict[str, Sequence[float]], j: int, tol: float = 1e-12) -> list[str]:
+    best = max(v[j] for v in groups.values())
+    return sorted(g for g, v in groups.items() if v[j] >= best - tol)
+
+
+def marginal_groups(by_sex: list[HumanDistribution], by_age: list[HumanDistribution],
+                    country_dists: list[HumanDistribution], column_to_question: dict[str, str]) -> pd.DataFrame:
+    """As :func:`human_groups`, with DEF's rule: sex and age group chosen
+    separately (``group_share`` is the top sex's share of the option)."""
+    sexes: dict[tuple[str, str], dict[str, tuple[float, ...]]] = {}
+    ages: dict[tuple[str, str], dict[str, tuple[float, ...]]] = {}
+    for dists, into, facet in ((by_sex, sexes, 0), (by_age, ages, 1)):
+        for d in dists:
+            if d.question_id in column_to_question and d.group:
+                into.setdefault((d.country, d.question_id), {})[_label(d.group)[facet]] = d.probs
+    whole = {(d.country, d.question_id): np.asarray(d.probs) for d in country_dists if not d.group}
+    rows = []
+    for (country, col), sx in sexes.items():
+        ag = ages.get((country, col))
+        if not ag:
+            continue
+        shares = whole.get((country, col))
+        majority = set(np.flatnonzero(np.isclose(shares, shares.max(), atol=1e-12, rtol=0))) if shares is not None else set()
+        for j in range(len(next(iter(sx.values())))):
+            ts, ta = _tops(sx, j), _tops(ag, j)
+            rows.append({"country": country, "question_id": column_to_question[col], "option_index": j,
+                         "group": f"{'|'.join(ts)}/{'|'.join(ta)}", "sex": ts[0] if len(ts) == 1 else TIE,
+                         "age_group": ta[0] if len(ta) == 1 else TIE, "tie": len(ts) > 1 or len(ta) > 1,
+                         "group_share": float(sx[ts[0]][j]),
                          "human_share": float(shares[j]) if shares is not None else np.nan, "majority": j in majority})
     return pd.DataFrame(rows, columns=["country", "question_id", "option_index", "group", "sex", "age_group", "tie",
                                        "group_share", "human_share", "majority"])

@@ -70,7 +70,7 @@ def participants(inputs: Inputs, settings: DEFSettings, countries: list[str], se
     return out
 
 
-def _bias(inputs: Inputs, questions: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def _bias(inputs: Inputs, questions: pd.DataFrame, rule: str = "cells") -> dict[str, pd.DataFrame]:
     if inputs.respondents is None or not inputs.micro_column:
         return {}
     if not hasattr(inputs, "_groups"):
@@ -78,7 +78,12 @@ def _bias(inputs: Inputs, questions: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
         col_to_q = {c: q for q, c in inputs.micro_column.items()}
         whole = distributions(inputs.respondents, inputs.codebook, ("country",), inputs.weighted)  # type: ignore[arg-type]
-        inputs._groups = bias.human_groups(inputs.cells(), whole, col_to_q)  # type: ignore[attr-defined]
+        if rule == "marginal":
+            by_sex, by_age = (distributions(inputs.respondents, inputs.codebook, ("country", facet),  # type: ignore[arg-type]
+                                            inputs.weighted) for facet in ("sex", "age_group"))
+            inputs._groups = bias.marginal_groups(by_sex, by_age, whole, col_to_q)  # type: ignore[attr-defined]
+        else:
+            inputs._groups = bias.human_groups(inputs.cells(), whole, col_to_q)  # type: ignore[attr-defined]
     groups: pd.DataFrame = inputs._groups  # type: ignore[attr-defined]
     labels = {q.id: q.labels for q in inputs.questions}
     table = bias.bias_table(questions, groups, labels)
@@ -109,7 +114,7 @@ def run(model: CachedModel, settings: DEFSettings, ctx: LayerContext) -> dict[st
         "def_participants": pd.DataFrame([p.row() for p in people]),
         "def_answers": answers, "def_questions": questions, "def_options": options,
         "def_insensitivity_items": checks, "def_insensitivity": insensitivity.rates(checks),
-        **_bias(inputs, questions),
+        **_bias(inputs, questions, settings.majority_rule),
         "def_notes": pd.DataFrame({"note": notes}),
     }
     return tables

@@ -121,6 +121,10 @@ class DEFSettings(Strict):
         description="optional persona field -> microdata column (used when the column exists)")
     dimensions: dict[str, str] = Field(default_factory=dict, description="question id -> value dimension (overrides the data)")
     insensitivity: Insensitivity = Field(default_factory=Insensitivity)
+    majority_rule: Literal["cells", "marginal"] = Field(
+        default="cells", description="who stands behind a human majority: the sex x age cell with the highest "
+                                     "within-cell share (cells), or sex and age group found separately, as DEF's code "
+                                     "does (marginal)")
     close_threshold: float = Field(default=0.5, gt=0, description="a question is close when KL < this")
     kl_eps: float = Field(default=1e-6, gt=0, lt=0.1, description="ε of the smoothed KL column")
     questions: list[str] | None = Field(default=None, description="ask only these questions (ids or WVS names); "
