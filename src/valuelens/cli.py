@@ -66,7 +66,7 @@ def guarded():
         if os.environ.get("VALUELENS_DEBUG") == "1":
             raise
         if isinstance(e, OSError):
-            err = os_error(e.filename or "?", e, "failed")
+            err = os_error(e.filename or "a file valuelens was using", e, "failed")
             raise _fail(str(err), err.exit_code) from None
         if isinstance(e, sqlite3.Error):
             err = store_error(Path("store"), e)
