@@ -214,8 +214,10 @@ def test_option_schemas_match_what_the_backends_take():
 
 def test_load_backend_checks_options_too(tmp_path):
     (tmp_path / "s.json").write_text('{"rules": []}')
-    with pytest.raises(ValueLensError, match=r"backend scripted: options\.max_concurrency: unknown option"):
+    with pytest.raises(ValueLensError, match=r"backend scripted: unknown option 'max_concurrency' of the scripted"):
         load_backend(f"scripted:{tmp_path / 's.json'}", max_concurrency=2)
+    with pytest.raises(ValueLensError, match=r"unknown option 'tensor_paralel_size'.*did you mean tensor_parallel_size\?"):
+        load_backend("vllm:/models/x", tensor_paralel_size=2)  # before vLLM is imported
     with pytest.raises(ValueLensError, match=r"backend openai: options\.timeout: Input should be a valid number"):
         load_backend("openai:m@http://127.0.0.1:9/v1", timeout="soon")
     assert load_backend(f"scripted:{tmp_path / 's.json'}", batch_size=4, lane="x").name == "s"

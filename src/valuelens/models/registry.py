@@ -194,9 +194,13 @@ class OptionError(Exception):
 
     key: tuple[str | int, ...]
     message: str
+    unknown: bool = False
 
     def __str__(self) -> str:
-        return f"options.{'.'.join(map(str, self.key))}: {self.message}" if self.key else self.message
+        key = ".".join(map(str, self.key))
+        if self.unknown:  # "unknown option 'max_concurency' of the openai backend; did you mean ...?"
+            return self.message.replace("unknown option", f"unknown option {key!r}", 1)
+        return f"options.{key}: {self.message}" if self.key else self.message
 
 
 def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +218,7 @@ def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = (f"did you mean {close[0]}?" if close else _HINTS.get(key) or
                     (f"known: {', '.join(known)}" if known else "it takes none (lane only)"))
-            raise OptionError(loc, f"unknown option of the {kind} backend; {hint}") from None
+            raise OptionError(loc, f"unknown option of the {kind} backend; {hint}", unknown=True) from None
         raise OptionError(loc, err["msg"].removeprefix("Value error, ")) from None
     return parsed.model_dump(exclude_unset=True, exclude_none=True, exclude={"lane"})
 
