@@ -546,3 +546,22 @@ def test_validate_refuses_in_a_subprocess(tmp_path, case):
 def test_config_side_run_refuses_and_writes_nothing(tmp_path, finished_run, case):
     """The same audits through validate and run (in-process): refused before anything is written."""
     test_bad_input_exit_2_one_line_nothing_written(tmp_path, finished_run, case)
+
+
+def test_mark_without_texts_in_an_audit_language_is_refused(tmp_path, shared_data):
+    """MARK on the English codebook alone, under the default languages [en, zh]: an error, not English-only results."""
+    from mark_helpers import synthetic_microdata
+
+    cb = shared_data / "wvs_codebook"
+    csv = synthetic_microdata(cb, ["Q1", "Q46"], tmp_path / "wvs.csv", n_per_country=10)
+    (tmp_path / "s.json").write_text('{"rules": []}')
+    audit = tmp_path / "audit.yaml"
+    audit.write_text(f"name: mk\noutput_dir: {tmp_path / 'out'}\nmodels: [{{name: m, backend: 'scripted:{tmp_path / 's.json'}'}}]\n"
+                     f"layers:\n  mark: {{data: {{path: '{csv}', codebook: '{cb / 'codebook.json'}'}}, questions: [Q1, Q46], "
+                     "respondents_per_country: 2}\n", encoding="utf-8")
+    r = vl("validate", str(audit), cwd=tmp_path)
+    assert r.returncode == 2 and one_line_error(r.stderr), r.stderr
+    assert "layers.mark" in r.stderr and "have no text in zh" in r.stderr and str(cb / "codebook.json") in r.stderr
+    assert not (tmp_path / "out").exists()
+    audit.write_text(audit.read_text().replace("name: mk\n", "name: mk\nlanguages: [en]\n"))
+    assert vl("validate", str(audit), cwd=tmp_path).returncode == 0

@@ -30,7 +30,15 @@ def combine(tables: Any, settings: Any) -> Any:
 
 
 def check(settings: Any, ctx: Any) -> None:
-    """Read the microdata and questions before the run starts (bad input fails early)."""
+    """Read the microdata and questions before the run starts (bad input fails early);
+    every audit language must have question texts (else its results would be silently absent)."""
+    from valuelens.errors import ValueLensError
     from valuelens.layers.mark.data import load_sample
 
-    load_sample(settings, list(ctx.audit.countries), ctx.audit.seed)
+    sample = load_sample(settings, list(ctx.audit.countries), ctx.audit.seed)
+    langs = list(ctx.audit.languages)
+    missing = [lang for lang in langs if not any(lang in q.languages() for q in sample.questions.values())]
+    if missing:
+        raise ValueLensError(f"layers.mark: the questions of {settings.data.codebook} have no text in "
+                             f"{', '.join(missing)}, one of the audit languages {langs}; give data.texts (a "
+                             "questionnaire JSON with these languages) or set languages to the data's")
