@@ -338,3 +338,21 @@ def test_position_bias_rejects_bad_input():
         M.position_bias([1, 2], [2])
     with pytest.raises(ValueError, match="integers"):
         M.position_baseline([0])
+
+
+def test_position_bias_against_a_reference_chooser():
+    # 12 two-option items: the model always picks position 1; the reference (humans) picks 1 on 9 of them
+    ref = [1] * 9 + [2] * 3
+    r = M.position_bias([1] * 12, [2] * 12, reference=ref)
+    assert r["position_tv"] == 0.5 and r["reference_position_tv"] == pytest.approx(0.25)
+    assert r["position_tv_vs_reference"] == pytest.approx(0.25)  # (1, 0) vs (¾, ¼)
+    assert r["position_p"] < M.POSITION_ALPHA and r["position_dominated"] is False  # close to the humans
+    # choosing exactly what the reference chose is never position-dominated, however skewed
+    same = M.position_bias([1] * 12, [2] * 12, reference=[1] * 12)
+    assert same["position_tv_vs_reference"] == 0.0 and same["position_dominated"] is False
+    # far from both the baseline and the reference: dominated; unknown reference items are left out of the comparison
+    far = M.position_bias([2] * 12, [2] * 12, reference=ref[:10] + [None, None])
+    assert far["position_tv_vs_reference"] == pytest.approx(0.9) and far["position_dominated"] is True
+    assert M.position_bias([2] * 12, [2] * 12, reference=[None] * 12)["position_dominated"] is True
+    with pytest.raises(ValueError, match="reference position"):
+        M.position_bias([1], [2], reference=[3])

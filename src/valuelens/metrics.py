@@ -257,7 +257,7 @@ def position_null_p(tv: float, n_options, draws: int = POSITION_DRAWS, seed: int
 
 
 def position_bias(positions, n_options, threshold: float = POSITION_TV_THRESHOLD,
-                  alpha: float = POSITION_ALPHA) -> dict:
+                  alpha: float = POSITION_ALPHA, reference=None) -> dict:
     """Position bias of chosen options: ``positions[i]`` (1-based) is where item i's
     chosen option was shown, ``n_options[i]`` how many it had; None/NaN positions
     (no valid choice) are left out with their item.
@@ -269,16 +269,34 @@ def position_bias(positions, n_options, threshold: float = POSITION_TV_THRESHOLD
     the lowest on ties), ``top_position_share``, ``position_n``, ``position_p``
     (:func:`position_null_p`) and ``position_dominated`` (TV > ``threshold``, up to
     1e-9 rounding, and p < ``alpha``). NaN / None with no valid item.
+
+    ``reference``: the positions a reference chooser picked on the same items (e.g.
+    the humans' modal answer; None = unknown), for scales that are not position-
+    neutral. Adds ``reference_position_tv`` (its own TV from the baseline) and
+    ``position_tv_vs_reference`` (TV between the two position distributions, over
+    the items valid in both); position-dominated then also needs the latter >
+    ``threshold``, so matching the reference is never position-dominated.
     """
     pos = np.array([np.nan if p is None else p for p in positions], dtype=float).ravel()
     k = np.asarray(n_options, dtype=float).ravel()
     if pos.size != k.size:
         raise ValueError(f"positions and n_options differ in length ({pos.size} vs {k.size})")
+    ref = None
+    if reference is not None:
+        ref = np.array([np.nan if p is None else p for p in reference], dtype=float).ravel()
+        if ref.size != k.size:
+            raise ValueError(f"reference and n_options differ in length ({ref.size} vs {k.size})")
+        with np.errstate(invalid="ignore"):
+            if np.any(np.isfinite(ref) & ((ref != np.round(ref)) | (ref < 1) | (ref > k))):
+                raise ValueError("a reference position is not one of its item's 1..k")
     ok = np.isfinite(pos)
     empty = {"position_tv": np.nan, "position_js_distance": np.nan, "top_position": None,
              "top_position_share": np.nan, "position_n": 0, "position_p": np.nan, "position_dominated": None}
+    if ref is not None:
+        empty.update(_vs_reference(pos, ref, k))
     if not ok.any():
         return empty
+    extra = _vs_reference(pos, ref, k) if ref is not None else {}
     pos, k = pos[ok], k[ok]
     base = position_baseline(k)
     if np.any(pos != np.round(pos)) or np.any(pos < 1) or np.any(pos > k):
@@ -288,7 +306,25 @@ def position_bias(positions, n_options, threshold: float = POSITION_TV_THRESHOLD
     tv = float(np.clip(0.5 * np.abs(obs - base).sum(), 0.0, 1.0))
     top = int(np.argmax(obs))
     p = position_null_p(tv, k)
+    vs = extra.get("position_tv_vs_reference", np.inf)
+    vs = np.inf if np.isnan(vs) else vs  # no item with a reference: the baseline alone decides
     return {"position_tv": tv, "position_js_distance": js_distance(obs, base, normalize=True),
             "top_position": top + 1, "top_position_share": float(obs[top]), "position_n": int(pos.size),
-            "position_p": p,
-            "position_dominated": bool(tv > threshold + 1e-9 and p < alpha)}  # 0.8 − 0.5 is not beyond 0.3
+            "position_p": p, **extra,  # 0.8 − 0.5 is not beyond 0.3:
+            "position_dominated": bool(tv > threshold + 1e-9 and p < alpha and vs > threshold + 1e-9)}
+
+
+def _vs_reference(pos: np.ndarray, ref: np.ndarray, k: np.ndarray) -> dict:
+    has = np.isfinite(ref)
+    both = has & np.isfinite(pos)
+    out = {"reference_position_tv": np.nan, "position_tv_vs_reference": np.nan}
+    if has.any():
+        base = position_baseline(k[has])
+        r = np.bincount(ref[has].astype(int) - 1, minlength=base.size) / has.sum()
+        out["reference_position_tv"] = float(np.clip(0.5 * np.abs(r - base).sum(), 0.0, 1.0))
+    if both.any():
+        size = int(k[both].max())
+        a = np.bincount(pos[both].astype(int) - 1, minlength=size) / both.sum()
+        b = np.bincount(ref[both].astype(int) - 1, minlength=size) / both.sum()
+        out["position_tv_vs_reference"] = float(np.clip(0.5 * np.abs(a - b).sum(), 0.0, 1.0))
+    return out

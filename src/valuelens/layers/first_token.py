@@ -446,16 +446,29 @@ def country_gap(options: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["condition", "language", "question_id", "pair", "js_distance"])
 
 
+def _human_top(options: pd.DataFrame) -> dict[tuple, int]:
+    """(condition, language, country, question_id) -> position (1-based) of the humans' most chosen option."""
+    keys = ["condition", "language", "country", "question_id"]
+    if "human_prob" not in options.columns or not set(keys) <= set(options.columns):
+        return {}
+    h = options.dropna(subset=["human_prob"])
+    return {k: int(np.argmax(g["human_prob"].to_numpy())) + 1 for k, g in h.groupby(keys, sort=False)}
+
+
 def summarise(items: pd.DataFrame, options: pd.DataFrame) -> pd.DataFrame:
-    """Per condition × language: means of the item columns; position_* = metrics.position_bias of the top option."""
+    """Per condition × language: means of the item columns; position_* = metrics.position_bias of the top
+    option, with the humans' most chosen option of each item as the reference (survey scales are not
+    position-neutral)."""
     gap = country_gap(options)
+    human_top = _human_top(options)
     rows = []
     for (cond, lang), g in items.groupby(["condition", "language"], sort=False):
         gl = gap[(gap["condition"] == cond) & (gap["language"] == lang)]
         row = {"condition": cond, "language": lang, "n_items": len(g),
                "mean_covered_mass": g["covered_mass"].mean(), "min_covered_mass": g["covered_mass"].min(),
                **position_bias([ALL_LABELS.index(x) + 1 if isinstance(x, str) else None for x in g["top_option"]],
-                               g["n_options"]),  # the top option's position vs uniform over each item's k
+                               g["n_options"], reference=[human_top.get((cond, lang, c, q)) for c, q in
+                                                          zip(g["country"], g["question_id"])]),
                "mean_one_minus_jsd": g["one_minus_jsd"].mean(), "mean_kl": g["kl"].mean(), "mean_emd": g["emd"].mean(),
                "mean_country_gap_jsd": gl["js_distance"].mean() if len(gl) else np.nan}
         if "reply_agrees" in g and g["reply"].notna().any():

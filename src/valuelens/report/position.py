@@ -22,7 +22,10 @@ from .load import ReportData
 RULE = (f"position-dominated = total variation (TV) between the positions of the chosen options and the no-bias "
         f"baseline (each item with k options: 1/k on each of its positions) above {THRESHOLD:g} — with two options, "
         f"one position chosen in more than {50 + 100 * THRESHOLD:.0f}% of the answers — and p < {ALPHA:g} for that "
-        f"TV under no bias (Monte Carlo, {DRAWS} seeded draws of uniform choices), so a few answers are not enough")
+        f"TV under no bias (Monte Carlo, {DRAWS} seeded draws of uniform choices), so a few answers are not enough; "
+        f"where the humans' answers are known (first-token: each item's most chosen option; MARK: the respondents' "
+        f"answers), also a TV above {THRESHOLD:g} from the humans' own positions, as survey scales are not "
+        f"position-neutral")
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,16 @@ class Hit:
     top_position: int
     share: float
     n: int
+    human_tv: float = float("nan")  # the reference's own TV, and the TV between the two, where known
+    vs_human: float = float("nan")
 
     def text(self, with_part: bool = True) -> str:
         part = f"{self.source.part}, " if with_part else ""
         where = f"{self.where}: " if self.where else ""
-        return (f"{self.model} — {part}{where}position TV {self.tv:.3f}, position {self.top_position} chosen in "
-                f"{100 * self.share:.0f}% of {self.n} answers")
+        human = (f" (humans' own positions: TV {self.human_tv:.3f}; from them: {self.vs_human:.3f})"
+                 if self.vs_human == self.vs_human else "")
+        return (f"{self.model} — {part}{where}position TV {self.tv:.3f}{human}, position {self.top_position} "
+                f"chosen in {100 * self.share:.0f}% of {self.n} answers")
 
 
 def _rows(df: pd.DataFrame, src: Source) -> pd.DataFrame:
@@ -95,7 +102,9 @@ def hits(data: ReportData, layer: str | None = None) -> list[Hit]:
         for r in df[dominated].to_dict("records"):
             where = ", ".join(f"{k} {r[k]}" for k in src.keys if k in r and pd.notna(r[k]))
             out.append(Hit(src, str(r["model"]), where, float(r["position_tv"]), int(r["top_position"]),
-                           float(r["top_position_share"]), int(r["position_n"])))
+                           float(r["top_position_share"]), int(r["position_n"]),
+                           float(r.get("reference_position_tv", float("nan"))),
+                           float(r.get("position_tv_vs_reference", float("nan")))))
     return out
 
 

@@ -131,7 +131,8 @@ def summary(resp: pd.DataFrame, its: pd.DataFrame, reference: str, n_boot: int, 
                      "one_minus_jsd": jsd[0], "one_minus_jsd_low": jsd[1], "one_minus_jsd_high": jsd[2],
                      "emd": emd[0], "emd_low": emd[1], "emd_high": emd[2],
                      "kappa": macro_kappa(g), "kappa_low": kap.low, "kappa_high": kap.high,
-                     **position_bias(g["answer"].tolist(), g["n_options"].tolist())})  # answer = shown position
+                     # answer = shown position; the respondents' real answers are the reference
+                     **position_bias(g["answer"].tolist(), g["n_options"].tolist(), reference=g["truth"].tolist())})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
