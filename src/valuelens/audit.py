@@ -134,17 +134,26 @@ def same_audit(old: dict[str, Any], new: dict[str, Any]) -> str:
     """Why the audit recorded in an output directory's run.json (``old``) is a
     different audit from ``new`` (both as in run.json's ``audit``), or "" when
     it is the same one: the same name and seed, and every model name both list
-    bound to the same backend. Layers, their settings, countries, languages
-    and adding or removing models do not make a different audit."""
+    bound to the same backend (for ``openai:MODEL@URL``: the same MODEL, any
+    server). Layers, their settings, countries, languages and adding or
+    removing models do not make a different audit."""
     if old.get("name") != new.get("name"):
         return f"audit {old.get('name')!r}, not {new.get('name')!r}"
     if old.get("seed") != new.get("seed"):
         return f"seed {old.get('seed')!r}, not {new.get('seed')!r}"
     backends = {m.get("name"): m.get("backend") for m in old.get("models") or [] if isinstance(m, dict)}
     for m in new.get("models") or []:
-        if m.get("name") in backends and backends[m["name"]] != m.get("backend"):
+        if m.get("name") in backends and _model_of(backends[m["name"]]) != _model_of(m.get("backend")):
             return f"model {m['name']!r} with backend {backends[m['name']]!r}, not {m.get('backend')!r}"
     return ""
+
+
+def _model_of(spec: Any) -> Any:
+    """A backend spec without an OpenAI-compatible server's address: the same model
+    behind a server restarted on another port is the same model."""
+    if isinstance(spec, str) and spec.startswith("openai:") and "@" in spec:
+        return spec.rpartition("@")[0]
+    return spec
 
 
 def check_previous(out: Path, audit: AuditConfig, force: bool = False) -> None:
