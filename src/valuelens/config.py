@@ -143,7 +143,7 @@ class ModelEntry(Strict):
 class DataSource(Strict):
     """Where survey questions and human distributions come from."""
 
-    kind: Literal["builtin", "cao2025", "global_opinions", "wvs7"] = "builtin"
+    kind: Literal["builtin", "cao2025", "global_opinions", "synthetic", "wvs7"] = "builtin"
     path: str | None = None
     path_zh: str | None = Field(default=None, description="cao2025: the Chinese twin file")
     codebook: str | None = Field(default=None, description="wvs7: codebook.json")
@@ -155,8 +155,10 @@ class DataSource(Strict):
     def _paths(self) -> DataSource:
         if self.strict and self.kind != "cao2025":
             raise ValueError("strict applies only to data kind 'cao2025'")
-        if self.kind != "builtin" and not self.path:
+        if self.kind not in ("builtin", "synthetic") and not self.path:
             raise ValueError(f"data kind {self.kind!r} needs a path")
+        if self.kind == "synthetic" and self.path:
+            raise ValueError("data kind 'synthetic' takes no path (it is the built-in demo data)")
         if self.kind == "wvs7" and not self.codebook:
             raise ValueError("data kind 'wvs7' needs a codebook path")
         return self

@@ -8,7 +8,7 @@ from typing import Any
 from valuelens.data.survey import Survey, load_questionnaire
 from valuelens.errors import ValueLensError
 
-KINDS = ("builtin", "cao2025", "global_opinions", "wvs7")
+KINDS = ("builtin", "cao2025", "global_opinions", "synthetic", "wvs7")
 _WVS_KEYS = {"codebook", "metadata", "adjustments", "questions", "countries", "weighted", "demographics"}
 
 
@@ -19,6 +19,8 @@ def load_survey(kind: str, path: str | Path | None = None, path_zh: str | Path |
     - ``cao2025``: Cao et al. 2025 JSON (``path``), Chinese texts from ``path_zh``; ``strict=True``:
       a degenerate item is an error, not skipped.
     - ``global_opinions``: GlobalOpinionQA CSV (``path``; None tries the Hugging Face hub).
+    - ``synthetic``: the demo questionnaire with our generated respondents' country shares
+      (:mod:`valuelens.data.synthetic`; synthetic — not human data); ``path`` must be None or "builtin".
     - ``wvs7``: WVS-7 microdata CSV (``path``) with ``codebook=`` (required), ``metadata=``,
       ``adjustments=``, ``questions=``, ``countries=``, ``weighted=``, ``demographics=``.
     """
@@ -35,6 +37,12 @@ def load_survey(kind: str, path: str | Path | None = None, path_zh: str | Path |
         questions = load_questionnaire(source)
         return Survey({q.id: q for q in questions}, [], "builtin",
                       [f"{source}: {len(questions)} questions, no human distributions"])
+    if kind == "synthetic":
+        no_extra(set())
+        if path not in (None, "builtin"):
+            raise ValueLensError("survey kind 'synthetic': takes no path (it is the built-in demo data)")
+        from valuelens.data.synthetic import survey
+        return survey()
     if kind == "cao2025":
         no_extra({"strict"})
         if path is None:

@@ -19,6 +19,7 @@ from .blocks import Section
 from .common import threshold as _threshold
 from .headline import headline_rows
 from .load import LAYERS, ReportData
+from .sections import synthetic_note
 
 SECTIONS = {"dilemmas": layer_dilemmas.section, "def": layer_def.section, "mark": layer_mark.section}
 DISTANCES = (("one_minus_jsd", "1−JSD vs human (higher is closer)"), ("kl", "KL vs human (lower is closer)"),
@@ -40,6 +41,7 @@ def layer_sections(data: ReportData, seed: int = 0) -> list[Section]:
             SECTIONS[layer.key](sec, data, layer)
         if status == "ok":
             position_note(sec, data, layer.key)
+            synthetic_note(sec, data, layer)
         out.append(sec)
     return out
 

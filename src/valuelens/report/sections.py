@@ -10,7 +10,35 @@ from . import position as pos
 from .blocks import Cell, Section
 from .compare import Comparisons
 from .headline import Headline, bias_profiles, flag_rules, flags, ranking
-from .load import LAYERS, ReportData
+from .load import LAYERS, Layer, ReportData
+
+SYNTHETIC = "synthetic — not human data"  # valuelens.data.synthetic.LABEL (the report reads tables only)
+
+
+def synthetic_layers(data: ReportData) -> list[Layer]:
+    """Layers whose audit data (run.json) is ``kind: synthetic``: generated demo respondents."""
+    def uses(layer: Layer) -> bool:
+        for run in data.runs:
+            conf = (run.manifest.get("audit") or {}).get("layers") or {}
+            for k in layer.config_keys:
+                d = conf.get(k).get("data") if isinstance(conf.get(k), dict) else None
+                if isinstance(d, dict) and d.get("kind") == "synthetic":
+                    return True
+        return False
+    return [layer for layer in LAYERS if uses(layer)]
+
+
+def synthetic_note(sec: Section, data: ReportData, layer: Layer) -> None:
+    """A synthetic-data layer: a warning at its top; every figure and table title says so."""
+    if layer.key not in {x.key for x in synthetic_layers(data)}:
+        return
+    for b in sec.blocks:
+        if b["kind"] in ("plot", "table"):
+            b["title"] = f"{b['title']} [{SYNTHETIC}]" if b.get("title") else f"[{SYNTHETIC}]"
+    sec.blocks.insert(0, {"kind": "text", "cls": "warn", "text": (
+        f"Reference data: {SYNTHETIC}. The “human” distributions, respondents and personas of this layer are "
+        "valuelens' generated demo respondents (a known answer process, valuelens.data.synthetic); distances "
+        "to them test the pipeline, not a model's fit to any real population.")})
 
 
 def summary(data: ReportData, h: Headline) -> Section:

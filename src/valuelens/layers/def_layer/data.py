@@ -76,6 +76,13 @@ def load(settings: DEFSettings, countries: list[str]) -> Inputs:
         cols = [c for c in respondents.columns if c in codebook and c not in {"country", "sex", "age", "age_group", "weight"}]
         survey = Survey({q: codebook[q] for q in cols}, distributions(respondents, codebook, ("country",), d.weighted),
                         "wvs7", [f"{Path(d.path).name}: {len(respondents)} respondents"])  # type: ignore[arg-type]
+    elif d.kind == "synthetic":  # synthetic — not human data: the demo respondents (valuelens.data.synthetic)
+        from valuelens.data import synthetic
+        from valuelens.data.wvs import distributions
+
+        codebook, respondents = synthetic.questions(), synthetic.respondents()
+        survey = Survey(codebook, distributions(respondents, codebook, ("country",), d.weighted),
+                        synthetic.SOURCE, synthetic.survey().notes)
     else:
         survey = load_survey(d.kind, d.path, d.path_zh)
     notes += survey.notes

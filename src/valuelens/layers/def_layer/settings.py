@@ -35,7 +35,7 @@ class Strict(BaseModel):
 class DEFData(Strict):
     """The questionnaire and country-level human distributions."""
 
-    kind: Literal["builtin", "cao2025", "wvs7"] = "builtin"
+    kind: Literal["builtin", "cao2025", "synthetic", "wvs7"] = "builtin"  # synthetic: valuelens.data.synthetic
     path: str | None = Field(default=None, description="cao2025 JSON, or wvs7 microdata CSV")
     path_zh: str | None = Field(default=None, description="cao2025: the Chinese twin file")
     codebook: str | None = Field(default=None, description="wvs7: codebook.json")
@@ -45,8 +45,10 @@ class DEFData(Strict):
 
     @model_validator(mode="after")
     def _paths(self) -> DEFData:
-        if self.kind != "builtin" and not self.path:
+        if self.kind not in ("builtin", "synthetic") and not self.path:
             raise ValueError(f"data kind {self.kind!r} needs a path")
+        if self.kind == "synthetic" and self.path:
+            raise ValueError("data kind 'synthetic' takes no path (it is the built-in demo data)")
         if self.kind == "wvs7" and not self.codebook:
             raise ValueError("data kind 'wvs7' needs a codebook path")
         if self.path_zh and self.kind != "cao2025":

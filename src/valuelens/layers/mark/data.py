@@ -96,6 +96,11 @@ def load_sample(s: MarkSettings, countries: list[str], seed: int) -> Sample:
     """Load the microdata, keep the audit's countries, sample respondents per country
     (seeded, uniformly among those who answered at least one simulated question)."""
     d = s.data
+    if d.kind == "synthetic":  # the built-in demo respondents and questionnaire (synthetic — not human data)
+        from valuelens.data.synthetic import paths
+
+        csv, cb = paths()
+        d = d.model_copy(update={"path": csv, "codebook": cb, "texts": "builtin"})
     codebook = merge_texts(load_codebook(d.codebook, d.metadata, d.adjustments), d.texts)
     targets = list(s.questions)
     context = [q for q in s.opinion_questions if q not in targets]

@@ -18,14 +18,25 @@ class _Strict(BaseModel):
 
 
 class MarkData(_Strict):
-    """WVS-7 respondent microdata (CSV) and its codebook."""
+    """WVS-7 respondent microdata (CSV) and its codebook; or ``kind: synthetic``, the built-in
+    demo respondents (valuelens.data.synthetic; synthetic — not human data), which takes no files."""
 
-    path: str = Field(min_length=1, description="WVS-7 microdata CSV")
-    codebook: str = Field(min_length=1, description="codebook.json")
+    kind: Literal["wvs7", "synthetic"] = "wvs7"
+    path: str | None = Field(default=None, min_length=1, description="WVS-7 microdata CSV")
+    codebook: str | None = Field(default=None, min_length=1, description="codebook.json")
     metadata: str | None = Field(default=None, description="question_metadata.json (question wording)")
     adjustments: str | None = Field(default=None, description="answer_adjustment.json")
     texts: str | None = Field(default=None, description="questionnaire JSON with en/zh texts for the questions "
                                                        "(same ids and option counts); needed for Chinese prompts")
+
+    @model_validator(mode="after")
+    def _files(self) -> MarkData:
+        given = [k for k in ("path", "codebook", "metadata", "adjustments", "texts") if getattr(self, k)]
+        if self.kind == "synthetic" and given:
+            raise ValueError(f"data kind 'synthetic' takes no files (got {', '.join(given)})")
+        if self.kind == "wvs7" and not (self.path and self.codebook):
+            raise ValueError("data kind 'wvs7' needs path (microdata CSV) and codebook")
+        return self
 
 
 class StackWeights(_Strict):
