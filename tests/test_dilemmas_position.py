@@ -110,3 +110,38 @@ def test_chain_and_moralchoice_position_rows(tmp_path, shared_data):
     assert row(pos, part="moralchoice", forms="ab_reverse")[["position_tv", "top_position"]].tolist() == [0.5, 1]
     assert row(pos, part="moralchoice", forms="compare")[["top_position", "position_n"]].tolist() == [2, 5]
     assert row(pos, part="moralchoice", forms="repeat")["position_n"] == 0
+
+
+def test_tiny_model_order_balanced_shares_and_position_rows(tmp_path, tiny_model_dir):
+    """A real (random) model through the hf backend: every order-balanced share is the mean of its two
+    per-order shares, the per-order shares are the Direct / Direct-Reverse rows, and the position rows
+    agree with the chosen labels."""
+    import valuelens.api as vl
+    from valuelens.config import parse_audit
+    from valuelens.report import build_report
+
+    audit = parse_audit(f"""\
+output_dir: {tmp_path / 'out'}
+seed: 3
+languages: [en, zh]
+models: [{{name: tiny, backend: "hf:{tiny_model_dir}"}}]
+layers:
+  dilemmas: {{limit: 2, chains: none, consequences: false, steering: false, n_resamples: 200}}
+""", "a.yaml")
+    t = vl.run_full(audit).tables
+    pref, resp = t["dilemma_preferences"], t["dilemma_responses"]
+    bal = pref[pref["form"] == "order_balanced"]
+    assert len(bal) == 2 * 4 * 3  # languages x pairs x (2 values + no choice)
+    assert bal["estimate"].to_numpy() == pytest.approx(((bal["direct_share"] + bal["direct_reverse_share"]) / 2).to_numpy())
+    for r in bal.itertuples():
+        for form, col in (("direct", "direct_share"), ("direct_reverse", "direct_reverse_share")):
+            assert getattr(r, col) == pytest.approx(row(pref, language=r.language, form=form, pair=r.pair,
+                                                        value=r.value)["estimate"])
+    pos = t["dilemma_position_bias"]
+    for lang in ("en", "zh"):
+        labels = resp.loc[resp["language"] == lang, "chosen_label"]
+        a, n = int((labels == "A").sum()), int(labels.isin(["A", "B"]).sum())
+        r = row(pos, part="dilemmas", language=lang, forms="all")
+        assert r["position_n"] == n and r["position_tv"] == pytest.approx(abs(a / n - 0.5))
+    html = build_report(tmp_path / "out").read_text(encoding="utf-8")
+    assert 'data-figure="position-dilemmas"' in html and "Value-pair preferences (order-balanced)" in html

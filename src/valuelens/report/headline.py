@@ -61,7 +61,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("covered_mass", "covered mass", "first_token_summary", "mean_covered_mass", "higher",
            flag=("<", 0.5), profile="low mass on the option letters",
            meaning="little probability falls on the option letters; the distribution is unreliable"),
-    Metric("position_tv", "position bias (TV)", "first_token_summary", "position_tv", "lower",
+    # Not ranked: survey scales are not position-neutral, so a lower TV is not always closer to the humans.
+    Metric("position_tv", "position bias (TV)", "first_token_summary", "position_tv", None,
            flag=(">", POSITION_FLAG), flag_also=POSITION_P, profile="position-dominated",
            meaning=POSITION_MEANING.format(what="top option")),
     Metric("country_gap", "country gap (JSD)", "first_token_summary", "mean_country_gap_jsd", "higher",
