@@ -62,6 +62,8 @@ def test_always_b_is_fifty_fifty_once_orders_are_balanced(tmp_path, mode):
         # 8 dilemmas x 4 forms, all B: TV = |0 - 1/2|
         assert r[["position_tv", "top_position", "top_position_share", "position_n"]].tolist() == [0.5, 2, 1.0, 32]
         assert bool(r["position_dominated"]) and r["position_tv"] > POSITION_TV_THRESHOLD
+        assert r["position_p"] < 1e-3  # 32 answers all at B: (1 + 0) / (1 + 10000) draws at least as far
+    assert list(pos.columns[-2:]) == ["position_p", "position_dominated"]
 
 
 def test_value_chooser_keeps_its_value_under_both_orders(tmp_path):

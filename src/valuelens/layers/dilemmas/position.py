@@ -21,7 +21,7 @@ import pandas as pd
 from valuelens.metrics import position_bias
 
 COLUMNS = ["part", "language", "forms", "position_tv", "position_js_distance", "top_position",
-           "top_position_share", "position_n", "position_dominated"]
+           "top_position_share", "position_n", "position_p", "position_dominated"]
 LABEL_POSITION = {"A": 1, "B": 2}
 
 
