@@ -9,10 +9,14 @@ order-balanced share is exact here, as every dilemma is asked in both orders).
 
 from __future__ import annotations
 
+import re
+from html import unescape
+
 import pytest
 from test_dilemmas_layer import DEMO, FIRST2, P_A, P_B, row, run
 
 from valuelens.metrics import POSITION_TV_THRESHOLD
+from valuelens.report import build_report
 
 TOL = 0.01
 PAIRS = list(dict.fromkeys(d.pair for d in DEMO))
@@ -39,8 +43,9 @@ def _balanced(pref, lang="en"):
 def test_always_b_is_fifty_fifty_once_orders_are_balanced(tmp_path, mode):
     script = {"rules": [{"contains": "", "probs": P_B}]} if mode == "probs" else {"default_text": "B"}
     extra = "" if mode == "probs" else ", mode: generate"
-    t = run(tmp_path, {"m": script}, f"limit: 2, chains: none, consequences: false, steering: false{extra}",
-            languages="[en, zh]").tables
+    res = run(tmp_path, {"m": script}, f"limit: 2, chains: none, consequences: false, steering: false{extra}",
+              languages="[en, zh]")
+    t = res.tables
     pref = t["dilemma_preferences"]
     for lang in ("en", "zh"):
         bal = _balanced(pref, lang)
@@ -64,6 +69,15 @@ def test_always_b_is_fifty_fifty_once_orders_are_balanced(tmp_path, mode):
         assert bool(r["position_dominated"]) and r["position_tv"] > POSITION_TV_THRESHOLD
         assert r["position_p"] < 1e-3  # 32 answers all at B: (1 + 0) / (1 + 10000) draws at least as far
     assert list(pos.columns[-2:]) == ["position_p", "position_dominated"]
+    # the report says so at the top and marks the preference figure
+    html = build_report(tmp_path / "out").read_text(encoding="utf-8")
+    text = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<script\b.*?</script>", " ", html,
+                                                                         flags=re.S))))
+    top = text[text.index("Summary"):text.index("Layers")]
+    assert "m — dilemmas (all prompt forms), language zh: position TV 0.500, position 2 chosen in 100% of 32" in top
+    assert re.search(r'<h3>Value-pair preferences \(order-balanced\)</h3></figcaption>\s*<p class="banner warn" '
+                     r'role="note">Position-dominated \(m\): not a value finding', html)
+    assert re.search(r"m language en dilemma position bias \(TV\) 0\.500 > 0\.3 and position_p < 0\.05", text)
 
 
 def test_value_chooser_keeps_its_value_under_both_orders(tmp_path):
