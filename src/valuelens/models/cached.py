@@ -13,7 +13,7 @@ from typing import Any
 from valuelens.errors import ValueLensError
 from valuelens.models.base import Backend, Trainable
 from valuelens.models.requests import (FailedText, GenerateRequest, GenerateResult, OptionRequest, OptionResult,
-                                       checked)
+                                       checked, cut_at_stop)
 from valuelens.store import Store, call_key
 
 Progress = Callable[[int], None]
@@ -140,8 +140,9 @@ class CachedModel:
         items = [(r, j) for r in requests for j in range(r.n)]
 
         def compute(idx: list[int]) -> list[Any]:
-            return [{"text": "", "failure": t.failure} if isinstance(t, FailedText) else {"text": t}
-                    for t in self.backend.generate([items[i] for i in idx])]
+            texts = self.backend.generate([items[i] for i in idx])
+            texts = [cut_at_stop(t, items[i][0].settings.stop) for i, t in zip(idx, texts)]  # any backend: same cut
+            return [{"text": "", "failure": t.failure} if isinstance(t, FailedText) else {"text": t} for t in texts]
 
         raw = self._run([r.sample_json(j) for r, j in items], compute, progress)
         out, pos = [], 0

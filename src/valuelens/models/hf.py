@@ -28,7 +28,7 @@ from valuelens.models.base import sample_seed
 from valuelens.models.hf_alloc import tune_malloc
 from valuelens.models.hf_prefix import (MIN_PREFIX, PrefixCache, common_prefix, input_device, length_batches,
                                          plan_batches)
-from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult
+from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult, cut_at_stop
 
 
 def _torch():
@@ -249,27 +249,44 @@ class HFBackend:
 
     # generation -------------------------------------------------------------
     def generate(self, items: Sequence[tuple[GenerateRequest, int]]) -> list[str]:
-        """Greedy requests are batched; sampled ones run one at a time under
-        their own seed so a sample never depends on what it was batched with."""
-        torch = self.torch
+        """Single-sequence requests (``num_beams`` 1, greedy or sampled) go
+        through our own batched decoding loop (:meth:`_decode`); each sampled
+        row draws from its own generator, so its text does not depend on what
+        it is batched with. Beam search runs batched through
+        ``model.generate``; beam *sampling* one request at a time under its
+        seed (:meth:`_sample_alone`), as before. Texts are cut before the
+        first of ``settings.stop`` (stop strings) in every path."""
         texts = [self.render(r.messages, r.prefill) for r, _ in items]
         seqs = self._encode(texts)
         out: list[str | None] = [None] * len(items)
-        greedy = [i for i, (r, _) in enumerate(items) if r.settings.temperature == 0]
-        sampled = [i for i, (r, _) in enumerate(items) if r.settings.temperature > 0]
-        greedy.sort(key=lambda i: (items[i][0].settings.max_tokens, items[i][0].settings.num_beams, len(seqs[i])))
+        own = self._own_sampling() is not None
+        loop = [i for i, (r, _) in enumerate(items)
+                if r.settings.num_beams == 1 and (own or r.settings.temperature == 0)]
+        mine = set(loop)
+        beams = [i for i, (r, _) in enumerate(items) if i not in mine and r.settings.temperature == 0]
+        alone = [i for i, (r, _) in enumerate(items) if i not in mine and r.settings.temperature > 0]
+        # Batches by prompt length (less padding); the order within and across batches does not matter.
+        loop.sort(key=lambda i: len(seqs[i]))
+        for s in range(0, len(loop), self.batch_size):
+            self._decode(loop[s: s + self.batch_size], items, seqs, out)
+        beams.sort(key=lambda i: (items[i][0].settings.max_tokens, items[i][0].settings.num_beams, len(seqs[i])))
         s = 0
-        while s < len(greedy):
-            st = items[greedy[s]][0].settings
-            idx = [i for i in greedy[s : s + self.batch_size]
+        while s < len(beams):
+            st = items[beams[s]][0].settings
+            idx = [i for i in beams[s: s + self.batch_size]
                    if (items[i][0].settings.max_tokens, items[i][0].settings.num_beams) == (st.max_tokens, st.num_beams)]
             self._gen_batch(idx, seqs, out, st, sample=False)
             s += len(idx)
-        for i in sampled:
-            r, j = items[i]
-            torch.manual_seed(sample_seed(r.settings.seed, j))
-            self._gen_batch([i], seqs, out, r.settings, sample=True)
-        return out  # type: ignore[return-value]
+        for i in alone:
+            self._sample_alone(i, items, seqs, out)
+        return [cut_at_stop(t, items[i][0].settings.stop) for i, t in enumerate(out)]  # type: ignore[arg-type]
+
+    def _sample_alone(self, i: int, items, seqs, out) -> None:
+        """Request ``i`` alone through ``model.generate`` under ``torch.manual_seed``
+        (beam sampling; and the reference the batched sampler reproduces)."""
+        r, j = items[i]
+        self.torch.manual_seed(sample_seed(r.settings.seed, j))
+        self._gen_batch([i], seqs, out, r.settings, sample=True)
 
     def _gen_batch(self, idx, seqs, out, st, *, sample: bool) -> None:
         torch = self.torch
@@ -282,3 +299,127 @@ class HFBackend:
             gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kw)
         for row, i in enumerate(idx):
             out[i] = self.tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)
+
+    def _own_sampling(self) -> tuple[int, frozenset[int]] | None:
+        """(top_k, EOS ids) of ``model.generate``'s sampling for this model, or
+        None when its generation config asks for a logits processor that
+        :meth:`_decode` does not reproduce (then sampling runs one request at a
+        time through ``model.generate``, as before)."""
+        if not hasattr(self, "_sampling_plan"):
+            gc = getattr(self.model, "generation_config", None)
+            plan = None
+            if gc is not None and all(getattr(gc, k, None) in ok for k, ok in _PLAIN_GENERATION.items()):
+                eos = gc.eos_token_id if gc.eos_token_id is not None else self.tok.eos_token_id
+                eos_ids = frozenset([eos] if isinstance(eos, int) else (eos or []))
+                top_k = 50 if gc.top_k is None else int(gc.top_k)  # transformers' default when the model sets none
+                plan = (top_k, eos_ids) if eos_ids else None
+            self._sampling_plan = plan
+        return self._sampling_plan
+
+    def _decode(self, idx: list[int], items, seqs, out) -> None:
+        """Prefill, then one token per step on the KV cache, for the rows ``idx``.
+
+        Per row: greedy rows take the argmax; sampled rows apply, to their own
+        logits alone, what ``model.generate(do_sample=True)`` applies
+        (temperature, the model's top-k, top-p) and draw with
+        ``torch.multinomial`` from their own ``torch.Generator`` seeded with
+        ``sample_seed(seed, j)``, so a row consumes exactly the random numbers
+        it would consume alone under ``torch.manual_seed`` (the old path).
+        Left padding with explicit position ids: padding does not shift
+        positions. A row stops at EOS, ``max_tokens`` or a stop string and
+        leaves the batch (its cache rows dropped).
+        """
+        torch = self.torch
+        from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
+                                                            TopPLogitsWarper)
+
+        plan = self._own_sampling()
+        top_k, eos = plan if plan is not None else (0, frozenset([self.tok.eos_token_id]))
+        dev = self.device
+        sts = [items[i][0].settings for i in idx]
+        gens, warps = [], []
+        for i, st in zip(idx, sts):
+            if st.temperature == 0:
+                gens.append(None)
+                warps.append([])
+                continue
+            gens.append(torch.Generator(device=dev).manual_seed(sample_seed(st.seed, items[i][1])))
+            w: list[Any] = [TemperatureLogitsWarper(st.temperature)] if st.temperature != 1.0 else []
+            if top_k:
+                w.append(TopKLogitsWarper(top_k=top_k))
+            if st.top_p < 1.0:
+                w.append(TopPLogitsWarper(top_p=st.top_p))
+            warps.append(w)
+        ids, mask, pos = (t.to(dev) for t in self.pad([seqs[i] for i in idx]))
+        tokens: list[list[int]] = [[] for _ in idx]
+        active = list(range(len(idx)))
+        past, cur = None, ids
+        params = self._forward_params()
+        keep_kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.2x: ``cache``
+        stats = self.stats
+        with torch.inference_mode():
+            while active:
+                res = self.model(input_ids=cur, attention_mask=mask, position_ids=pos, use_cache=True,
+                                 **{cache_kw: past}, **keep_kw)
+                past = getattr(res, cache_kw)
+                logits = res.logits[:, -1].to(dtype=torch.float32)
+                keep, nxt = [], []
+                for b, row in enumerate(active):
+                    scores = logits[b: b + 1]
+                    if gens[row] is None:
+                        tok = int(torch.argmax(scores, dim=-1))
+                    else:
+                        for w in warps[row]:
+                            scores = w(None, scores)
+                        probs = torch.softmax(scores, dim=-1)
+                        tok = int(torch.multinomial(probs, num_samples=1, generator=gens[row]))
+                    tokens[row].append(tok)
+                    st = sts[row]
+                    if tok in eos or len(tokens[row]) >= st.max_tokens:
+                        continue
+                    if st.stop and _has_stop(self.tok.decode(tokens[row], skip_special_tokens=True), st.stop):
+                        stats["stop_saved_tokens"] = stats.get("stop_saved_tokens", 0) + st.max_tokens - len(tokens[row])
+                        stats["stopped_early"] = stats.get("stopped_early", 0) + 1
+                        continue
+                    keep.append(b)
+                    nxt.append(tok)
+                if len(keep) < len(active):
+                    if not keep:
+                        break
+                    sel = torch.tensor(keep, dtype=torch.long, device=dev)
+                    past.batch_select_indices(sel)
+                    mask, pos = mask[sel], pos[sel]
+                    active = [active[b] for b in keep]
+                cur = torch.tensor(nxt, dtype=torch.long, device=dev)[:, None]
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                pos = pos[:, -1:] + 1
+        stats["generated_tokens"] = stats.get("generated_tokens", 0) + sum(len(t) for t in tokens)
+        for row, i in enumerate(idx):
+            out[i] = self.tok.decode(tokens[row], skip_special_tokens=True)
+
+    def _forward_params(self) -> frozenset[str]:
+        if not hasattr(self, "_params"):
+            import inspect
+
+            self._params = frozenset(inspect.signature(self.model.forward).parameters)
+        return self._params
+
+
+# Generation-config fields, with the values under which ``model.generate``'s sampling adds no logits
+# processor beyond temperature, top-k and top-p (what ``HFBackend._decode`` reproduces).
+_PLAIN_GENERATION: dict[str, tuple[Any, ...]] = {
+    "repetition_penalty": (None, 1.0), "encoder_repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0),
+    "encoder_no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,), "min_length": (None, 0),
+    "min_new_tokens": (None, 0), "sequence_bias": (None,), "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,), "suppress_tokens": (None,), "begin_suppress_tokens": (None,),
+    "exponential_decay_length_penalty": (None,), "min_p": (None,), "typical_p": (None, 1.0),
+    "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0), "top_h": (None,), "renormalize_logits": (None, False),
+    "remove_invalid_values": (None, False), "guidance_scale": (None, 1.0), "watermarking_config": (None,),
+    "diversity_penalty": (None, 0.0),
+}
+
+
+def _has_stop(text: str, stop: Sequence[str]) -> bool:
+    return any(s in text for s in stop)
+

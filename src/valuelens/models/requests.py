@@ -135,10 +135,23 @@ class GenerateSettings:
     num_beams: int = 1
     max_tokens: int = 64
     seed: int = 0
+    # Stop strings: the text ends before the first one (it is not included). Empty: not part of the cache key.
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.num_beams < 1 or self.max_tokens < 1:
             raise ValueError(f"invalid generation settings: {self}")
+        if not isinstance(self.stop, tuple) or not all(isinstance(s, str) and s for s in self.stop):
+            raise ValueError(f"invalid generation settings: stop must be a tuple of non-empty strings, got {self.stop!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """As in cache keys: ``stop`` only when set, so keys made before it existed still match."""
+        d = asdict(self)
+        if not self.stop:
+            del d["stop"]
+        else:
+            d["stop"] = list(self.stop)
+        return d
 
 
 @dataclass(frozen=True)
@@ -155,7 +168,7 @@ class GenerateRequest:
         return {
             "kind": "generate",
             "messages": [asdict(m) for m in self.messages],
-            "settings": asdict(self.settings),
+            "settings": self.settings.to_json(),
             "prefill": self.prefill,
             "sample_index": index,
         }
@@ -176,3 +189,12 @@ class FailedText(str):
 @dataclass(frozen=True)
 class GenerateResult:
     texts: tuple[str, ...]  # one per sample, in sample-index order
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to (not including) the earliest occurrence of any stop string
+    (a :class:`FailedText` is returned as it is)."""
+    if not stop or isinstance(text, FailedText):
+        return text
+    cuts = [k for k in (text.find(s) for s in stop) if k >= 0]
+    return text[: min(cuts)] if cuts else text
