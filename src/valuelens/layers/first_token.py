@@ -516,7 +516,9 @@ def table2(items: pd.DataFrame, splits: dict[str, Split]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SPREAD_KEYS = {"model", "run", "template", "language", "condition", "n_items"}
+# Summary columns that are keys, counts or positions, not metrics: no spread for them.
+SPREAD_KEYS = {"model", "run", "template", "language", "condition", "n_items", "position_n", "top_position",
+               "position_p"}
 
 
 def _sensitivity(model: CachedModel, job: FirstTokenRun, wordings: dict[str, dict[str, Wording]],

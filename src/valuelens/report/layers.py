@@ -133,7 +133,8 @@ def _orders_note(sec: Section, items: pd.DataFrame | None) -> None:
         n = pd.to_numeric(items["n_orders"], errors="coerce")
         ordinal = int(items.drop_duplicates("question_id")["ordinal"].fillna(False).astype(bool).sum()) \
             if "ordinal" in items.columns else 0
-        sec.text(f"Option order: every item was asked in {int(n.min())}–{int(n.max())} orders (the original first; "
+        span = f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}–{int(n.max())}"
+        sec.text(f"Option order: every item was asked in {span} orders (the original first; "
                  "setting permutations); each order's distribution was mapped back to the original options. The "
                  "*_avg columns and the order-averaged rows of Table 2 use their mean; order_spread_jsd is the mean "
                  "Jensen–Shannon distance of each order's distribution from that mean (0 = the order changes "
