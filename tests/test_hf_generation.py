@@ -141,6 +141,12 @@ def test_beam_sampling_and_unusual_generation_configs_keep_the_old_path(tiny_mod
     c.model.generation_config.repetition_penalty = 1.3
     assert c._own_sampling() is None
     assert _generate_shuffled(c, items, 6) == _old_path(c, items)
+    greedy = [(replace(r, settings=replace(r.settings, temperature=0.0)), 0) for r, _ in items]
+    seqs = c._encode([c.render(r.messages, r.prefill) for r, _ in greedy])
+    want: list = [None] * len(greedy)
+    for i, (r, _) in enumerate(greedy):
+        c._gen_batch([i], seqs, want, r.settings, sample=False)  # with the repetition penalty
+    assert c.generate(greedy) == want
 
 
 def test_padding_changes_fp32_logits_only_in_the_last_bits(tiny_model_dir):

@@ -13,6 +13,25 @@ after ``Answer:`` most tokenizers use `` A``). We count both spellings: the
 probability of an option is the sum over its single-token spellings, and the
 covered mass is the sum over all options' spellings. A label that is a single
 token in neither spelling is an error (use letters, or fewer options).
+
+Generation (num_beams 1, greedy and sampled): our own batched loop (left
+padding, explicit positions, KV cache; finished rows leave the batch). A
+sampled row applies to its own logits what ``model.generate(do_sample=True)``
+applies (temperature, the model's top-k — transformers' 50 unless its
+generation config says otherwise — top-p) and draws with ``torch.multinomial``
+from its own generator seeded with ``sample_seed(seed, j)``: the random
+numbers it consumes are those it consumed alone under ``torch.manual_seed``
+before, so its text is that old text whatever its batch, order or resume.
+Only the logits depend on the batch, through fp32 rounding of padded shapes
+(max |Δlogit| 6e-8 on the tiny test model, 5.2e-5 on SmolLM2-135M in
+``bench/def_generation.py``). A draw ``argmax p_i / E_i`` (E_i ~ Exp(1)) can change only
+when two candidates' ratios lie within a factor exp(2·Δ/T) of each other (or
+a token sits within Δ of the top-k/top-p cut): about 2·Δ/T per token. Beam
+sampling (num_beams > 1, temperature > 0) and models whose generation config
+adds other processors (repetition penalty, min-p, …) keep the old path: one
+request at a time through ``model.generate`` under ``torch.manual_seed``.
+The cache identity is unchanged: stored samples are the texts this sampler
+makes (the same processors and random streams).
 """
 
 from __future__ import annotations
@@ -254,14 +273,14 @@ class HFBackend:
         row draws from its own generator, so its text does not depend on what
         it is batched with. Beam search runs batched through
         ``model.generate``; beam *sampling* one request at a time under its
-        seed (:meth:`_sample_alone`), as before. Texts are cut before the
-        first of ``settings.stop`` (stop strings) in every path."""
+        seed (:meth:`_sample_alone`), as before; so does everything when the
+        model's generation config needs processors the loop lacks. Texts are
+        cut before the first of ``settings.stop`` (stop strings) in every path."""
         texts = [self.render(r.messages, r.prefill) for r, _ in items]
         seqs = self._encode(texts)
         out: list[str | None] = [None] * len(items)
         own = self._own_sampling() is not None
-        loop = [i for i, (r, _) in enumerate(items)
-                if r.settings.num_beams == 1 and (own or r.settings.temperature == 0)]
+        loop = [i for i, (r, _) in enumerate(items) if own and r.settings.num_beams == 1]
         mine = set(loop)
         beams = [i for i, (r, _) in enumerate(items) if i not in mine and r.settings.temperature == 0]
         alone = [i for i, (r, _) in enumerate(items) if i not in mine and r.settings.temperature > 0]
@@ -333,8 +352,7 @@ class HFBackend:
         from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
                                                             TopPLogitsWarper)
 
-        plan = self._own_sampling()
-        top_k, eos = plan if plan is not None else (0, frozenset([self.tok.eos_token_id]))
+        top_k, eos = self._own_sampling()  # type: ignore[misc]  # generate() checked it is not None
         dev = self.device
         sts = [items[i][0].settings for i in idx]
         gens, warps = [], []
