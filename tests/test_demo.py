@@ -112,8 +112,9 @@ def test_synthetic_source_is_labelled_and_loads_in_every_layer():
     a = demo_audit()
     inputs = load(a.layers.diversity, list(a.countries))
     assert inputs.survey.source == "synthetic" and any(synthetic.LABEL in n for n in inputs.notes)
-    assert inputs.respondents is not None and set(inputs.micro_column) == {"D01", "D02", "D03", "D04", "D05", "D07",
-                                                                         "D11"}
+    asked = set(a.layers.diversity.questions) | {"D11"}
+    assert inputs.respondents is not None and set(inputs.micro_column) == asked
+    assert {q.id for q in inputs.questions} == asked | {"Q91", "Q92", "Q93"}
     assert {"Q91", "Q92", "Q93"} <= set(inputs.factual)
     sample = load_sample(a.layers.mark, list(a.countries), a.seed)
     assert len(sample.respondents) == 2 * a.layers.mark.respondents_per_country
