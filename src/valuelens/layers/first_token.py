@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from valuelens.config import FirstTokenSettings, Split
+from valuelens.layers.first_token_settings import FirstTokenSettings, Split
 from valuelens.data.sources import load_survey
 from valuelens.data.survey import ALL_LABELS, Question, Survey, country_names
 from valuelens.errors import ValueLensError

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from valuelens.strict import Strict
 
 AGE_GROUPS = ("<=29", "30-49", "50+")
 SEXES = ("male", "female")
@@ -28,8 +30,6 @@ DEFAULT_CV_PROMPT = {
 }
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class DEFData(Strict):

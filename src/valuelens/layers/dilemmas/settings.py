@@ -1,24 +1,24 @@
 """Settings of the dilemma layer (``layers.dilemmas`` in the audit file).
 
 Defined here, not in ``valuelens.config``, so that config can import them
-without an import cycle; the base class repeats config's ``extra="forbid"``.
+without an import cycle.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from valuelens.strict import Strict
 
 Form = Literal["direct", "direct_reverse", "compare", "compare_reverse"]
 FORMS: tuple[str, ...] = ("direct", "direct_reverse", "compare", "compare_reverse")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
-class MoralChoiceSettings(_Strict):
+class MoralChoiceSettings(Strict):
     """MoralChoice (Scherrer et al. 2023) from its folder layout."""
 
     path: str = Field(min_length=1, description="folder with scenarios/, question_templates/, response_templates/")
@@ -26,7 +26,7 @@ class MoralChoiceSettings(_Strict):
     ambiguity: Literal["low", "high", "both"] = "both"
 
 
-class DilemmaSettings(_Strict):
+class DilemmaSettings(Strict):
     """Layer 1: right-vs-right dilemmas, escalation chains, MoralChoice."""
 
     corpus: str | None = Field(default="builtin", description="builtin | path to our dilemma JSONL | none")

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from valuelens.strict import Strict
 
 BASELINES = ("demo_ideo", "demo_ideo_opinion", "worldvaluesbench")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
-class MarkData(_Strict):
+class MarkData(Strict):
     """WVS-7 respondent microdata (CSV) and its codebook; or ``kind: synthetic``, the built-in
     demo respondents (valuelens.data.synthetic; synthetic — not human data), which takes no files."""
 
@@ -39,7 +39,7 @@ class MarkData(_Strict):
         return self
 
 
-class StackWeights(_Strict):
+class StackWeights(Strict):
     """Base vote weight of each position in the function stack."""
 
     dominant: float = Field(default=0.4, gt=0)
@@ -58,7 +58,7 @@ class StackWeights(_Strict):
         return (self.dominant, self.auxiliary, self.tertiary, self.inferior)
 
 
-class MarkSettings(_Strict):
+class MarkSettings(Strict):
     """Layer 3b: MARK (multi-stage personality-driven reasoning) and its baselines."""
 
     data: MarkData
