@@ -355,13 +355,14 @@ class HFBackend:
         top_k, eos = self._own_sampling()  # type: ignore[misc]  # generate() checked it is not None
         dev = self.device
         sts = [items[i][0].settings for i in idx]
-        gens, warps = [], []
+        gens: list[Any] = []
+        warps: list[list[Any]] = []
         for i, st in zip(idx, sts):
             if st.temperature == 0:
                 gens.append(None)
                 warps.append([])
                 continue
-            gens.append(torch.Generator(device=dev).manual_seed(sample_seed(st.seed, items[i][1])))
+            gens.append(sample_seed(st.seed, items[i][1]))  # a generator on the logits' device at the first step
             w: list[Any] = [TemperatureLogitsWarper(st.temperature)] if st.temperature != 1.0 else []
             if top_k:
                 w.append(TopKLogitsWarper(top_k=top_k))
@@ -371,7 +372,7 @@ class HFBackend:
         ids, mask, pos = (t.to(dev) for t in self.pad([seqs[i] for i in idx]))
         tokens: list[list[int]] = [[] for _ in idx]
         active = list(range(len(idx)))
-        past, cur = None, ids
+        past, cur, first = None, ids, True
         params = self._forward_params()
         keep_kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.2x: ``cache``
@@ -382,6 +383,9 @@ class HFBackend:
                                  **{cache_kw: past}, **keep_kw)
                 past = getattr(res, cache_kw)
                 logits = res.logits[:, -1].to(dtype=torch.float32)
+                if first:  # (with device_map="auto" the logits may live on another GPU than the inputs)
+                    gens = [g if g is None else torch.Generator(device=logits.device).manual_seed(g) for g in gens]
+                    first = False
                 keep, nxt = [], []
                 for b, row in enumerate(active):
                     scores = logits[b: b + 1]
