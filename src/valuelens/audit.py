@@ -26,6 +26,7 @@ from valuelens.errors import Terminated, ValueLensError, os_error
 from valuelens.layers import LayerContext, def_layer, dilemmas, first_token, mark
 from valuelens.models import CachedModel, load_backend
 from valuelens.lanes import Cancelled, plan, run_lanes
+from valuelens.preflight import preflight
 from valuelens.progress import LockedTracker, NullTracker, Tracker
 from valuelens.results import RESULTS_DIR, export_tables, retire_stale, write_json, write_json_best_effort
 from valuelens.store import STORE_NAME, Store
@@ -296,6 +297,7 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
     out = Path(out_dir) if out_dir is not None else audit.out_dir()
     check_out_dir(out)
     tracker = LockedTracker(tracker or NullTracker())
+    preflight(audit)  # API key variables, devices: before anything is written
     check_inputs(audit, out)
     check_previous(out, audit, force)
     lanes = plan((m.backend, m.options) for m in audit.models)
