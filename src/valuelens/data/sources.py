@@ -12,6 +12,18 @@ KINDS = ("builtin", "cao2025", "global_opinions", "synthetic", "wvs7")
 _WVS_KEYS = {"codebook", "metadata", "adjustments", "questions", "countries", "weighted", "demographics"}
 
 
+def path_problem(kind: str, path: str | None, codebook: str | None) -> str | None:
+    """What is wrong with a data source's paths for its kind (None: nothing);
+    shared by the layers' settings models."""
+    if kind not in ("builtin", "synthetic") and not path:
+        return f"data kind {kind!r} needs a path"
+    if kind == "synthetic" and path:
+        return "data kind 'synthetic' takes no path (it is the built-in demo data)"
+    if kind == "wvs7" and not codebook:
+        return "data kind 'wvs7' needs a codebook path"
+    return None
+
+
 def load_survey(kind: str, path: str | Path | None = None, path_zh: str | Path | None = None, **kw: Any) -> Survey:
     """Load a Survey.
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from valuelens.models.hf_training import TrainSettings
+from valuelens.data.sources import path_problem
 from valuelens.strict import Strict
 
 
@@ -30,12 +31,9 @@ class DataSource(Strict):
     def _paths(self) -> DataSource:
         if self.strict and self.kind != "cao2025":
             raise ValueError("strict applies only to data kind 'cao2025'")
-        if self.kind not in ("builtin", "synthetic") and not self.path:
-            raise ValueError(f"data kind {self.kind!r} needs a path")
-        if self.kind == "synthetic" and self.path:
-            raise ValueError("data kind 'synthetic' takes no path (it is the built-in demo data)")
-        if self.kind == "wvs7" and not self.codebook:
-            raise ValueError("data kind 'wvs7' needs a codebook path")
+        problem = path_problem(self.kind, self.path, self.codebook)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

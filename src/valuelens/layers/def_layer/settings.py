@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from valuelens.data.sources import path_problem
 from valuelens.strict import Strict
 
 AGE_GROUPS = ("<=29", "30-49", "50+")
@@ -45,12 +46,9 @@ class DEFData(Strict):
 
     @model_validator(mode="after")
     def _paths(self) -> DEFData:
-        if self.kind not in ("builtin", "synthetic") and not self.path:
-            raise ValueError(f"data kind {self.kind!r} needs a path")
-        if self.kind == "synthetic" and self.path:
-            raise ValueError("data kind 'synthetic' takes no path (it is the built-in demo data)")
-        if self.kind == "wvs7" and not self.codebook:
-            raise ValueError("data kind 'wvs7' needs a codebook path")
+        problem = path_problem(self.kind, self.path, self.codebook)
+        if problem:
+            raise ValueError(problem)
         if self.path_zh and self.kind != "cao2025":
             raise ValueError("path_zh applies only to kind 'cao2025'")
         return self
