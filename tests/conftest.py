@@ -1,6 +1,13 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Before torch is imported (here and in subprocesses): idle OpenMP threads sleep
+# instead of spinning, so torch's 2 threads do not stall each other for minutes
+# when other jobs hold the cores (seen on the shared 2-core machines). Arithmetic
+# is unchanged; only how waiting threads wait.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
