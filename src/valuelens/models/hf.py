@@ -37,6 +37,7 @@ makes (the same processors and random streams).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ def _torch():
     # Our own progress bars report progress; transformers' would interleave.
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # transformers 5.2x warns on every forward pass that gets a prefix cache under its old keyword name;
+    # the call is right for the pinned versions and the warning would bury the run's own messages.
+    warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
     return torch
 
 
