@@ -15,11 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from valuelens.data.survey import load_questionnaire
 from valuelens.store import STORE_NAME
 
-# questions x countries x languages x (ZS, ZS[ctrl], free answer); a few [ctrl]
-# prompts equal another country's ZS prompt and are served once.
-ASKED = 10 * 2 * 2 * 3
+# questions of the built-in questionnaire x countries x languages x (ZS,
+# ZS[ctrl], free answer); a few [ctrl] prompts equal another country's ZS
+# prompt and are served once.
+N_QUESTIONS = len(load_questionnaire("builtin"))
+ASKED = N_QUESTIONS * 2 * 2 * 3
 
 
 def _audit(tmp_path: Path, model_dir: Path, out: Path) -> Path:
@@ -56,7 +59,7 @@ def test_sigkill_at_several_points_then_resume(tmp_path, tiny_model_dir):
                          capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr
     total = json.loads((ref_out / "run.json").read_text())["calls"]["calls_made"]
-    assert ASKED - 10 <= total <= ASKED
+    assert ASKED - N_QUESTIONS <= total <= ASKED
 
     audit = _audit(tmp_path, tiny_model_dir, out)
     kills = 0
