@@ -214,7 +214,7 @@ CASES: list[Case] = [
     yaml_case("yaml-syntax", "name: [unclosed\nseed: 1\n", ["line 2", "invalid YAML", "expected ',' or ']'"]),
     yaml_case("yaml-top-level-list", "- a\n- b\n", ["expected a mapping"]),
     yaml_case("yaml-empty", "", ["expected a mapping"]),
-    yaml_case("yaml-duplicate-model", lambda d: good_audit(d).replace("layers:", f"  - {{name: m, backend: embedded}}\nlayers:"),
+    yaml_case("yaml-duplicate-model", lambda d: good_audit(d).replace("layers:", "  - {name: m, backend: embedded}\nlayers:"),
               ["line 4", "duplicate model names"]),
     # ---- Cao et al. 2025 survey JSON
     data_case("cao-truncated-json", "cao.json", lambda d: json.dumps(cao_good())[:-20], ft_cao, ["invalid JSON at line 1 column"]),

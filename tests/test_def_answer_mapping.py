@@ -19,7 +19,6 @@ import re
 import unicodedata
 from pathlib import Path
 
-import pytest
 
 import valuelens.api as vl
 from valuelens.config import parse_audit

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 from scipy.spatial.distance import jensenshannon
@@ -14,7 +13,7 @@ from scipy.stats import entropy
 import valuelens.api as vl
 from valuelens.config import parse_audit
 from valuelens.errors import ValueLensError
-from valuelens.layers.first_token import control_country, option_request, table2
+from valuelens.layers.first_token import control_country, table2
 from valuelens.config import Split
 
 UNSEEN_Q = [str(q) for q in range(189, 199)]
