@@ -229,6 +229,13 @@ def test_comparison_of_two_runs(run_dir, other_run, tmp_path):
         build_comparison([run_dir], tmp_path / "one.html")
 
 
+def _section_of(figure: str) -> str:
+    """The layer section a figure belongs in: "dilemma-flips" -> layer-dilemmas, "position-def" -> layer-def."""
+    kind, _, rest = figure.partition("-")
+    layer = rest if kind == "position" else kind
+    return "layer-" + {"dilemma": "dilemmas"}.get(layer, layer)
+
+
 def test_report_renders_in_a_browser(rich_dir, other_run, tmp_path):
     import browser
 
@@ -249,8 +256,7 @@ def test_report_renders_in_a_browser(rich_dir, other_run, tmp_path):
     # every layer figure type is drawn, in its layer's section
     drawn = {p["figure"]: p["section"] for p in page.plots if p["figure"]}
     assert FIGURES <= set(drawn), FIGURES - set(drawn)
-    assert all(drawn[f] == "layer-" + {"dilemma": "dilemmas", "def": "def", "mark": "mark"}[f.split("-")[0]]
-               for f in FIGURES)
+    assert all(drawn[f] == _section_of(f) for f in FIGURES), {f: drawn[f] for f in FIGURES}
     # the MARK trace viewer shows one trace, and another when one is picked
     (viewer,) = page.traces
     assert viewer["id"] == "mark-traces" and viewer["options"] == html.count("<option ") > 1
