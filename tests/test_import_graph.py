@@ -21,6 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": BASE,
     "results": BASE,
     "progress": BASE,
+    "terminal": BASE,  # tables that fit the terminal (rich only)
     "metrics": BASE,
     "stats": BASE | {"metrics"},
     "data": BASE,

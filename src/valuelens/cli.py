@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from valuelens.errors import Terminated, ValueLensError
+from valuelens.terminal import fitted_table, transposed_tables
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Audit LLMs for cross-cultural value alignment.")
@@ -83,20 +84,32 @@ def run(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: 
         out: Optional[str] = typer.Option(None, "--out", "-o", help="output directory (overrides the audit file)"),
         force: bool = typer.Option(False, "--force", help="run even where the output directory holds a different "
                                    "audit (its tables are moved to results/stale/)"),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars")):
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output (same as --progress none)"),
+        progress: str = typer.Option("auto", "--progress",
+                                     help="bar | plain (a line per task every 30 s, for logs) | none; auto: a bar "
+                                          "on a terminal, plain lines otherwise")):
     """Run (or resume) an audit and write results, run.json and the store."""
     from valuelens import api
     from valuelens.audit import check_out_dir, mark_failed
-    from valuelens.progress import NullTracker, rich_tracker
+    from valuelens.progress import LineTracker, NullTracker, rich_tracker
 
     with guarded():
+        mode = "none" if quiet else progress.strip().lower()
+        if mode == "auto":
+            mode = "bar" if console.is_terminal else "plain"
+        if mode not in {"bar", "plain", "none"}:
+            raise ValueLensError(f"--progress: {progress!r} is not one of auto, bar, plain, none")
         if out is not None and not out.strip():
             raise ValueLensError("--out: empty path; give a directory (e.g. --out runs/NAME)")
         out_dir = Path(out) if out is not None else None
         cfg = api.load(audit)  # bad input fails before any progress bar appears
         check_out_dir(out_dir if out_dir is not None else cfg.out_dir())
-        if quiet:
+        if mode == "none":
             result = api.run_full(audit, out_dir, NullTracker(), force=force)
+        elif mode == "plain":
+            interval = float(os.environ.get("VALUELENS_PROGRESS_INTERVAL", "30"))
+            line = LineTracker(lambda text: console.print(escape(text), highlight=False, soft_wrap=True), interval)
+            result = api.run_full(audit, out_dir, line, force=force)
         else:
             with rich_tracker(console) as tracker:
                 result = api.run_full(audit, out_dir, tracker, force=force)
@@ -123,13 +136,11 @@ def _summary(result) -> None:
         measures = [c for c in df.columns if c not in keys and df[c].notna().any()]
         if not measures:
             continue
-        t = Table(title=name)
-        t.add_column("measure", no_wrap=True)
-        for row in df.itertuples(index=False):
-            t.add_column(escape(" / ".join(str(getattr(row, k)) for k in keys)), justify="right")
-        for col in measures:
-            t.add_row(col, *[escape(_fmt(v)) for v in df[col]])
-        console.print(t)
+        # Split into several tables when the columns do not fit the terminal (80 columns in a log).
+        columns = [("\n".join(str(getattr(row, k)) for k in keys), [_fmt(df[c].iloc[i]) for c in measures])
+                   for i, row in enumerate(df.itertuples(index=False))]
+        for t in transposed_tables(name, "measure", measures, columns, console.width):
+            console.print(t)
     console.print(f"results: {result.out_dir / 'results'} (Parquet and CSV); manifest: {result.out_dir / 'run.json'}")
 
 
@@ -210,18 +221,14 @@ def models(audit: Optional[Path] = typer.Argument(None, help="audit YAML; defaul
             _print_known_models(with_source=True)
             return
         t = Table(title="backends")
-        t.add_column("name")
-        t.add_column("what")
+        t.add_column("name", no_wrap=True)
+        t.add_column("what", overflow="fold")
         for name, (_, doc) in BACKENDS.items():
-            t.add_row(name, doc)
+            t.add_row(escape(name), escape(doc))
         console.print(t)
         cfg = api.load(audit)
         rows = [m.catalogue() for m in cfg.models]
-        c = Table(title="catalogue")
-        for col in rows[0]:
-            c.add_column(col)
-        for r in rows:
-            c.add_row(*[str(v) for v in r.values()])
+        c, _ = fitted_table("catalogue", list(rows[0]), [[str(v) for v in r.values()] for r in rows], console.width)
         console.print(c)
         known = [f"{m.name} = {m.known_as}" for m in cfg.models if m.known_as]
         if known:
@@ -234,14 +241,13 @@ def _print_known_models(with_source: bool) -> None:
     from valuelens.data.catalogue import known_models
 
     ms = known_models()
-    t = Table(title=f"built-in catalogue ({len(ms)} models; an audit entry naming one gets its metadata)")
-    for col in ("name", "Hugging Face repo / API ids", "developer", "region", "family", "params_b", "architecture",
-                "alignment"):
-        t.add_column(col)
-    for m in ms:
-        ids = m.hf_repo or ", ".join(m.api_ids[:2]) or "—"
-        t.add_row(*[escape(v) for v in (m.name, ids, m.developer, m.region, m.family, m.params_text(),
-                                        m.architecture or "unknown", m.alignment or "unknown")])
+    headers = ("name", "Hugging Face repo / API ids", "developer", "region", "family", "params_b", "architecture",
+               "alignment")
+    rows = [(m.name, m.hf_repo or ", ".join(m.api_ids[:2]) or "—", m.developer, m.region, m.family, m.params_text(),
+             m.architecture or "unknown", m.alignment or "unknown") for m in ms]
+    # At 80 columns the repo ids, developer and architecture go first (--catalogue lists each entry's ids below).
+    t, _ = fitted_table(f"built-in catalogue ({len(ms)} models; an audit entry naming one gets its metadata)",
+                        headers, rows, console.width, priority=(0, 7, 5, 1, 2, 3, 6, 4))
     console.print(t)
     if with_source:
         for m in ms:
