@@ -179,7 +179,7 @@ def _chain_file(tmp_path):
 def test_escalation_tables_and_cross_model_agreement_by_hand(tmp_path):
     pick = [{"contains": "A. pick", "probs": P_A}, {"contains": "B. pick", "probs": P_B}]
     m2 = [{"contains": "A. skip c1s1", "probs": P_A}, {"contains": "B. skip c1s1", "probs": P_B}] + pick
-    res = run(tmp_path, {"m1": {"rules": pick}, "m2": {"rules": m2}}, f"corpus: none, chains: {_chain_file(tmp_path)}")
+    res = run(tmp_path, {"m1": {"rules": pick}, "m2": {"rules": m2}}, f"corpus: none, chains: {_chain_file(tmp_path)}, escalation: {{context: [none]}}")
     t = res.tables
     assert len(t["dilemma_chain_responses"]) == 2 * 2 * 3 * 2  # models x chains x steps x orders
     steps = t["dilemma_chain_steps"]

@@ -21,6 +21,7 @@ from valuelens.data.dilemmas.loaders import (
 from valuelens.data.dilemmas.schema import (
     KIDDER_PAIRS,
     MFT_VALUES,
+    SCHWARTZ_VALUES,
     VALUE_NAMES,
     Chain,
     ChainStep,
@@ -45,7 +46,7 @@ def builtin_chains() -> list[Chain]:
 
 
 __all__ = [
-    "KIDDER_PAIRS", "MFT_VALUES", "VALUE_NAMES", "Chain", "ChainStep", "Dilemma", "MCScenario", "MCTemplates",
+    "KIDDER_PAIRS", "MFT_VALUES", "SCHWARTZ_VALUES", "VALUE_NAMES", "Chain", "ChainStep", "Dilemma", "MCScenario", "MCTemplates",
     "builtin_chains", "builtin_dilemmas", "load_chains", "load_dilemmas", "load_mmd", "load_moralchoice",
     "norm_value", "read_records", "value_name",
 ]

@@ -11,7 +11,9 @@ list)::
 A TEXT is a string (English) or ``{language: text}``; a value is a name or
 ``{language: name}`` (the English name is the canonical one). Our chain
 schema: ``{"id", "norm": TEXT, "steps": [{"situation", "dilemma",
-"choices": [TEXT, TEXT], "values": [name, name]}]}``.
+"choices": [TEXT, TEXT], "values": [name, name], "schwartz": [name, name]}]}``
+(``values``: MFT foundations; ``schwartz``, optional: Schwartz basic values),
+as a JSON list or one chain per line of a ``.jsonl`` file.
 
 MMD (Wu et al. 2025): one row per chain with ``norm`` and ``step i_situation``,
 ``step i_dilemma``, ``step i_choiceA``, ``step i_choiceB``,
@@ -175,7 +177,9 @@ def _chain(source: str):
                 raise RowError(f, "expected an object")
             out.append(ChainStep(_text(st.get("situation"), f + ".situation"), _text(st.get("dilemma"), f + ".dilemma"),
                                  tuple(_text(t, f"{f}.choices[{j}]") for j, t in enumerate(_two(st.get("choices"), f + ".choices"))),  # type: ignore[arg-type]
-                                 _step_values(st.get("values"), f + ".values")))
+                                 _step_values(st.get("values"), f + ".values"),
+                                 (None, None) if st.get("schwartz") is None
+                                 else _step_values(st["schwartz"], f + ".schwartz")))
         return Chain(str(rec.get("id", f"chain{row}")), _text(_req(rec, "norm"), "norm"), tuple(out), source)
     return parse
 

@@ -29,6 +29,8 @@ VALUE_NAMES: dict[str, dict[str, str]] = {
 }
 KIDDER_PAIRS = ("Truth vs Loyalty", "Individual vs Community", "Short-term vs Long-term", "Justice vs Mercy")
 MFT_VALUES = ("Care", "Fairness", "Loyalty", "Authority", "Sanctity", "Liberty")
+SCHWARTZ_VALUES = ("Self-direction", "Stimulation", "Hedonism", "Achievement", "Power", "Security", "Conformity",
+                   "Tradition", "Benevolence", "Universalism")  # Schwartz (1992), the circle's order
 
 
 def value_name(value: str, lang: str, names: dict[str, Text] | None = None) -> str:
@@ -66,12 +68,14 @@ class Dilemma:
 @dataclass(frozen=True)
 class ChainStep:
     """One step: what happens, the question, two choices and their values
-    (None when the corpus gives no label)."""
+    (None when the corpus gives no label): ``values`` MFT foundations,
+    ``schwartz`` Schwartz basic values (a second label set, optional)."""
 
     situation: Text
     dilemma: Text
     choices: tuple[Text, Text]
     values: tuple[str | None, str | None]
+    schwartz: tuple[str | None, str | None] = (None, None)
 
     def languages(self) -> set[str]:
         return set(self.situation) & set(self.dilemma) & set(self.choices[0]) & set(self.choices[1])

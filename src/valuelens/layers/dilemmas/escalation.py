@@ -1,18 +1,33 @@
-"""Escalation chains (Wu et al. 2025, MMD): value rankings across steps.
+"""Escalation chains (Wu et al. 2025, MMD): value rankings across steps, per context mode.
 
-At step i the model sees the norm, the situations of steps 1…i−1 and the
-current situation, question and two choices (its earlier answers are not
-shown, so every step is asked independently and in one batch). Each step is
-asked in the given and the reversed order; the step's choice is the argmax of
-the two orders' mean probabilities (position bias cancels), and an invalid
-order adds to the invalid share. Win rate of a value at a step = share of the
-chains where it was at stake (one of the two choices, the other carrying a
-different value) and chosen; an invalid answer is a loss for both values.
-Rankings per step from the win rates; stability = Kendall τ-b between the win
-rates of consecutive steps; volatility = mean |rank change| per value.
-Intervals bootstrap over chains (NaN when some resample leaves the statistic
-undefined, e.g. with very few chains). A chain is asked in the audit
-languages it has, else in its own (MMD: English).
+What a step's prompt shows of the earlier steps is the context mode
+(``escalation.context``, escalation_context.py): ``full`` (the chain as a
+conversation with the model's own earlier answers), ``none`` (each step
+alone) or ``causal`` (a summary of the earlier situations and choices).
+``full`` and ``causal`` depend on the model's answers, so the chains are asked
+step by step: one batch per step over every mode, chain, language and order,
+each step's choices decided before the next step is rendered (the first
+step's prompt is the same in every mode and is asked once). Every request goes
+through the cache, so a resumed run re-derives the same later prompts from the
+cached earlier answers.
+
+Each step is asked in the given and the reversed order; the step's choice is
+the argmax of the two orders' mean probabilities (position bias cancels: a
+model that always answers the same letter gets a tie, i.e. no valid choice),
+and an invalid order adds to the invalid share. Win rate of a value at a step
+= share of the chains where it was at stake (one of the two choices, the other
+carrying a different value) and chosen; an invalid answer is a loss for both
+values. Ranks per step from the win rates (1 = highest, ties averaged);
+stability = Kendall τ-b (scipy.stats.kendalltau) between the win rates of
+consecutive steps and of the first and the last step; volatility = mean
+|rank change| per value over consecutive steps. All of it per label set:
+``mft`` (the steps' ``values``) and ``schwartz`` (their ``schwartz`` labels,
+where the corpus has them). Intervals: 95 % percentile bootstrap over chains
+(seeded; NaN when some resample leaves the statistic undefined, e.g. with
+very few chains). Modes are compared on the same resampled chains
+(``dilemma_chain_context_contrast``: τ and volatility of each mode minus the
+first listed mode's). A chain is asked in the audit languages it has, else in
+its own (MMD: English).
 """
 
 from __future__ import annotations
@@ -23,10 +38,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from valuelens.data.dilemmas import MFT_VALUES, Chain
+from valuelens.data.dilemmas import MFT_VALUES, SCHWARTZ_VALUES, Chain
 from valuelens.layers.dilemmas.ask import Asker
+from valuelens.layers.dilemmas.escalation_context import render
 from valuelens.layers.dilemmas.measures import (
     choose,
+    fleiss_kappa,
+    kendall,
     label_to_action,
     pairwise_agreement,
     ranks,
@@ -36,17 +54,22 @@ from valuelens.layers.dilemmas.measures import (
     win_rates,
     win_tensor,
 )
-from valuelens.layers.dilemmas.prompts import chain_prompt
+from valuelens.metrics import position_bias
 
 CI = ["estimate", "ci_low", "ci_high", "n"]
+# label set -> (value column 1, value column 2, chosen column, known order)
+LABEL_SETS = {"mft": ("value_1", "value_2", "chosen_value", MFT_VALUES),
+              "schwartz": ("schwartz_1", "schwartz_2", "chosen_schwartz", SCHWARTZ_VALUES)}
+GROUP = ["context", "label_set", "source", "language"]
 
 
 @dataclass(frozen=True)
-class StepAsk:
+class Job:
+    """One chain asked in one language and one context mode."""
+
+    context: str
     chain: Chain
-    step: int  # 0-based
     lang: str
-    reverse: bool
 
 
 def chain_languages(chain: Chain, languages: Sequence[str]) -> list[str]:
@@ -54,98 +77,73 @@ def chain_languages(chain: Chain, languages: Sequence[str]) -> list[str]:
     return own or sorted(chain.languages())
 
 
-def run(asker: Asker, chains: Sequence[Chain], languages: Sequence[str]) -> dict[str, pd.DataFrame]:
-    asks = [StepAsk(c, i, lang, rev) for c in chains for lang in chain_languages(c, languages)
-            for i in range(len(c.steps)) for rev in (False, True)]
-    outs = asker.ab([chain_prompt(a.chain, a.step, a.lang, a.reverse) for a in asks], "escalation chains")
-    rows = []
-    for a, o in zip(asks, outs):
-        first = 1 if a.reverse else 0
-        label = o.label
-        act = label_to_action(label, first)
-        vals = a.chain.steps[a.step].values
-        rows.append({"source": a.chain.source, "language": a.lang, "chain_id": a.chain.id, "step": a.step + 1,
-                     "order": "reversed" if a.reverse else "given", "value_1": vals[0], "value_2": vals[1],
-                     "p_A": o.p_a, "p_B": o.p_b, "p_invalid": o.p_invalid, "covered_mass": o.covered_mass,
-                     "p_choice_1": o.p_b if a.reverse else o.p_a, "p_choice_2": o.p_a if a.reverse else o.p_b,
-                     "chosen_label": label, "chosen_choice": None if act is None else act + 1,
-                     "chosen_value": None if act is None else vals[act], "valid": act is not None, "reply": o.reply})
-    resp = pd.DataFrame(rows)
-    steps = step_choices(resp)
-    return {"dilemma_chain_responses": resp, "dilemma_chain_steps": steps,
-            **chain_tables(steps, asker.seed, asker.s.n_resamples)}
+def _decide(p1: Sequence[float], p2: Sequence[float], pinv: Sequence[float]) -> tuple[float, float, float, int | None]:
+    """Both orders' probabilities of choice 1 and 2 averaged (NaN = 0), then argmax."""
+    a = float(np.nan_to_num(np.asarray(p1, float)).mean())
+    b = float(np.nan_to_num(np.asarray(p2, float)).mean())
+    c = float(np.asarray(pinv, float).mean())
+    return a, b, c, label_to_action(choose(a, b, c), 0)
 
 
-def step_choices(resp: pd.DataFrame) -> pd.DataFrame:
-    """One row per chain step: both orders' probabilities averaged, then argmax."""
-    out = []
-    keys = ["source", "language", "chain_id", "step"]
-    for k, g in resp.groupby(keys, sort=False):
-        p1, p2 = np.nan_to_num(g["p_choice_1"].to_numpy(float)).mean(), np.nan_to_num(g["p_choice_2"].to_numpy(float)).mean()
-        pinv = g["p_invalid"].to_numpy(float).mean()
-        act = label_to_action(choose(p1, p2, pinv), 0)
-        vals = (g["value_1"].iloc[0], g["value_2"].iloc[0])
-        out.append({**dict(zip(keys, k)), "value_1": vals[0], "value_2": vals[1], "p_choice_1": p1, "p_choice_2": p2,
-                    "p_invalid": pinv, "chosen_choice": None if act is None else act + 1,
-                    "chosen_value": None if act is None else vals[act], "valid": act is not None})
-    return pd.DataFrame(out)
+def run(asker: Asker, chains: Sequence[Chain], languages: Sequence[str],
+        contexts: Sequence[str] = ("full", "none")) -> dict[str, pd.DataFrame]:
+    jobs = [Job(ctx, c, lang) for ctx in contexts for c in chains for lang in chain_languages(c, languages)]
+    decided: list[list[int | None]] = [[] for _ in jobs]
+    resp, steps = [], []
+    for t in range(max((len(c.steps) for c in chains), default=0)):
+        asks = [(j, rev) for j, job in enumerate(jobs) if t < len(job.chain.steps) for rev in (False, True)]
+        prompts = [render(jobs[j].context, jobs[j].chain, t, jobs[j].lang, rev, decided[j]) for j, rev in asks]
+        outs = asker.ab(prompts, f"escalation chains · step {t + 1}")
+        by_job: dict[int, list[dict]] = {}
+        for (j, rev), o in zip(asks, outs):
+            job, st = jobs[j], jobs[j].chain.steps[t]
+            act = label_to_action(o.label, 1 if rev else 0)
+            row = {"context": job.context, "source": job.chain.source, "language": job.lang,
+                   "chain_id": job.chain.id, "step": t + 1, "order": "reversed" if rev else "given",
+                   "value_1": st.values[0], "value_2": st.values[1],
+                   "schwartz_1": st.schwartz[0], "schwartz_2": st.schwartz[1],
+                   "p_A": o.p_a, "p_B": o.p_b, "p_invalid": o.p_invalid, "covered_mass": o.covered_mass,
+                   "p_choice_1": o.p_b if rev else o.p_a, "p_choice_2": o.p_a if rev else o.p_b,
+                   "chosen_label": o.label, "chosen_choice": None if act is None else act + 1,
+                   "chosen_value": None if act is None else st.values[act],
+                   "chosen_schwartz": None if act is None else st.schwartz[act],
+                   "valid": act is not None, "reply": o.reply}
+            resp.append(row)
+            by_job.setdefault(j, []).append(row)
+        for j, rows in by_job.items():
+            job, st = jobs[j], jobs[j].chain.steps[t]
+            p1, p2, pinv, act = _decide([r["p_choice_1"] for r in rows], [r["p_choice_2"] for r in rows],
+                                        [r["p_invalid"] for r in rows])
+            decided[j].append(act)
+            steps.append({k: rows[0][k] for k in ("context", "source", "language", "chain_id", "step", "value_1",
+                                                  "value_2", "schwartz_1", "schwartz_2")}
+                         | {"p_choice_1": p1, "p_choice_2": p2, "p_invalid": pinv,
+                            "chosen_choice": None if act is None else act + 1,
+                            "chosen_value": None if act is None else st.values[act],
+                            "chosen_schwartz": None if act is None else st.schwartz[act],
+                            "valid": act is not None})
+    resp_df = pd.DataFrame(resp)
+    order = {c: i for i, c in enumerate(contexts)}
+    steps_df = pd.DataFrame(steps)
+    if len(steps_df):  # a row per chain step, in chain order within each mode (the loop is step-major)
+        steps_df = (steps_df.assign(_c=steps_df["context"].map(order), _i=range(len(steps_df)))
+                    .sort_values(["_c", "source", "language", "chain_id", "step"], kind="stable")
+                    .drop(columns=["_c", "_i"]).reset_index(drop=True))
+    return {"dilemma_chain_responses": resp_df, "dilemma_chain_steps": steps_df,
+            **chain_tables(steps_df, asker.seed, asker.s.n_resamples, resp_df)}
 
 
-def _values(g: pd.DataFrame) -> list[str]:
-    seen = {v for v in pd.concat([g["value_1"], g["value_2"]]) if isinstance(v, str)}
-    return [v for v in MFT_VALUES if v in seen] + sorted(seen - set(MFT_VALUES))
+def _values(g: pd.DataFrame, c1: str, c2: str, known: Sequence[str]) -> list[str]:
+    seen = {v for v in pd.concat([g[c1], g[c2]]) if isinstance(v, str)}
+    return [v for v in known if v in seen] + sorted(seen - set(known))
 
 
-def _tensor(g: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    chains = list(dict.fromkeys(g["chain_id"]))
+def _tensor(g: pd.DataFrame, chains: list[str], values: list[str], n_steps: int, cols: tuple) -> np.ndarray:
     ci = {c: i for i, c in enumerate(chains)}
-    values = _values(g)
     s = lambda x: x if isinstance(x, str) else None  # noqa: E731
     recs = [(ci[c], int(t) - 1, s(a), s(b), s(v)) for c, t, a, b, v in
-            zip(g["chain_id"], g["step"], g["value_1"], g["value_2"], g["chosen_value"])]
-    return win_tensor(recs, len(chains), int(g["step"].max()), values), values
-
-
-def chain_tables(steps: pd.DataFrame, seed: int, n_resamples: int = 1000) -> dict[str, pd.DataFrame]:
-    wins, stab, vol = [], [], []
-    for (source, lang), g in steps.groupby(["source", "language"], sort=False):
-        W, values = _tensor(g)
-        rates = win_rates(W)
-        rk = ranks(rates)
-        idx = np.arange(W.shape[0])
-        memo: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
-
-        def resampled(i: np.ndarray, W=W) -> tuple[np.ndarray, np.ndarray]:
-            """(τ per transition, volatility per value) of a resample of chains,
-            computed once and shared by every row below (same seed → same draws)."""
-            key = i.tobytes()
-            if key not in memo:
-                r = win_rates(W[i.astype(int)])
-                memo[key] = (stability(r), volatility(ranks(r)))
-            return memo[key]
-
-        boot = lambda f: summary(idx, seed, n_resamples, stat=lambda i: f(*resampled(i)))  # noqa: E731
-        for t in range(W.shape[1]):
-            for k, v in enumerate(values):
-                col = W[:, t, k]
-                n_inv = int(((g["step"] == t + 1) & ~g["valid"].astype(bool) &
-                             ((g["value_1"] == v) | (g["value_2"] == v))).sum())
-                wins.append({"source": source, "language": lang, "step": t + 1, "value": v,
-                             **summary(col[np.isfinite(col)], seed, n_resamples), "rank": rk[t, k], "n_invalid": n_inv})
-        taus = stability(rates)
-        for t in range(len(taus)):
-            both = int(np.sum(np.isfinite(rates[t]) & np.isfinite(rates[t + 1])))
-            stab.append({"source": source, "language": lang, "transition": f"{t + 1}-{t + 2}",
-                         **boot(lambda tau, vol, t=t: tau[t]), "n_values": both})
-        stab.append({"source": source, "language": lang, "transition": "mean",
-                     **boot(lambda tau, vol: _nanmean(tau)), "n_values": None})
-        for k, v in enumerate(values):
-            vol.append({"source": source, "language": lang, "value": v,
-                        **boot(lambda tau, vol, k=k: vol[k]),
-                        "n_transitions": int(np.sum(np.isfinite(np.diff(rk[:, k]))))})
-    return {"dilemma_chain_winrates": pd.DataFrame(wins, columns=["source", "language", "step", "value", *CI, "rank", "n_invalid"]),
-            "dilemma_chain_stability": pd.DataFrame(stab, columns=["source", "language", "transition", *CI, "n_values"]),
-            "dilemma_chain_volatility": pd.DataFrame(vol, columns=["source", "language", "value", *CI, "n_transitions"])}
+            zip(g["chain_id"], g["step"], g[cols[0]], g[cols[1]], g[cols[2]])]
+    return win_tensor(recs, len(chains), n_steps, values)
 
 
 def _nanmean(x: np.ndarray) -> float:
@@ -153,24 +151,151 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else np.nan
 
 
+def _stats(W: np.ndarray) -> dict[str, np.ndarray]:
+    """Everything bootstrapped over chains, from one chain resample's win tensor."""
+    r = win_rates(W)
+    rk = ranks(r)
+    tau = stability(r)
+    return {"rates": r, "ranks": rk, "tau": tau, "tau_mean": np.array(_nanmean(tau)),
+            "tau_first_last": np.array(kendall(r[0], r[-1]) if r.shape[0] > 1 else np.nan),
+            "volatility": volatility(rk)}
+
+
+def _frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=cols)
+
+
+WIN_COLS = [*GROUP, "step", "value", *CI, "rank", "rank_ci_low", "rank_ci_high", "n_invalid"]
+STAB_COLS = [*GROUP, "transition", *CI, "n_values"]
+VOL_COLS = [*GROUP, "value", *CI, "mean_rank", "n_transitions"]
+CONTRAST_COLS = ["context", "baseline", "label_set", "source", "language", "measure", "value", *CI]
+CONTEXT_COLS = [*GROUP, "n_chains", "n_steps", "invalid_share", "tau_mean", "tau_first_last",
+                "most_volatile", "most_volatile_volatility", "position_tv", "position_dominated"]
+
+
+def chain_tables(steps: pd.DataFrame, seed: int, n_resamples: int = 1000,
+                 responses: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Win rates and ranks per step, stability (τ-b), volatility, the modes
+    side by side (``dilemma_chain_contexts``) and their paired contrasts."""
+    wins, stab, vol, contrast, modes = [], [], [], [], []
+    if steps.empty:
+        return {"dilemma_chain_winrates": _frame(wins, WIN_COLS), "dilemma_chain_stability": _frame(stab, STAB_COLS),
+                "dilemma_chain_volatility": _frame(vol, VOL_COLS),
+                "dilemma_chain_context_contrast": _frame(contrast, CONTRAST_COLS),
+                "dilemma_chain_contexts": _frame(modes, CONTEXT_COLS)}
+    if "context" not in steps:
+        steps = steps.assign(context="none")
+    contexts = list(dict.fromkeys(steps["context"]))
+    for label_set, cols in LABEL_SETS.items():
+        if cols[0] not in steps or not (steps[cols[0]].map(lambda v: isinstance(v, str)).any()):
+            continue
+        for (source, lang), g in steps.groupby(["source", "language"], sort=False):
+            chains = list(dict.fromkeys(g["chain_id"]))
+            values = _values(g, cols[0], cols[1], cols[3])
+            n_steps = int(g["step"].max())
+            Ws = {ctx: _tensor(g[g["context"] == ctx], chains, values, n_steps, cols) for ctx in contexts}
+            idx = np.arange(len(chains))
+            memo: dict[tuple[str, bytes], dict[str, np.ndarray]] = {}
+
+            def res(ctx: str, i: np.ndarray, Ws=Ws, memo=memo) -> dict[str, np.ndarray]:
+                """Statistics of one resample of chains, computed once and shared by every row below
+                (same seed → same draws, the same draws in every mode)."""
+                key = (ctx, i.tobytes())
+                if key not in memo:
+                    memo[key] = _stats(Ws[ctx][i.astype(int)])
+                return memo[key]
+
+            boot = lambda f: summary(idx, seed, n_resamples, stat=f)  # noqa: E731
+            for ctx in contexts:
+                h = g[g["context"] == ctx]
+                if h.empty:
+                    continue
+                key = {"context": ctx, "label_set": label_set, "source": source, "language": lang}
+                W, full = Ws[ctx], res(ctx, idx)
+                rates, rk = full["rates"], full["ranks"]
+                for t in range(n_steps):
+                    at_t = h[h["step"] == t + 1]
+                    for k, v in enumerate(values):
+                        col = W[:, t, k]
+                        n_inv = int((~at_t["valid"].astype(bool) & ((at_t[cols[0]] == v) | (at_t[cols[1]] == v))).sum())
+                        rci = boot(lambda i, t=t, k=k, ctx=ctx: res(ctx, i)["ranks"][t, k]) if np.isfinite(rk[t, k]) \
+                            else {"ci_low": np.nan, "ci_high": np.nan}
+                        wins.append({**key, "step": t + 1, "value": v,
+                                     **summary(col[np.isfinite(col)], seed, n_resamples), "rank": rk[t, k],
+                                     "rank_ci_low": rci["ci_low"], "rank_ci_high": rci["ci_high"], "n_invalid": n_inv})
+                for t in range(n_steps - 1):
+                    both = int(np.sum(np.isfinite(rates[t]) & np.isfinite(rates[t + 1])))
+                    stab.append({**key, "transition": f"{t + 1}-{t + 2}",
+                                 **boot(lambda i, t=t, ctx=ctx: res(ctx, i)["tau"][t]), "n_values": both})
+                if n_steps > 1:
+                    both = int(np.sum(np.isfinite(rates[0]) & np.isfinite(rates[-1])))
+                    stab.append({**key, "transition": "first-last",
+                                 **boot(lambda i, ctx=ctx: float(res(ctx, i)["tau_first_last"])), "n_values": both})
+                    stab.append({**key, "transition": "mean",
+                                 **boot(lambda i, ctx=ctx: float(res(ctx, i)["tau_mean"])), "n_values": None})
+                for k, v in enumerate(values):
+                    vol.append({**key, "value": v, **boot(lambda i, k=k, ctx=ctx: res(ctx, i)["volatility"][k]),
+                                "mean_rank": _nanmean(rk[:, k]),
+                                "n_transitions": int(np.sum(np.isfinite(np.diff(rk[:, k]))))})
+                vk = full["volatility"]
+                top = int(np.nanargmax(vk)) if np.isfinite(vk).any() else None
+                pos = {"position_tv": np.nan, "position_dominated": None}
+                if responses is not None and len(responses) and label_set == "mft":
+                    r = responses[(responses["context"] == ctx) & (responses["source"] == source)
+                                  & (responses["language"] == lang)]
+                    pb = position_bias([{"A": 1, "B": 2}.get(x) for x in r["chosen_label"]], [2] * len(r))
+                    pos = {"position_tv": pb["position_tv"], "position_dominated": pb["position_dominated"]}
+                modes.append({**key, "n_chains": len(set(h["chain_id"])), "n_steps": n_steps,
+                              "invalid_share": float((~h["valid"].astype(bool)).mean()),
+                              "tau_mean": float(full["tau_mean"]), "tau_first_last": float(full["tau_first_last"]),
+                              "most_volatile": None if top is None else values[top],
+                              "most_volatile_volatility": np.nan if top is None else float(vk[top]), **pos})
+            base = contexts[0]
+            for ctx in contexts[1:]:
+                key = {"context": ctx, "baseline": base, "label_set": label_set, "source": source, "language": lang}
+                diff = lambda f, ctx=ctx: boot(lambda i: f(res(ctx, i)) - f(res(base, i)))  # noqa: E731
+                contrast.append({**key, "measure": "tau_mean", "value": None, **diff(lambda s: float(s["tau_mean"]))})
+                for k, v in enumerate(values):
+                    contrast.append({**key, "measure": "volatility", "value": v,
+                                     **diff(lambda s, k=k: s["volatility"][k])})
+    return {"dilemma_chain_winrates": _frame(wins, WIN_COLS), "dilemma_chain_stability": _frame(stab, STAB_COLS),
+            "dilemma_chain_volatility": _frame(vol, VOL_COLS),
+            "dilemma_chain_context_contrast": _frame(contrast, CONTRAST_COLS),
+            "dilemma_chain_contexts": _frame(modes, CONTEXT_COLS)}
+
+
 def model_agreement(steps: pd.DataFrame, seed: int, n_resamples: int = 1000) -> pd.DataFrame:
-    """Cross-model consistency per value per step: over the chain steps where
-    the value is at stake and every model answered, the mean share of model
-    pairs that made the same choice (invalid is its own outcome)."""
-    cols = ["source", "language", "step", "value", *CI, "n_models"]
+    """Cross-model consistency per value per step (per context mode and label
+    set): over the chain steps where the value is at stake and every model
+    answered, the mean share of model pairs that made the same choice
+    (``estimate``) and Fleiss' κ of the models' choices (``kappa``; outcomes
+    choice 1, choice 2, invalid), both bootstrapped over those chain steps."""
+    cols = [*GROUP, "step", "value", *CI, "kappa", "kappa_ci_low", "kappa_ci_high", "n_models"]
     models = list(dict.fromkeys(steps["model"])) if "model" in steps else []
     if len(models) < 2:
         return pd.DataFrame(columns=cols)
+    if "context" not in steps:
+        steps = steps.assign(context="none")
     out = []
-    for (source, lang, step), g in steps.groupby(["source", "language", "step"], sort=False):
-        per_step = []
-        for cid, h in g.groupby("chain_id", sort=False):
-            if set(h["model"]) != set(models) or h["value_1"].iloc[0] == h["value_2"].iloc[0]:
-                continue
-            choice = {m: ("invalid" if pd.isna(c) else int(c)) for m, c in zip(h["model"], h["chosen_choice"])}
-            per_step.append(((h["value_1"].iloc[0], h["value_2"].iloc[0]), pairwise_agreement([choice[m] for m in models])))
-        for v in _values(g):
-            flags = [a for vals, a in per_step if v in vals]
-            out.append({"source": source, "language": lang, "step": int(step), "value": v,
-                        **summary(flags, seed, n_resamples), "n_models": len(models)})
+    for label_set, (c1, c2, _, known) in LABEL_SETS.items():
+        if c1 not in steps or not steps[c1].map(lambda v: isinstance(v, str)).any():
+            continue
+        for (ctx, source, lang, step), g in steps.groupby(["context", "source", "language", "step"], sort=False):
+            per_step = []
+            for _cid, h in g.groupby("chain_id", sort=False):
+                if set(h["model"]) != set(models) or h[c1].iloc[0] == h[c2].iloc[0]:
+                    continue
+                choice = {m: ("invalid" if pd.isna(c) else int(c)) for m, c in zip(h["model"], h["chosen_choice"])}
+                outcomes = [choice[m] for m in models]
+                counts = [sum(o == k for o in outcomes) for k in (1, 2, "invalid")]
+                per_step.append(((h[c1].iloc[0], h[c2].iloc[0]), pairwise_agreement(outcomes), counts))
+            for v in _values(g, c1, c2, known):
+                mine = [(a, c) for vals, a, c in per_step if v in vals]
+                counts = np.array([c for _, c in mine], dtype=float).reshape(-1, 3)
+                kap = (summary(np.arange(len(mine)), seed, n_resamples, stat=lambda i, M=counts: fleiss_kappa(M[i.astype(int)]))
+                       if mine else {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan})
+                out.append({"context": ctx, "label_set": label_set, "source": source, "language": lang,
+                            "step": int(step), "value": v, **summary([a for a, _ in mine], seed, n_resamples),
+                            "kappa": kap["estimate"], "kappa_ci_low": kap["ci_low"], "kappa_ci_high": kap["ci_high"],
+                            "n_models": len(models)})
     return pd.DataFrame(out, columns=cols)

@@ -61,7 +61,7 @@ def run(model: CachedModel, settings: DilemmaSettings, ctx: LayerContext) -> dic
     if dilemmas:
         tables.update(kidder.run(asker, dilemmas, langs))
     if chains:
-        tables.update(escalation.run(asker, chains, langs))
+        tables.update(escalation.run(asker, chains, langs, s.escalation.context))
         tables["dilemma_chain_steps"].attrs["seed"] = asker.seed
     if mc is not None:
         scenarios = moralchoice.sample_scenarios(mc[0], s.moralchoice.sample, asker.seed)  # type: ignore[union-attr]

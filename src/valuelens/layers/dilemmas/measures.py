@@ -155,6 +155,25 @@ def pairwise_agreement(outcomes: Sequence[Hashable]) -> float:
     return float(np.mean([a == b for a, b in pairs])) if pairs else math.nan
 
 
+def fleiss_kappa(counts: np.ndarray) -> float:
+    """Fleiss' κ of ``counts[subject, category]`` (raters per category; the
+    same number of raters for every subject): (P̄ − P_e) / (1 − P_e). NaN with
+    no subject, fewer than 2 raters, or P_e = 1 (every rating in one category)."""
+    m = np.asarray(counts, dtype=float)
+    if m.ndim != 2 or m.shape[0] == 0:
+        return math.nan
+    n = m.sum(axis=1)
+    if np.any(n != n[0]) or n[0] < 2:
+        return math.nan
+    n_r = n[0]
+    p_i = (np.sum(m * m, axis=1) - n_r) / (n_r * (n_r - 1))
+    p_j = m.sum(axis=0) / m.sum()
+    pe = float(np.sum(p_j * p_j))
+    if pe >= 1 - 1e-12:
+        return math.nan
+    return float((p_i.mean() - pe) / (1 - pe))
+
+
 # MoralChoice ---------------------------------------------------------------------
 
 def moralchoice_scenario(forms: Sequence[tuple[float, float] | None]) -> dict[str, float]:

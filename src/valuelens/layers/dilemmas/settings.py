@@ -14,6 +14,8 @@ from valuelens.strict import Strict
 
 Form = Literal["direct", "direct_reverse", "compare", "compare_reverse"]
 FORMS: tuple[str, ...] = ("direct", "direct_reverse", "compare", "compare_reverse")
+Context = Literal["full", "none", "causal"]
+CONTEXTS: tuple[str, ...] = ("full", "none", "causal")
 
 
 
@@ -26,6 +28,22 @@ class MoralChoiceSettings(Strict):
     ambiguity: Literal["low", "high", "both"] = "both"
 
 
+class EscalationSettings(Strict):
+    """Escalation chains (escalation_context.py): what a step's prompt shows of the earlier steps."""
+
+    context: list[Context] = Field(
+        default_factory=lambda: ["full", "none"], min_length=1,
+        description="full: the chain as a conversation with the model's own earlier answers; none: each step "
+                    "alone; causal: a short summary of the earlier situations and the model's choices")
+
+    @field_validator("context")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("a context is listed twice")
+        return [c for c in CONTEXTS if c in v]  # canonical order
+
+
 class DilemmaSettings(Strict):
     """Layer 1: right-vs-right dilemmas, escalation chains, MoralChoice."""
 
@@ -36,6 +54,7 @@ class DilemmaSettings(Strict):
     steering_examples: int = Field(default=2, ge=1, le=6, description="in-context examples per steered prompt")
     chains: str | None = Field(default="builtin", description="builtin | path to our chain JSON(L) | none")
     mmd: str | None = Field(default=None, description="MMD JSON file of escalation chains (asked in English)")
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     moralchoice: MoralChoiceSettings | None = None
     mode: Literal["probs", "generate"] = "probs"
     max_tokens: int = Field(default=32, ge=1, le=1024, description="generate mode, and MoralChoice repeat forms")
