@@ -30,6 +30,16 @@ has logprob -inf), ``other_model`` (the reply names ``other-model``),
 ``hang`` seconds) and ``context_length`` (HTTP 400, prompt too long).
 A query string on the URL is ignored for routing and recorded as ``query``.
 
+Issue 20 modes (each off by default): ``sample_first_token`` makes a
+generation request with temperature > 0 answer one token drawn from
+:func:`token_logprobs` with an RNG seeded by (prompt, seed)
+(:func:`sampled_token`), followed by ``) because``; ``reject_fields``
+answers HTTP 400 "Unrecognized request argument supplied: FIELD" (as
+api.openai.com does) to a request whose body has one of these fields;
+``capacity`` answers HTTP 429 (with ``Retry-After: capacity_retry_after``
+when that is set) to a request that arrives while ``capacity`` others are in
+flight.
+
 Like vLLM it also serves ``POST /tokenize`` (token ``i`` is ``VOCAB[i]``;
 any other text becomes several tokens) and honours ``logprob_token_ids``
 (exactly those tokens' log-probabilities) and ``return_tokens_as_token_ids``.
@@ -71,6 +81,16 @@ def token_logprobs(prompt: str) -> dict[str, float]:
 def top_k(prompt: str, k: int) -> list[tuple[str, float]]:
     """The ``k`` most likely scripted tokens, most likely first."""
     return sorted(token_logprobs(prompt).items(), key=lambda kv: -kv[1])[:k]
+
+
+def sampled_token(prompt: str, seed: int | None) -> str:
+    """The VOCAB token a ``sample_first_token`` server draws for (prompt, seed)."""
+    u = random.Random(f"{prompt}|{seed}|sample").random()
+    for tok, lp in token_logprobs(prompt).items():
+        u -= math.exp(lp)
+        if u < 0:
+            return tok
+    return VOCAB[-1]
 
 
 def generation_text(prompt: str, seed: int | None) -> str:
@@ -156,6 +176,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
             got = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
             return self._error(401, f"Incorrect API key provided: {got}")  # echoes the key, as some servers do
+        bad = next((f for f in fake.reject_fields if isinstance(body, dict) and f in body), None)
+        if bad is not None:
+            return self._error(400, f"Unrecognized request argument supplied: {bad}")
+        if fake.capacity is not None and fake._over_capacity(index):
+            headers = {"Retry-After": fake.capacity_retry_after} if fake.capacity_retry_after else None
+            return self._error(429, "fake: rate limit reached (too many requests in flight)", headers)
         if fault == "connection_reset":
             self.close_connection = True
             self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -254,7 +280,9 @@ class FakeOpenAIServer:
     def __init__(self, *, faults: list[str | None] | None = None, fault_rates: dict[str, float] | None = None,
                  always: str | None = None, seed: int = 0, retry_after: str = "0.2", hang: float = 5.0,
                  delay: float = 0.0, api_key: str | None = None, max_requests: int = 1000, trickle: float = 0.2,
-                 too_long: Callable[[str], bool] | None = None):
+                 too_long: Callable[[str], bool] | None = None, sample_first_token: bool = False,
+                 reject_fields: tuple[str, ...] = (), capacity: int | None = None,
+                 capacity_retry_after: str | None = None):
         for f in [*(faults or []), *(fault_rates or {}), always]:
             if f is not None and f not in FAULTS:
                 raise ValueError(f"unknown fault {f!r}; known: {FAULTS}")
@@ -269,6 +297,11 @@ class FakeOpenAIServer:
         self.max_requests = max_requests
         self.trickle = trickle
         self.too_long = too_long
+        self.sample_first_token = sample_first_token
+        self.reject_fields = tuple(reject_fields)
+        self.capacity = capacity
+        self.capacity_retry_after = capacity_retry_after
+        self.throttled = 0  # requests answered 429 for capacity
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -323,6 +356,15 @@ class FakeOpenAIServer:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         return fault, index
 
+    def _over_capacity(self, index: int) -> bool:
+        """Whether this request arrived with ``capacity`` others in flight (it is counted in in_flight)."""
+        with self._lock:
+            over = self.in_flight > self.capacity
+            if over:
+                self.throttled += 1
+                self.requests[index]["fault"] = "capacity_429"
+        return over
+
     def _end(self, index: int) -> None:
         with self._lock:
             self.in_flight -= 1
@@ -341,6 +383,8 @@ class FakeOpenAIServer:
             k = int(body.get("top_logprobs") or 0) if chat else int(body["logprobs"])
             top = top_k(prompt, max(k, 1))
             text = top[0][0]
+        elif self.sample_first_token and float(body.get("temperature") or 0) > 0:
+            top, text = [], sampled_token(prompt, body.get("seed")) + ") because"
         else:
             top, text = [], generation_text(prompt, body.get("seed"))
         lp = None

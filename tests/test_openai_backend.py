@@ -158,8 +158,9 @@ def test_chat_prefill_continues_final_message(serve):
 
 
 def test_missing_logprobs_is_an_error_not_retried(serve):
+    """With option_mode: logprobs (the default, auto, samples instead: test_openai_sampled.py)."""
     srv = serve(always="missing_logprobs")
-    b = backend(srv)
+    b = backend(srv, option_mode="logprobs")
     with pytest.raises(BackendError, match="returned no logprobs") as e:
         b.option_distribution([opt("x")])
     assert "\n" not in str(e.value)

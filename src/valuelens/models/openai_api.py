@@ -19,10 +19,43 @@ counted twice; ``stats["duplicate_tokens"]`` counts such replies). A reply
 naming another model than the one asked for is counted under
 ``stats["served_as:NAME"]`` and logged once per name.
 
-Prefill (the start of the assistant turn) is sent in chat mode as a final
-assistant message with ``continue_final_message`` (a vLLM extension); hosted
-APIs may reject or ignore it. In completions mode the prompt is the turns
-joined by blank lines, then the prefill.
+Prefill (the start of the assistant turn), in chat mode, by ``prefill``:
+``continue_final_message`` (vLLM's extension: a final assistant message with
+``continue_final_message: true, add_generation_prompt: false``);
+``assistant`` (a final assistant message, no extension fields: Anthropic's
+API, Ollama and llama.cpp continue it); ``instruction`` (no assistant turn;
+the last user turn ends with "Answer with the option letter only (A / B /
+...)" for option requests, or 'Begin your reply with "PREFILL"' for
+generation, and the prefill is cut from the reply's start); ``none`` (the
+prefill is dropped). ``auto`` (the default) is ``instruction`` for
+api.openai.com and Azure OpenAI (they reject unknown fields), ``assistant``
+for api.anthropic.com, else ``continue_final_message`` (vLLM, the common
+self-hosted server; earlier runs' cache keys are kept). A server that rejects
+the vLLM fields gets an error saying which option to set. The resolved mode
+is in :meth:`identity` (unless it is ``continue_final_message``), so answers
+asked another way never share a cache entry. In completions mode the prompt
+is the turns joined by blank lines, then the prefill (plain text continues on
+every server; ``prefill`` does not apply).
+
+Option distributions without log-probabilities (``option_mode``):
+``logprobs`` (an error when the server returns none), ``sample`` (always
+estimate), ``auto`` (the default: logprobs, and when a reply has none, this
+and every later option request of the backend is estimated instead,
+announced once). An estimate asks ``samples`` answers (default
+:data:`DEFAULT_SAMPLES`, chosen from bench/sampled_options.py) at temperature
+1, ``sample_tokens`` tokens each, sample ``j`` with seed ``sample_seed(0,
+j)``, and maps them to options with :func:`valuelens.models.sampled.parse_label`
+(:func:`valuelens.models.sampled.estimate`: empirical shares, invalid share,
+Wilson intervals, ``estimated: true``). ``option_mode: sample`` and a
+non-default ``samples``/``sample_tokens`` are in :meth:`identity`; a cached
+estimate of ``auto`` carries ``estimated`` in its stored result.
+
+Concurrency adapts (:class:`AdaptiveLimit`): requests in flight start at
+``max_concurrency``; a burst of 429/529 replies halves the limit once (the
+requests already in flight when it was halved do not halve it again), every
+``limit`` successes in a row raise it by one back up to ``max_concurrency``,
+and a ``Retry-After`` holds every new request until it has passed.
+:attr:`OpenAIBackend.concurrency` (written to run.json) keeps the history.
 
 Transient faults (HTTP 408/425/429, 500/502/503/504, 509, 520-524, 527,
 529, 598/599, connection errors, timeouts, malformed JSON, empty
@@ -59,6 +92,7 @@ from valuelens.errors import BackendError, MissingDependency, ValueLensError
 from valuelens.models import prompting
 from valuelens.models.base import sample_seed
 from valuelens.models.requests import PROB_TOLERANCE, FailedText, GenerateRequest, Message, OptionRequest, OptionResult
+from valuelens.models.sampled import estimate, parse_label
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +100,20 @@ log = logging.getLogger(__name__)
 # (408 Request Timeout, 425 Too Early, 509 bandwidth, Cloudflare 520-524 and 527,
 # 529 overloaded, 598/599 proxy timeouts).
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 509, 520, 521, 522, 523, 524, 527, 529, 598, 599})
+# Replies that say "slow down": they halve the concurrency (AdaptiveLimit).
+THROTTLE_FAULTS = frozenset({"http_429", "http_529"})
+
+# Samples per option request when there are no logprobs: the mean Jensen-Shannon distance to the exact
+# distribution falls as 1/sqrt(N); bench/sampled_options.py on the embedded model (README) measured it for
+# N = 10, 25, 50, 100 and 50 is where it drops below 0.1 (see README "Option distributions by sampling").
+DEFAULT_SAMPLES = 50
+DEFAULT_SAMPLE_TOKENS = 8
+PREFILL_MODES = ("auto", "continue_final_message", "assistant", "instruction", "none")
+OPTION_MODES = ("auto", "logprobs", "sample")
+# hosts whose chat API refuses vLLM's continue_final_message, and what they understand instead
+_HOSTED_PREFILL = (("api.openai.com", "instruction"), (".openai.azure.com", "instruction"),
+                   ("api.anthropic.com", "assistant"))
+_NO_LOGPROBS = object()  # a reply without logprobs in option_mode auto: estimated by sampling instead
 
 # Server messages that say the prompt (plus max_tokens) does not fit the model's context:
 # OpenAI, vLLM, llama.cpp, TGI, Anthropic-style gateways.
@@ -132,6 +180,92 @@ def _server_message(response: Any) -> str:
     return " ".join(text.split())[:200] or "(empty body)"
 
 
+class _NoLogprobs(BackendError):
+    """The server returned no logprobs for an option request."""
+
+
+def resolve_prefill(mode: str, host: str) -> str:
+    """The prefill mode ``auto`` means for a server host (see the module docstring)."""
+    if mode != "auto":
+        return mode
+    host = host.lower()
+    return next((m for h, m in _HOSTED_PREFILL if host == h.lstrip(".") or host.endswith(h)),
+                "continue_final_message")
+
+
+class AdaptiveLimit:
+    """Requests in flight, adapted to the server (see the module docstring).
+
+    State lives across event loops (each backend call runs its own);
+    :meth:`bind` makes the loop-bound condition. ``history``: one entry per
+    change, ``{"t": seconds since the first request, "limit": n, "why":
+    "start" | "throttled" | "recovered"}`` (the first 1000)."""
+
+    def __init__(self, maximum: int, clock: Callable[[], float] = time.monotonic):
+        self.maximum = self.limit = self.lowest = int(maximum)
+        self.clock = clock
+        self.epoch = 0  # bumped at each decrease: requests started before it do not decrease again
+        self.successes = 0
+        self.not_before = 0.0  # Retry-After: no request starts before this (clock time)
+        self.in_flight = 0
+        self.t0: float | None = None
+        self.history: list[dict[str, Any]] = [{"t": 0.0, "limit": self.limit, "why": "start"}]
+        self.changes = 0
+        self._cond: asyncio.Condition | None = None
+
+    def bind(self) -> None:
+        self._cond = asyncio.Condition()
+        self.in_flight = 0
+
+    def _record(self, why: str) -> None:
+        self.changes += 1
+        self.lowest = min(self.lowest, self.limit)
+        if len(self.history) < 1000:
+            t = 0.0 if self.t0 is None else self.clock() - self.t0
+            self.history.append({"t": round(t, 3), "limit": self.limit, "why": why})
+
+    async def acquire(self) -> int:
+        """Wait for a free slot (and any Retry-After); returns the epoch to hand to :meth:`release`."""
+        assert self._cond is not None, "bind() first"
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+            epoch = self.epoch
+        if self.t0 is None:
+            self.t0 = self.clock()
+        while (wait := self.not_before - self.clock()) > 0:
+            await asyncio.sleep(wait)
+        return epoch
+
+    def outcome(self, epoch: int, kind: str, retry_after: float | None = None) -> None:
+        """Account one finished attempt: ``ok``, ``throttled`` (429/529) or ``other``."""
+        if kind == "ok":
+            self.successes += 1
+            if self.successes >= self.limit and self.limit < self.maximum:
+                self.limit += 1
+                self.successes = 0
+                self._record("recovered")
+        elif kind == "throttled":
+            self.successes = 0
+            if retry_after is not None:
+                self.not_before = max(self.not_before, self.clock() + retry_after)
+            if epoch == self.epoch:  # one halving per burst
+                self.epoch += 1
+                if self.limit > 1:
+                    self.limit = max(1, self.limit // 2)
+                    self._record("throttled")
+
+    async def release(self) -> None:
+        assert self._cond is not None
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+
+    def summary(self) -> dict[str, Any]:
+        return {"max": self.maximum, "final": self.limit, "lowest": self.lowest, "changes": self.changes,
+                "history": list(self.history)}
+
+
 def prompt_too_long(status: int, message: str) -> bool:
     """Whether an HTTP error says that this one prompt does not fit the model."""
     return status == 413 or (status in (400, 422) and _TOO_LONG.search(message) is not None)
@@ -141,13 +275,16 @@ class OpenAIBackend:
     """An OpenAI-compatible server; see the module docstring."""
 
     OPTIONS = frozenset({"api_key_env", "max_concurrency", "max_retries", "timeout", "deadline", "backoff_base",
-                         "backoff_max", "top_logprobs", "mode", "revision", "exact_options"})
+                         "backoff_max", "top_logprobs", "mode", "revision", "exact_options", "prefill",
+                         "option_mode", "samples", "sample_tokens"})
     supports_beams = False
 
     def __init__(self, model: str, base_url: str, *, api_key_env: str | None = None, max_concurrency: int = 8,
                  max_retries: int = 5, timeout: float = 60.0, deadline: float | None = None,
                  backoff_base: float = 0.5, backoff_max: float = 30.0, top_logprobs: int = 20, mode: str = "chat",
-                 revision: str = "", exact_options: bool = False):
+                 revision: str = "", exact_options: bool = False, prefill: str = "auto",
+                 option_mode: str = "auto", samples: int = DEFAULT_SAMPLES,
+                 sample_tokens: int = DEFAULT_SAMPLE_TOKENS):
         self.httpx = _httpx()
         self.model = model
         self.name = f"openai backend {model}@{base_url}"
@@ -175,6 +312,21 @@ class OpenAIBackend:
                 or not all(math.isfinite(x) and x > 0 for x in (self.timeout, self.deadline))):
             raise ValueLensError(f"{self.name}: need max_concurrency >= 1, max_retries >= 0, timeout > 0, "
                                  "deadline > 0, top_logprobs >= 1")
+        if prefill not in PREFILL_MODES:
+            raise ValueLensError(f"{self.name}: prefill must be one of {', '.join(PREFILL_MODES)}, not {prefill!r}")
+        if option_mode not in OPTION_MODES:
+            raise ValueLensError(f"{self.name}: option_mode must be one of {', '.join(OPTION_MODES)}, "
+                                 f"not {option_mode!r}")
+        try:
+            self.samples, self.sample_tokens = int(samples), int(sample_tokens)
+        except (TypeError, ValueError):
+            raise ValueLensError(f"{self.name}: samples and sample_tokens must be integers") from None
+        if self.samples < 1 or self.sample_tokens < 1:
+            raise ValueLensError(f"{self.name}: need samples >= 1 and sample_tokens >= 1")
+        self.prefill = resolve_prefill(prefill, parts.hostname or "")
+        self.option_mode = option_mode
+        self._sampling = option_mode == "sample"  # auto switches it on at the first reply without logprobs
+        self.limit = AdaptiveLimit(self.max_concurrency)
         self.api_key_env = api_key_env
         self.mode = mode
         self.revision = str(revision)
@@ -190,7 +342,21 @@ class OpenAIBackend:
                  "revision": self.revision, "top_logprobs": self.top_logprobs}
         if self.exact_options:  # other numbers than top-k: another cache key
             ident["exact_options"] = True
+        # Each only when it differs from what earlier versions did, so their cache keys still match.
+        if self.mode == "chat" and self.prefill != "continue_final_message":
+            ident["prefill"] = self.prefill
+        if self.option_mode == "sample":
+            ident["option_mode"] = "sample"
+        if self.option_mode == "sample" or self.samples != DEFAULT_SAMPLES:
+            ident["samples"] = self.samples
+        if self.option_mode == "sample" or self.sample_tokens != DEFAULT_SAMPLE_TOKENS:
+            ident["sample_tokens"] = self.sample_tokens
         return ident
+
+    @property
+    def concurrency(self) -> dict[str, Any]:
+        """The adaptive concurrency's limits and history (for run.json)."""
+        return self.limit.summary()
 
     def close(self) -> None:
         pass  # each call opens and closes its own client
@@ -201,15 +367,25 @@ class OpenAIBackend:
         path = self._path[: -len("/v1")] if root and self._path.endswith("/v1") else self._path
         return f"{self._origin}{path}{endpoint}" + (f"?{self._query}" if self._query else "")
 
-    def _body(self, messages: Sequence[Message], prefill: str) -> tuple[str, dict[str, Any]]:
-        """URL path and the prompt part of the request body."""
+    def _body(self, messages: Sequence[Message], prefill: str,
+              labels: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
+        """URL path and the prompt part of the request body (``labels``: an
+        option request's, for the ``instruction`` prefill mode)."""
         if self.mode == "completions":
             return "/completions", {"model": self.model, "prompt": "\n\n".join(m.content for m in messages) + prefill}
         msgs = [{"role": m.role, "content": m.content} for m in messages]
         body: dict[str, Any] = {"model": self.model, "messages": msgs}
-        if prefill:
+        if self.prefill == "instruction" and (prefill or labels):
+            line = (f"Answer with the option letter only ({' / '.join(labels)})." if labels is not None
+                    else f"Begin your reply with \"{prefill}\".")
+            if msgs and msgs[-1]["role"] == "user":
+                msgs[-1] = {"role": "user", "content": f"{msgs[-1]['content']}\n\n{line}"}
+            else:
+                msgs.append({"role": "user", "content": line})
+        elif prefill and self.prefill in ("continue_final_message", "assistant"):
             msgs.append({"role": "assistant", "content": prefill})
-            body.update(continue_final_message=True, add_generation_prompt=False)
+            if self.prefill == "continue_final_message":
+                body.update(continue_final_message=True, add_generation_prompt=False)
         return "/chat/completions", body
 
     def _count(self, key: str) -> None:
@@ -224,7 +400,7 @@ class OpenAIBackend:
         base = retry_after if retry_after is not None else self.backoff_base * 2**attempt
         return min(self.backoff_max, base) + random.uniform(0, 0.05 * min(self.backoff_max, base) + 0.01)
 
-    async def _call(self, client: Any, sem: asyncio.Semaphore, path: str, body: dict[str, Any],
+    async def _call(self, client: Any, path: str, body: dict[str, Any],
                     parse: Callable[[dict[str, Any]], Any], redact: Callable[[str], str], whole: bool = False,
                     fail: Callable[[str], Any] | None = None) -> Any:
         """POST with retries; ``parse`` turns the first choice (``whole``: the
@@ -234,8 +410,11 @@ class OpenAIBackend:
         url = path if path.startswith(("http://", "https://")) else self._url(path)
         httpx = self.httpx
         last = ""
+        limit = self.limit
         for attempt in range(self.max_retries + 1):
-            async with sem:
+            epoch = await limit.acquire()
+            kind, retry_after = "other", None
+            try:
                 self._count("requests")
                 try:
                     r = await asyncio.wait_for(client.post(url, json=body), self.deadline)
@@ -248,8 +427,14 @@ class OpenAIBackend:
                 else:
                     done, outcome = self._reply(r, path, parse, redact, whole, fail)
                     if done:
+                        kind = "ok"
                         return outcome
                     fault, last, retry_after = outcome
+                if fault in THROTTLE_FAULTS:
+                    kind = "throttled"
+            finally:
+                limit.outcome(epoch, kind, None if retry_after is None else min(retry_after, self.backoff_max))
+                await limit.release()
             self._count(fault)
             if attempt < self.max_retries:
                 self._count("retries")
@@ -267,7 +452,11 @@ class OpenAIBackend:
             message = redact(_server_message(r))
             if fail is not None and prompt_too_long(status, message):
                 return True, self._failed(f"HTTP {status}: {message}", fail)
-            raise BackendError(f"{self.name}: HTTP {status} from {path}: {message}")
+            hint = ""
+            if "continue_final_message" in message or "add_generation_prompt" in message:
+                hint = ("; this server does not take vLLM's continue_final_message: set the model's "
+                        "options.prefill to instruction (or assistant)")
+            raise BackendError(f"{self.name}: HTTP {status} from {path}: {message}{hint}")
         try:
             data = r.json()
         except RecursionError:
@@ -330,10 +519,10 @@ class OpenAIBackend:
             return text.replace(key, "***") if key else text
 
         async def main() -> list[Any]:
-            sem = asyncio.Semaphore(self.max_concurrency)
+            self.limit.bind()  # the adaptive limit bounds the requests in flight
             limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
             async with httpx.AsyncClient(headers=headers, timeout=self.timeout, limits=limits) as client:
-                tasks = [asyncio.ensure_future(self._call(client, sem, p, b, f, redact, *rest)) for p, b, f, *rest in jobs]
+                tasks = [asyncio.ensure_future(self._call(client, p, b, f, redact, *rest)) for p, b, f, *rest in jobs]
                 try:
                     return await asyncio.gather(*tasks)
                 finally:
@@ -390,7 +579,7 @@ class OpenAIBackend:
             top.setdefault(tok, v)
         if not top:
             self._count("missing_logprobs")
-            raise BackendError(f"{self.name}: the server returned no logprobs; option distributions need "
+            raise _NoLogprobs(f"{self.name}: the server returned no logprobs; option distributions need "
                                "logprobs/top_logprobs support (e.g. vLLM)")
         total = math.fsum(math.exp(v) for v in top.values())
         if total > 1 + PROB_TOLERANCE:
@@ -431,14 +620,48 @@ class OpenAIBackend:
         mass = [sum(math.exp(scored[i]) for i in self._label_ids[lab]) for lab in labels]
         return OptionResult.from_mass(mass)
 
+    def _or_sample(self, parse: Callable[[dict[str, Any]], OptionResult]) -> Callable[[dict[str, Any]], Any]:
+        """``parse``, but in option_mode auto a reply without logprobs gives the marker to sample instead."""
+        if self.option_mode != "auto":
+            return parse
+
+        def wrapped(choice: dict[str, Any]) -> Any:
+            try:
+                return parse(choice)
+            except _NoLogprobs:
+                return _NO_LOGPROBS
+        return wrapped
+
+    def _sampled(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
+        """Option distributions estimated from ``samples`` answers each (see the module docstring)."""
+        jobs = []
+        for r in requests:
+            for j in range(self.samples):
+                path, body = self._body(r.messages, r.prefill, r.labels)
+                body.update(temperature=1.0, top_p=1.0, max_tokens=self.sample_tokens, seed=sample_seed(0, j), n=1)
+                jobs.append((path, body, self._text, False, FailedText))
+        texts = self._run_all(jobs)
+        out = []
+        for k, r in enumerate(requests):
+            mine = texts[k * self.samples : (k + 1) * self.samples]
+            failed = next((t for t in mine if isinstance(t, FailedText)), None)
+            if failed is not None:
+                out.append(OptionResult.failed(failed.failure))
+                continue
+            out.append(estimate([parse_label(t, r.labels) for t in mine], r.labels))
+            self._count("options_sampled")
+        return out
+
     def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         """One result per request; a prompt rejected as too long gives
         :meth:`OptionResult.failed` (see the module docstring)."""
+        if self._sampling:
+            return self._sampled(requests)
         if self.exact_options:
             self._tokenize_labels({lab for r in requests for lab in r.labels})
         jobs = []
         for r in requests:
-            path, body = self._body(r.messages, r.prefill)
+            path, body = self._body(r.messages, r.prefill, r.labels)
             body.update(max_tokens=1, temperature=0, logprobs=True, top_logprobs=self.top_logprobs)
             if self.mode == "completions":
                 body.pop("top_logprobs")
@@ -449,8 +672,18 @@ class OpenAIBackend:
                 parse = lambda c, labels=r.labels: self._exact_result(labels, c)  # noqa: E731
             else:
                 parse = lambda c, labels=r.labels: self._option_result(labels, c)  # noqa: E731
-            jobs.append((path, body, parse, False, OptionResult.failed))
-        return self._run_all(jobs)
+            jobs.append((path, body, self._or_sample(parse), False, OptionResult.failed))
+        results = self._run_all(jobs)
+        todo = [i for i, x in enumerate(results) if x is _NO_LOGPROBS]
+        if todo:
+            self._sampling = True
+            self._warn_once("sampling", f"{self.name}: the server returns no logprobs; option distributions are "
+                            f"estimated from {self.samples} sampled answers per prompt from now on (estimated: "
+                            "true in the tables and the report; options.option_mode: sample makes this explicit, "
+                            "logprobs makes it an error)")
+            for i, x in zip(todo, self._sampled([requests[i] for i in todo])):
+                results[i] = x
+        return results
 
     def _text(self, choice: dict[str, Any]) -> str:
         text = choice.get("text") if self.mode == "completions" else (choice.get("message") or {}).get("content")
@@ -470,5 +703,15 @@ class OpenAIBackend:
             path, body = self._body(r.messages, r.prefill)
             body.update(temperature=st.temperature, top_p=st.top_p, max_tokens=st.max_tokens,
                         seed=sample_seed(st.seed, index), n=1)
-            jobs.append((path, body, self._text, False, FailedText))
+            parse = self._text
+            if self.mode == "chat" and self.prefill == "instruction" and r.prefill:
+                parse = lambda c, pre=r.prefill: self._cut_prefill(self._text(c), pre)  # noqa: E731
+            jobs.append((path, body, parse, False, FailedText))
         return self._run_all(jobs)
+
+    @staticmethod
+    def _cut_prefill(text: str, prefill: str) -> str:
+        """A reply asked to begin with the prefill, as its continuation (as if the prefill had been sent)."""
+        stripped = text.lstrip()
+        return stripped[len(prefill.strip()):].lstrip() if prefill.strip() and stripped.startswith(
+            prefill.strip()) else text

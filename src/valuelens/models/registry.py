@@ -156,6 +156,12 @@ class OpenAIOptions(_Options):
     mode: Literal["chat", "completions"] = "chat"
     revision: str = ""
     exact_options: bool = False
+    prefill: Literal["auto", "continue_final_message", "assistant", "instruction", "none"] = Field(
+        default="auto", description="how the assistant-turn prefill is sent (valuelens.models.openai_api)")
+    option_mode: Literal["auto", "logprobs", "sample"] = Field(
+        default="auto", description="option distributions from logprobs, or estimated from sampled answers")
+    samples: int = Field(default=50, ge=1, le=10_000, description="sampled answers per option request")
+    sample_tokens: int = Field(default=8, ge=1, le=256, description="max tokens of each sampled answer")
 
 
 class VLLMOptions(_Options):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 # How far a sum of probabilities may stray from 1 (or exceed it) by rounding.
@@ -58,11 +58,20 @@ class OptionResult:
     ``probs`` is None when no label was observed at all (e.g. none in a
     server's top-k logprobs). ``failure`` (with probs None) says why the
     backend could not answer this one request (e.g. the prompt is too long for
-    the model); such results are never cached, so a rerun retries them."""
+    the model); such results are never cached, so a rerun retries them.
+
+    ``estimated`` results come from ``samples`` sampled answers, not from
+    log-probabilities (valuelens.models.sampled): ``probs`` is the empirical
+    share of each option among the valid answers, ``covered_mass`` the share
+    of answers that named an option (1 - the invalid share) and ``interval``
+    each option's 95% Wilson interval (None when no answer was valid)."""
 
     probs: tuple[float, ...] | None
     covered_mass: float
     failure: str | None = None
+    estimated: bool = False
+    samples: int = 0
+    interval: tuple[tuple[float, float], ...] | None = None
 
     @classmethod
     def failed(cls, reason: str) -> OptionResult:
@@ -80,14 +89,28 @@ class OptionResult:
             covered = 1.0
         return cls(tuple(m / covered for m in mass), covered)
 
+    @property
+    def invalid_share(self) -> float | None:
+        """Share of sampled answers that named no option (estimated results only)."""
+        return 1.0 - self.covered_mass if self.estimated else None
+
     def to_json(self) -> dict[str, Any]:
-        d = {"probs": None if self.probs is None else list(self.probs), "covered_mass": self.covered_mass}
-        return {**d, "failure": self.failure} if self.failure else d
+        d: dict[str, Any] = {"probs": None if self.probs is None else list(self.probs),
+                             "covered_mass": self.covered_mass}
+        if self.failure:
+            d["failure"] = self.failure
+        if self.estimated:  # only then: results from log-probabilities keep their old stored form
+            d.update(estimated=True, samples=self.samples,
+                     interval=None if self.interval is None else [list(x) for x in self.interval])
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> OptionResult:
         p = d["probs"]
-        return cls(None if p is None else tuple(p), float(d["covered_mass"]), d.get("failure"))
+        iv = d.get("interval")
+        return cls(None if p is None else tuple(p), float(d["covered_mass"]), d.get("failure"),
+                   bool(d.get("estimated", False)), int(d.get("samples", 0)),
+                   None if iv is None else tuple((float(lo), float(hi)) for lo, hi in iv))
 
 
 def _real(v: Any) -> bool:
@@ -100,7 +123,10 @@ def checked(result: Any, n_labels: int) -> OptionResult:
     finite and non-negative, one per label; a sum above 1 (beyond rounding) is
     not a distribution and is refused; a sum below 1 is taken as raw label
     masses and renormalised, the covered mass becoming at most that sum; the
-    covered mass is a number in [0, 1]; no probabilities means no covered mass."""
+    covered mass is a number in [0, 1]; no probabilities means no covered mass.
+    An estimated result also needs a positive sample count and, with
+    probabilities, one interval [lo, hi] per label with 0 <= lo <= p <= hi <= 1
+    (the estimate fields are kept)."""
     if not isinstance(result, OptionResult):
         raise ValueError(f"expected an OptionResult, got {type(result).__name__}")
     c = result.covered_mass
@@ -110,7 +136,9 @@ def checked(result: Any, n_labels: int) -> OptionResult:
     if result.probs is None:
         if c > PROB_TOLERANCE:
             raise ValueError(f"no probabilities but a covered mass of {c:.4g}")
-        return OptionResult(None, 0.0, result.failure if isinstance(result.failure, str) else None)
+        _check_estimate(result, None, n_labels)
+        failure = result.failure if isinstance(result.failure, str) else None
+        return replace(result, probs=None, covered_mass=0.0, failure=failure, interval=None)
     probs = result.probs
     if not isinstance(probs, (tuple, list)) or len(probs) != n_labels:
         size = len(probs) if isinstance(probs, (tuple, list)) else type(probs).__name__
@@ -124,8 +152,30 @@ def checked(result: Any, n_labels: int) -> OptionResult:
     if total > 1 + PROB_TOLERANCE:
         raise ValueError(f"the probabilities sum to {total:.4g}, more than 1")
     if abs(total - 1) <= 1e-9 and all(isinstance(p, float) for p in probs) and isinstance(probs, tuple):
-        return result if c == result.covered_mass else OptionResult(probs, c)
-    return OptionResult(tuple(float(p) / total for p in probs), min(c, total) if total < 1 - PROB_TOLERANCE else c)
+        out = result if c == result.covered_mass else replace(result, covered_mass=c)
+    else:
+        out = replace(result, probs=tuple(float(p) / total for p in probs),
+                      covered_mass=min(c, total) if total < 1 - PROB_TOLERANCE else c)
+    _check_estimate(out, out.probs, n_labels)
+    return out
+
+
+def _check_estimate(result: OptionResult, probs: tuple[float, ...] | None, n_labels: int) -> None:
+    if not result.estimated:
+        return
+    n = result.samples
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"an estimated result needs a positive sample count, got {n!r}")
+    if probs is None:
+        return
+    iv = result.interval
+    if not isinstance(iv, (tuple, list)) or len(iv) != n_labels:
+        raise ValueError(f"an estimated result needs {n_labels} intervals, got "
+                         f"{len(iv) if isinstance(iv, (tuple, list)) else type(iv).__name__}")
+    for p, pair in zip(probs, iv):
+        ok = isinstance(pair, (tuple, list)) and len(pair) == 2 and all(_real(x) and math.isfinite(x) for x in pair)
+        if not ok or not 0 <= pair[0] <= p + 1e-9 or not p - 1e-9 <= pair[1] <= 1:
+            raise ValueError(f"interval {pair!r} does not hold the estimate {p!r} inside [0, 1]")
 
 
 @dataclass(frozen=True)
