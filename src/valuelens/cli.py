@@ -182,6 +182,28 @@ def _check_writable(dest: Path, hint: str) -> None:
 
 
 @app.command()
+def view(out_dir: Path = typer.Argument(..., help="output directory of a run (finished or still running)"),
+         port: int = typer.Option(8765, "--port", "-p", help="port on 127.0.0.1 (0: any free port)")):
+    """Serve the report and the run's result files on http://127.0.0.1:PORT/ until Ctrl-C.
+    The report is rebuilt from the tables on each load, so a running audit shows what has finished."""
+    from valuelens.report.serve import make_server
+
+    with guarded():
+        if not 0 <= port <= 65535:
+            raise ValueLensError(f"--port: {port} is not a port number (0-65535)")
+        try:
+            server = make_server(out_dir, port)
+        except OSError as e:
+            raise ValueLensError(f"--port {port}: cannot listen on 127.0.0.1 ({e.strerror or e}); "
+                                 f"give another --port, or 0 for any free one") from None
+        console.print(f"serving {out_dir} on http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)", highlight=False)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+
+
+@app.command()
 def compare(out_dirs: list[Path] = typer.Argument(..., help="output directories of two or more runs"),
             out: Path = typer.Option(..., "--out", "-o", help="report file (.html) or directory (gets report.html)")):
     """One report over several runs; model names that occur in more than one become MODEL@RUN."""
