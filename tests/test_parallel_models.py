@@ -1,7 +1,7 @@
 """Issue 9.3: many models per audit. Models on different servers run at once
 (seen in the store's ``calls.created`` timestamps), local models one after
-another; the tables equal a sequential run's; a failing lane stops the others;
-a run SIGKILLed while two lanes are writing resumes to the same tables with no
+another; the tables equal a sequential run's; with fail_fast: true a failing lane
+stops the others; a run SIGKILLed while two lanes are writing resumes to the same tables with no
 call stored or counted twice."""
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ LOCALS = ("local-a", "local-b")
 
 
 def write_audit(scripts: Path, out: Path, urls: tuple[str, str], *, max_parallel: int | None = None, limit: int = 3,
-                name: str = "many", lane_a: str | None = None) -> Path:
+                name: str = "many", lane_a: str | None = None, fail_fast: bool = False) -> Path:
     """The audit, written next to ``out``. The local models' scripts are shared
     by every run, so the ``models`` tables name the same backends."""
     opts = ", ".join(f"{k}: {json.dumps(v)}" for k, v in OPTS.items())
     lane = f", lane: {lane_a}" if lane_a else ""
     cap = f"max_parallel_models: {max_parallel}\n" if max_parallel else ""
+    cap += "fail_fast: true\n" if fail_fast else ""
     path = out.with_name(f"{out.name}.yaml")
     path.write_text(f"""\
 name: {name}
@@ -216,11 +217,12 @@ def test_lane_option_is_scheduling_only(servers, scripts, tmp_path, reference):
 # failure, kill ------------------------------------------------------------------
 
 def test_one_lane_fails_the_others_stop_and_resume(scripts, tmp_path, reference):
+    """With fail_fast: true (by default a failing model no longer stops the others: test_lanes_failures.py)."""
     ref_out = reference[0]
     out = tmp_path / "out"
     with FakeOpenAIServer(delay=0.05, max_requests=100_000) as a, \
             FakeOpenAIServer(delay=0.01, faults=[None] * 8, always="http_400", max_requests=100_000) as b:
-        audit = write_audit(scripts, out, (a.url, b.url))
+        audit = write_audit(scripts, out, (a.url, b.url), fail_fast=True)
         with pytest.raises(ValueLensError, match="HTTP 400"):
             api.run_full(audit, None)
         manifest = json.loads((out / "run.json").read_text())

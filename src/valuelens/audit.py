@@ -25,7 +25,7 @@ from valuelens.config import AuditConfig
 from valuelens.errors import Terminated, ValueLensError, os_error
 from valuelens.layers import LayerContext, def_layer, dilemmas, first_token, mark
 from valuelens.models import CachedModel, load_backend
-from valuelens.lanes import Cancelled, plan, run_lanes
+from valuelens.lanes import Cancelled, model_failure, plan, run_lanes
 from valuelens.preflight import preflight
 from valuelens.progress import LockedTracker, NullTracker, Tracker
 from valuelens.results import RESULTS_DIR, export_tables, retire_stale, write_json, write_json_best_effort
@@ -275,7 +275,8 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
                 df.insert(0, "model", entry.name)
                 tables.append((name, df))
         manifest.add_model(index, {**entry.catalogue(), "identity": model.identity, "calls_made": model.made,
-                                   "calls_cached": model.cached, "faults": dict(backend.stats)})
+                                   "calls_cached": model.cached, "faults": dict(backend.stats),
+                                   **_backend_facts(backend, model)})
         return tables
     except BaseException as e:  # the failing model's faults go on the record too
         status = "cancelled" if isinstance(e, Cancelled) else _status(e)
@@ -283,6 +284,28 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
         raise
     finally:
         backend.close()
+
+
+def _backend_facts(backend: Any, model: CachedModel) -> dict[str, Any]:
+    """run.json facts beyond the counters (issue 20): a server backend's adaptive concurrency, and how many
+    option results were estimated from sampled answers rather than read from log-probabilities."""
+    out: dict[str, Any] = {}
+    if isinstance(getattr(backend, "concurrency", None), dict):
+        out["concurrency"] = backend.concurrency
+    if getattr(model, "estimated", 0):
+        out["options_estimated"] = model.estimated
+    return out
+
+
+def _record_failures(audit: AuditConfig, manifest: _Manifest, failed: dict[int, BaseException]) -> None:
+    """Models that failed on their own (lanes.model_failure) go on the record with their error; when every
+    model failed there is nothing to report and the first error is the audit's."""
+    if failed and len(failed) == len(audit.models):
+        raise failed[min(failed)]
+    for i, e in sorted(failed.items()):
+        rec = manifest.models.get(i) or audit.models[i].catalogue()
+        manifest.add_model(i, {**rec, "status": "failed", "error": _error_line(e)})
+    manifest.update(failed_models={audit.models[i].name: _error_line(e) for i, e in sorted(failed.items())})
 
 
 def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tracker | None = None,
@@ -323,8 +346,11 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
             raise
         try:
             retire_stale(out, set())  # results/ holds only what this run writes
+            failed: dict[int, BaseException] = {}  # models that failed on their own; the others go on
             per_model = run_lanes(lanes, partial(_run_model, audit, out, tracker, manifest),
-                                  store_path=out / STORE_NAME, run_id=run_id, max_parallel=audit.max_parallel_models)
+                                  store_path=out / STORE_NAME, run_id=run_id, max_parallel=audit.max_parallel_models,
+                                  isolate=None if audit.fail_fast else model_failure, failed=failed)
+            _record_failures(audit, manifest, failed)
             tables: dict[str, list[pd.DataFrame]] = {}
             for model_tables in per_model:
                 for name, df in model_tables or []:
@@ -336,6 +362,7 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
                     merged.update(module.combine(merged, settings))
             catalogue = pd.DataFrame([{k: v for k, v in m.items() if k not in {"identity", "faults"}}
                                       for m in manifest.data["models"]])
+            catalogue = catalogue.drop(columns=[c for c in ("concurrency",) if c in catalogue.columns])
             merged["models"] = catalogue
             export_tables(out, merged)
             _drop_stale_copies(out, set(merged))

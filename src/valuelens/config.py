@@ -183,6 +183,11 @@ class AuditConfig(Strict):
         default=None, ge=1,
         description="lanes run at once (a lane: one server's models, or all local models, or an entry's options.lane); "
                     "default: every lane at once; 1: one model after another")
+    fail_fast: bool = Field(
+        default=False,
+        description="stop the whole audit at the first model that fails; default: a model whose backend fails "
+                    "permanently (auth, model not found, 5xx after retries, out of memory) is marked failed in "
+                    "run.json and the report, the others go on, and a rerun retries it")
     layers: Layers
 
     @field_validator("country_names")

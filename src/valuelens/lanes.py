@@ -13,8 +13,15 @@ Lanes run in threads, at most ``max_parallel`` at once (default: all); the
 calling thread takes the local lane. With one at a time the models simply run
 in the audit's order. Each lane opens its own
 :class:`Store` connection on the run's file under the run the caller began.
-When a model fails, the other lanes stop after their current chunk (their
-next store access raises :class:`Cancelled`) and the first error is raised.
+
+A model whose error is that model's own permanent failure (``isolate``, by
+default :func:`model_failure`: its backend gave up — HTTP 401/403, model not
+found, 5xx after every retry, a missing backend dependency — or it ran out of
+memory) is recorded in ``failed`` and its lane goes on with its next model;
+the other lanes never notice. Any other error (a bug, bad input, Ctrl-C), or
+every error with ``isolate=None`` (the audit's ``fail_fast: true``), stops
+the other lanes after their current chunk (their next store access raises
+:class:`Cancelled`) and the first error is raised.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from valuelens.errors import BackendError, MissingDependency
 from valuelens.store import Store
 
 T = TypeVar("T")
@@ -68,6 +76,22 @@ def plan(entries: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, list[int
     return lanes
 
 
+def model_failure(e: BaseException) -> bool:
+    """Whether ``e`` is one model's permanent failure, so the audit can go on
+    without that model: a backend that gave up (:class:`BackendError`: auth,
+    model not found, repeated 5xx after retries, a reply that cannot be
+    read), a backend dependency that is not installed, or out of memory
+    (``MemoryError``, torch's ``OutOfMemoryError``, a RuntimeError saying
+    "out of memory"). Interrupts, :class:`Cancelled` and everything else are not."""
+    if isinstance(e, (KeyboardInterrupt, Cancelled)) or not isinstance(e, Exception):
+        return False
+    if isinstance(e, (BackendError, MissingDependency, MemoryError)):
+        return True
+    if any(t.__name__ == "OutOfMemoryError" for t in type(e).__mro__):
+        return True
+    return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
+
+
 class LaneStore(Store):
     """A lane's own connection: stops the lane, after the chunk in hand is
     committed, once ``cancel`` is set."""
@@ -91,10 +115,13 @@ class LaneStore(Store):
 
 
 def run_lanes(lanes: dict[str, list[int]], work: Callable[[int, Store], T], *, store_path: Path, run_id: str,
-              max_parallel: int | None = None) -> list[T | None]:
+              max_parallel: int | None = None, isolate: Callable[[BaseException], bool] | None = model_failure,
+              failed: dict[int, BaseException] | None = None) -> list[T | None]:
     """Run ``work(i, store)`` for every model index, lane by lane, lanes in
     parallel. Returns the results by index (None for a model that did not run).
-    Raises the first error once every lane has stopped.
+    With a ``failed`` dict, a model whose error ``isolate`` accepts goes into
+    it (index → error) and its lane goes on; any other error is raised, the first one,
+    once every lane has stopped.
 
     This (the calling) thread runs a lane too, the local one first: local
     engines may want the main thread, and Ctrl-C lands there."""
@@ -115,7 +142,13 @@ def run_lanes(lanes: dict[str, list[int]], work: Callable[[int, Store], T], *, s
             for i in lane:
                 if cancel.is_set():
                     return
-                results[i] = work(i, store)
+                try:
+                    results[i] = work(i, store)
+                except BaseException as e:
+                    if isolate is None or failed is None or cancel.is_set() or not isolate(e):
+                        raise
+                    with lock:
+                        failed[i] = e
         finally:
             store.close()
 

@@ -36,6 +36,7 @@ class CachedModel:
         self.identity = backend.identity()
         self.made = 0
         self.cached = 0
+        self.estimated = 0  # option results estimated from sampled answers (OptionResult.estimated), for run.json
 
     @property
     def supports_beams(self) -> bool:
@@ -124,6 +125,7 @@ class CachedModel:
                 raise ValueLensError(f"model {self.name}: a stored option result is malformed ({str(d)[:60]}) "
                                      f"for {describe(req)}; delete the store to recompute") from None
             out.append(self._checked(result, req, stored=True))
+        self.estimated += sum(1 for r in out if r.estimated)
         return out
 
     def _checked(self, result: Any, request: OptionRequest, stored: bool = False) -> OptionResult:

@@ -194,7 +194,7 @@ def catalogue(run: Run) -> pd.DataFrame:
         for m in (run.manifest.get("audit") or {}).get("models", []):
             row = {k: v for k, v in m.items() if k not in {"options", "batch_size"}}
             row["display_name"] = row.get("display_name") or row.get("name")
-            row.update({k: v for k, v in finished.get(m.get("name"), {}).items() if k not in {"identity", "faults"}})
+            row.update({k: v for k, v in finished.get(m.get("name"), {}).items() if k not in {"identity", "faults", "concurrency"}})
             rows.append(row)
         df = pd.DataFrame(rows)
     cols = [c for c in CATALOGUE_COLUMNS if c in df.columns] + [c for c in df.columns if c not in CATALOGUE_COLUMNS]

@@ -153,6 +153,20 @@ def failed_items(data: ReportData) -> list[str]:
                            f"{'s' * (n != 1)} failed (rejected by the server, e.g. the prompt is too long for the "
                            "model); those items have no probabilities or an empty text in the tables, and a rerun "
                            "asks for them again.")
+    for run in data.runs:  # issue 20: models that failed on their own, and estimated option distributions
+        for m in run.manifest.get("models") or []:
+            if not isinstance(m, dict):
+                continue
+            name = f"{m.get('name')}{f' ({run.name})' if data.is_comparison else ''}"
+            if m.get("status") == "failed":
+                out.append(f"{name}: failed ({m.get('error') or 'no error recorded'}); it has no results in the "
+                           "tables; the other models ran. Rerunning the same command retries it (the others "
+                           "come from the cache).")
+            n = m.get("options_estimated")
+            if isinstance(n, int) and n > 0:
+                out.append(f"{name}: {n} option distribution{'s' * (n != 1)} estimated from sampled answers "
+                           "(its server gave no log-probabilities): shares of N samples at temperature 1, with "
+                           "sampling error, not exact probabilities.")
     return out
 
 
