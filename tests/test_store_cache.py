@@ -94,3 +94,26 @@ def test_clear_by_model(tmp_path):
     assert store.info()["per_model"] == {"a": 2, "b": 3}
     assert store.clear("a") == 2 and store.info()["per_model"] == {"b": 3}
     assert store.clear() == 3 and store.info()["calls"] == 0
+
+
+def test_each_result_is_validated_once(tmp_path, monkeypatch):
+    """Fresh results are checked when computed (not again on the way out); stored hits once when read."""
+    import valuelens.models.cached as cached_mod
+
+    seen = []
+    real = cached_mod.checked
+
+    def counting(result, n_labels):
+        seen.append(result)
+        return real(result, n_labels)
+
+    monkeypatch.setattr(cached_mod, "checked", counting)
+    store = Store(tmp_path / "s.sqlite")
+    model = CachedModel(ScriptedBackend(), store, "m", chunk_size=2)
+    first = model.option_distribution(_reqs(5) + _reqs(2))  # 5 distinct, 2 repeated in the same call
+    assert len(seen) == 5
+    seen.clear()
+    mixed = model.option_distribution(_reqs(8))  # 5 hits, 3 fresh
+    assert len(seen) == 8 and mixed[:5] == first[:5]
+    seen.clear()
+    assert model.option_distribution(_reqs(8)) == mixed and len(seen) == 8

@@ -4,6 +4,24 @@ Every model call is recorded under a hash of (model identity, full request,
 settings, seed, sample index). Rows are written in a transaction together
 with the count of calls the current run made, so a run killed at any moment
 resumes with nothing lost and nothing counted twice.
+
+Each row carries a checksum (:func:`row_checksum`, BLAKE2b over its key,
+model, kind, request and response) verified whenever it is read, so a row
+edited outside valuelens (``sqlite3 store.sqlite "UPDATE calls ..."``) is an
+error naming the store and the row, never a silently changed number. It
+guards against edits and damage, not against someone who recomputes it.
+
+Stores written before the checksum existed (no ``checksum`` column) are
+migrated in place on the first writable open: the column is added and every
+row sealed with its checksum in one transaction (a kill during it rolls back
+to the old store, and the next open migrates again). Why seal rather than
+keep them "unverified": an unverified row would be a hole anyone could use
+(clear a checksum and the edit passes), and after migration every row of every
+store is held to the same rule: no checksum, or a wrong one, is an error. What
+migration cannot know is whether an old row was already edited before it was
+sealed; those rows still get the structural check (:meth:`Store._checked`). A
+store opened read-only (``cache info``, ``report``) is never changed; its old
+rows, if any, are read with the structural check only.
 """
 
 from __future__ import annotations
@@ -32,7 +50,8 @@ CREATE TABLE IF NOT EXISTS calls (
     request TEXT NOT NULL,
     response TEXT NOT NULL,
     run_id TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    checksum TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -45,8 +64,10 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 STORE_NAME = "store.sqlite"
-EXPECTED = {"calls": {"key", "model", "kind", "request", "response", "run_id", "created"},
+EXPECTED = {"calls": {"key", "model", "kind", "request", "response", "run_id", "created", "checksum"},
             "runs": {"run_id", "started", "finished", "status", "calls_made", "calls_cached"}}
+# The schema before row checksums: still opened (migrated in place when writable, see the module docstring).
+UNSEALED = {**EXPECTED, "calls": EXPECTED["calls"] - {"checksum"}}
 
 
 def _sql(method):
@@ -116,6 +137,13 @@ def call_key(model_identity: dict[str, Any], request: dict[str, Any]) -> str:
     return hashlib.sha256(canonical({"model": model_identity, "request": request}).encode()).hexdigest()
 
 
+def row_checksum(key: str, model: str, kind: str, request: str, response: str) -> str:
+    """BLAKE2b-128 (hex) of a row's stored text: key, model, kind, request and
+    response as a JSON list (unambiguous: no field can run into the next)."""
+    text = json.dumps([key, model, kind, request, response], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16, person=b"valuelens-row-v1").hexdigest()
+
+
 class Store:
     """One SQLite connection, usable only from the thread that opened it.
 
@@ -130,6 +158,7 @@ class Store:
         self.path = Path(path)
         self.readonly = readonly
         self.run_id: str | None = None
+        self.sealed = True  # rows carry checksums (False: an old store opened read-only, see the module docstring)
         if self.path.exists() and not self.path.is_file():
             raise ValueLensError(f"{self.path}: not a regular file (expected valuelens' SQLite store); move it "
                                  f"away or choose another output directory")
@@ -169,11 +198,33 @@ class Store:
                 self.conn.execute("ROLLBACK")
                 raise
             return
+        if tables == UNSEALED:
+            self._check_length()
+            if not self.readonly:
+                self._seal()
+            self.sealed = not self.readonly
+            return
         if tables != EXPECTED:
             found = ", ".join(sorted(tables)) or "no tables"
             raise ValueLensError(f"{self.path}: an SQLite database of another schema ({found}), not a valuelens "
                                  f"store; move it away or choose another output directory")
         self._check_length()
+
+    def _seal(self) -> None:
+        """Migrate a store from before row checksums: add the column and seal every row, in one
+        transaction (another connection doing the same waits on the write lock, then finds it done)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            cols = {r[1] for r in self.conn.execute("PRAGMA table_info(calls)")}
+            if "checksum" not in cols:
+                self.conn.execute("ALTER TABLE calls ADD COLUMN checksum TEXT")
+                rows = self.conn.execute("SELECT key, model, kind, request, response FROM calls").fetchall()
+                self.conn.executemany("UPDATE calls SET checksum=? WHERE key=?",
+                                      [(row_checksum(*r), r[0]) for r in rows])
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
     def _check_length(self) -> None:
         """A file shorter than the pages its header counts was truncated (unless the WAL holds the rest)."""
@@ -248,16 +299,20 @@ class Store:
         out: dict[str, Any] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            q = f"SELECT key, model, kind, request, response FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
-            for k, model, kind, req, resp in self.conn.execute(q, chunk):
-                out[k] = self._checked(k, model, kind, req, resp)
+            cols = "key, model, kind, request, response, " + ("checksum" if self.sealed else "NULL")
+            q = f"SELECT {cols} FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
+            for k, model, kind, req, resp, checksum in self.conn.execute(q, chunk):
+                out[k] = self._checked(k, model, kind, req, resp, checksum)
         return out
 
-    def _checked(self, key: str, model: str, kind: str, request: str, response: str) -> Any:
-        """A stored response, refused (one line naming the row) when it is not
-        what valuelens writes for its kind: an edited or damaged row."""
-        where = f"{self.path}: row {key[:12]}… (model {model!r}, {kind or 'unknown kind'})"
-        fix = f"; delete it with `valuelens cache clear --model {model}` or restore the store"
+    def _checked(self, key: str, model: str, kind: str, request: str, response: str,
+                 checksum: str | None = None) -> Any:
+        """A stored response, refused (one line naming the store and the row) when
+        it is not what valuelens writes for its kind, or (sealed stores) its
+        checksum is missing or does not match: an edited or damaged row."""
+        where = f"{self.path}: row {key[:16]}… (model {model!r}, {kind or 'unknown kind'})"
+        fix = (f"; drop that model's cached calls with `valuelens cache clear {self.path.parent} --model {model} "
+               f"--yes` and rerun (they are recomputed), or restore the store")
         try:
             resp = json.loads(response)
             req = json.loads(request)
@@ -274,6 +329,10 @@ class Store:
         if not ok:
             raise ValueLensError(f"{where}: the stored response is not a valid {kind or 'call'} result "
                                  f"(edited?){fix}")
+        if self.sealed and checksum != row_checksum(key, model, kind, request, response):
+            what = "has no checksum" if checksum is None else "does not match its checksum"
+            raise ValueLensError(f"{where}: the stored row {what}: it was changed outside valuelens or "
+                                 f"damaged{fix}")
         return resp
 
     @_sql
@@ -287,9 +346,11 @@ class Store:
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
             before = self.conn.total_changes
+            texts = [(k, model, req.get("kind", ""), canonical(req), canonical(resp)) for k, req, resp in rows]
             self.conn.executemany(
-                "INSERT OR IGNORE INTO calls(key, model, kind, request, response, run_id, created) VALUES (?,?,?,?,?,?,?)",
-                [(k, model, req.get("kind", ""), canonical(req), canonical(resp), self.run_id or "", now) for k, req, resp in rows],
+                "INSERT OR IGNORE INTO calls(key, model, kind, request, response, run_id, created, checksum) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                [(*t, self.run_id or "", now, row_checksum(*t)) for t in texts],
             )
             added = self.conn.total_changes - before
             if self.run_id is not None:

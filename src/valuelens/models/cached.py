@@ -67,7 +67,10 @@ class CachedModel:
         payloads: list[dict[str, Any]],
         compute: Callable[[list[int]], list[Any]],
         progress: Progress | None,
+        to_json: Callable[[Any], Any] = lambda r: r,
     ) -> list[Any]:
+        """Each payload's result: a stored hit as its stored JSON, a fresh one as
+        ``compute`` returned it (stored as ``to_json`` of it)."""
         keys = [call_key(self.identity, p) for p in payloads]
         found = self.store.get_many(set(keys))
         out: list[Any] = [found.get(k) for k in keys]
@@ -85,9 +88,10 @@ class CachedModel:
         for s in range(0, len(todo), self.chunk_size):
             idx = todo[s : s + self.chunk_size]
             responses = compute(idx)
+            stored = [to_json(r) for r in responses]
             # a request the backend could not serve (``failure``) is not an answer: not stored, retried next run
-            self.store.put_many(self.name, [(keys[i], payloads[i], r) for i, r in zip(idx, responses)
-                                            if not (isinstance(r, dict) and r.get("failure"))])
+            self.store.put_many(self.name, [(keys[i], payloads[i], d) for i, d in zip(idx, stored)
+                                            if not (isinstance(d, dict) and d.get("failure"))])
             self.made += len(idx)
             for i, r in zip(idx, responses):
                 out[i] = r
@@ -104,8 +108,8 @@ class CachedModel:
         self, requests: Sequence[OptionRequest], progress: Progress | None = None
     ) -> list[OptionResult]:
         """Every result is validated (:func:`~valuelens.models.requests.checked`)
-        before it is stored or returned: a violation is an error naming the
-        model and the prompt, never a number."""
+        once: a fresh one before it is stored, a stored hit when it is read. A
+        violation is an error naming the model and the prompt, never a number."""
         requests = list(requests)
 
         def compute(idx: list[int]) -> list[Any]:
@@ -114,11 +118,14 @@ class CachedModel:
                 got = len(results) if isinstance(results, list) else type(results).__name__
                 raise ValueLensError(f"model {self.name}: the backend returned {got} option results "
                                      f"for {len(idx)} requests")
-            return [self._checked(r, requests[i]).to_json() for r, i in zip(results, idx)]
+            return [self._checked(r, requests[i]) for r, i in zip(results, idx)]
 
-        raw = self._run([r.to_json() for r in requests], compute, progress)
+        raw = self._run([r.to_json() for r in requests], compute, progress, OptionResult.to_json)
         out = []
         for d, req in zip(raw, requests):
+            if isinstance(d, OptionResult):  # computed in this call: checked once, in compute
+                out.append(d)
+                continue
             try:
                 result = OptionResult.from_json(d)
             except (KeyError, TypeError, ValueError):
@@ -147,8 +154,11 @@ class CachedModel:
             return [{"text": "", "failure": t.failure} if isinstance(t, FailedText) else {"text": t} for t in texts]
 
         raw = self._run([r.sample_json(j) for r, j in items], compute, progress)
+        # a sample the backend could not generate comes back as an empty FailedText carrying its reason,
+        # so layers can show it (a ``failure`` column) instead of taking it for an empty answer
+        texts = [FailedText(d["failure"]) if d.get("failure") else d["text"] for d in raw]
         out, pos = [], 0
         for r in requests:
-            out.append(GenerateResult(tuple(d["text"] for d in raw[pos : pos + r.n])))
+            out.append(GenerateResult(tuple(texts[pos : pos + r.n])))
             pos += r.n
         return out
