@@ -24,14 +24,15 @@ ALLOWED: dict[str, set[str]] = {
     "terminal": BASE,  # tables that fit the terminal (rich only)
     "metrics": BASE,
     "stats": BASE | {"metrics"},
+    "comparisons": BASE | {"metrics", "stats"},  # comparisons: settings, metric catalogue, tests from tables
     "data": BASE,
     "models": BASE | {"data", "store", "progress"},
     "layers": BASE | {"models", "data", "metrics", "stats", "progress", "results"},  # results: atomic file writes
-    "config": BASE | {"layers", "models", "data"},
+    "config": BASE | {"comparisons", "layers", "models", "data"},
     "preflight": BASE | {"config", "models", "data"},
     "lanes": BASE | {"store"},
     "audit": BASE | {"config", "layers", "models", "data", "lanes", "progress", "results", "store", "preflight"},
-    "report": BASE | {"metrics", "stats", "results"},
+    "report": BASE | {"comparisons", "metrics", "stats", "results"},
     "api": BASE | {"audit", "config", "progress", "results", "store", "report", "data", "models", "preflight"},
 }
 TOP = {"cli", "__main__"}  # may import anything

@@ -218,13 +218,15 @@ def test_comparison_of_two_runs(run_dir, other_run, tmp_path):
     data = comparison_data([run_dir, other])
     assert set(data.tables["first_token_items"]["run"]) == {run_a, run_b}
     h = compute(data)
-    comp = compare(data.catalogue, h)
-    region = next(c for c in comp.done if c.grouping == "region")
-    t = next(t for t in region.tests if np.isfinite(t.student.p))
-    x = h.values.loc[region.models_a, t.entry.key]
-    y = h.values.loc[region.models_b, t.entry.key]
-    assert t.student == ttest(x, y, equal_var=True) and t.welch == ttest(x, y, equal_var=False)
-    assert f"{t.student.t:.3f}" in text and f"{t.welch.df:.3f}" in text
+    comp = compare(data, h)
+    region = next(c for c in comp.done if c.by == "region")
+    row = next(r for r in region.rows if r.unit == "model" and r.outcome("student"))  # one value per model
+    x = h.values.loc[region.models_a, row.entry.key]
+    y = h.values.loc[region.models_b, row.entry.key]
+    student, welch = ttest(x, y, equal_var=True), ttest(x, y, equal_var=False)
+    assert (row.outcome("student").statistic, row.outcome("student").p) == (student.t, student.p)
+    assert (row.outcome("welch").df, row.outcome("welch").p) == (welch.df, welch.p)
+    assert f"{student.t:.3f}" in text and f"{welch.df:.3f}" in text
     with pytest.raises(ValueLensError, match="at least two"):
         build_comparison([run_dir], tmp_path / "one.html")
 

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from valuelens.comparisons import ComparisonList
 from valuelens.data.catalogue import lookup, resolve, suggest
 from valuelens.data.survey import read_text
 from valuelens.errors import ValueLensError
@@ -179,6 +180,9 @@ class AuditConfig(Strict):
     languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en", "zh"], min_length=1)
     chunk_size: int = Field(default=32, ge=1, description="calls committed to the store per transaction")
     models: list[ModelEntry] = Field(min_length=1)
+    comparisons: ComparisonList = Field(  # after models: the groups are checked against them
+        default_factory=list, description="group comparisons for the report: by, groups, metric, unit, test, "
+                                          "correction (valuelens.comparisons.settings)")
     max_parallel_models: int | None = Field(
         default=None, ge=1,
         description="lanes run at once (a lane: one server's models, or all local models, or an entry's options.lane); "

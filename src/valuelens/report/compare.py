@@ -1,10 +1,10 @@
-"""Group comparisons in the paper's Table 1 layout (Student and Welch t-tests).
+"""Group comparisons for the report: the audit file's ``comparisons:`` and the automatic ones.
 
-Groups come from the model catalogue (region, family, architecture,
-alignment); the observations are the models' headline values (one number
-per model, see :mod:`.headline`). A pair of groups is compared only when each
-has at least two models with a value; Holm's correction runs over all the
-tests of one kind (Student, Welch) in the report.
+Automatic: origin region (China vs Western) and every pair of values of family, architecture, alignment and
+size bucket, on every headline metric, each metric with its default unit (item-level where it has per-item
+values, as the paper's Table 1; else one value per model) and tests. Automatic comparisons need at least
+two models with a known value in each group; a pair an audit-file comparison covers is not repeated. The
+computation is valuelens.comparisons.compute; corrections run over all tests of one kind in the report.
 """
 
 from __future__ import annotations
@@ -12,39 +12,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import combinations
 
-import numpy as np
-import pandas as pd
+from pydantic import ValidationError
 
-from valuelens.stats import TTestResult, holm, ttest
+from valuelens.comparisons.compute import (
+    Comparison,
+    adjust_all,
+    family_sizes,
+    model_groups,
+    run_spec,
+)
+from valuelens.comparisons.settings import ComparisonSpec
+from valuelens.errors import ValueLensError
 
-from .headline import Entry, Headline
+from .headline import Headline
+from .load import ReportData
 
 GROUPINGS = (("region", "origin region"), ("family", "model family"), ("architecture", "architecture"),
-             ("alignment", "alignment method"))
+             ("alignment", "alignment method"), ("size", "size (params_b: small < 10 B ≤ medium < 50 B ≤ large)"))
+LABELS = dict(GROUPINGS)
 REGION_PAIR = ("China", "Western")
-IGNORED = {"unknown", "", "None", "nan"}
-MIN_MODELS = 2
-
-
-@dataclass
-class Test:
-    entry: Entry
-    student: TTestResult
-    welch: TTestResult
-    holm_student: float = float("nan")
-    holm_welch: float = float("nan")
-
-
-@dataclass
-class Comparison:
-    grouping: str
-    label: str
-    a: str
-    b: str
-    models_a: list[str]
-    models_b: list[str]
-    tests: list[Test] = field(default_factory=list)
-    skipped_metrics: dict[str, list[str]] = field(default_factory=dict)  # reason -> metric labels
+MIN_MODELS = 2  # automatic comparisons: a group of one model is a model, not a group
 
 
 @dataclass
@@ -52,38 +39,64 @@ class Comparisons:
     done: list[Comparison] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     n_tests: int = 0
+    families: dict[tuple[str, str], int] = field(default_factory=dict)  # (test, correction) -> tests adjusted
 
 
-def _groups(catalogue: pd.DataFrame, column: str, models: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    if column not in catalogue.columns or "name" not in catalogue.columns:
-        return out
-    for name, value in zip(catalogue["name"], catalogue[column]):
-        if name in models and pd.notna(value) and str(value) not in IGNORED:
-            out.setdefault(str(value), []).append(name)
+def specs_of(data: ReportData) -> list[tuple[str, ComparisonSpec]]:
+    """The runs' ``comparisons:`` (run.json audit), each with where it came from (duplicates once)."""
+    out: list[tuple[str, ComparisonSpec]] = []
+    seen = set()
+    for run in data.runs:
+        raw = (run.manifest.get("audit") or {}).get("comparisons") or []
+        if not isinstance(raw, list):
+            raise ValueLensError(f"{run.out_dir / 'run.json'}: audit.comparisons must be a list")
+        for i, item in enumerate(raw):
+            try:
+                spec = ComparisonSpec.model_validate(item)
+            except ValidationError as e:
+                err = e.errors()[0]
+                raise ValueLensError(f"{run.out_dir / 'run.json'}: audit.comparisons[{i}]: "
+                                     f"{err['msg'].removeprefix('Value error, ')}") from None
+            key = spec.model_dump_json()
+            if key not in seen:
+                seen.add(key)
+                out.append((f"audit file comparisons[{i}]" + (f" ({run.name})" if data.is_comparison else ""), spec))
     return out
-
-
-def _pairs(column: str, groups: dict[str, list[str]]) -> list[tuple[str, str]]:
-    if column == "region":
-        return [REGION_PAIR]
-    return list(combinations(sorted(groups), 2))
 
 
 def _describe(groups: dict[str, list[str]], names: tuple[str, ...]) -> str:
     return ", ".join(f"{g}: {len(groups.get(g, []))} model{'s' * (len(groups.get(g, [])) != 1)}" for g in names)
 
 
-def compare(catalogue: pd.DataFrame, h: Headline) -> Comparisons:
+def compare(data: ReportData, h: Headline) -> Comparisons:
     out = Comparisons()
     if h.values.empty or not h.entries:
         out.skipped.append("No headline metric is available yet, so there is nothing to compare.")
         return out
+    covered: set[tuple[str, frozenset[str]]] = set()
+    for origin, spec in specs_of(data):
+        groups = model_groups(data.catalogue, spec.by, h.models)
+        pairs = [tuple(spec.groups)] if spec.groups else list(combinations(sorted(groups), 2))
+        label = LABELS.get(spec.by, spec.by)
+        for a, b in pairs:
+            covered.add((spec.by, frozenset((a, b))))
+            missing = [g for g in (a, b) if not groups.get(g)]
+            if missing:
+                out.skipped.append(f"{origin}: {label} {a} vs {b} not compared: no model with a known {spec.by} "
+                                   f"{' or '.join(missing)} in this report ({_describe(groups, (a, b))}).")
+                continue
+            c = run_spec(spec, origin, label, a, b, groups, h.entries, h.values, data.tables, h.n_resamples, h.seed)
+            if min(len(c.models_a), len(c.models_b)) < 2:
+                c.warnings.append("A group of one model: this compares two models (over items), not two groups.")
+            out.done.append(c)
     for column, label in GROUPINGS:
-        groups = _groups(catalogue, column, h.models)
-        pairs = _pairs(column, groups)
+        groups = model_groups(data.catalogue, column, h.models)
+        pairs = [REGION_PAIR] if column == "region" else list(combinations(sorted(groups), 2))
+        pairs = [p for p in pairs if (column, frozenset(p)) not in covered]
         ok = [(a, b) for a, b in pairs if len(groups.get(a, [])) >= MIN_MODELS and len(groups.get(b, [])) >= MIN_MODELS]
         if not ok:
+            if not pairs and groups:
+                continue  # every pair is an audit-file comparison
             shown = tuple(REGION_PAIR) if column == "region" else tuple(sorted(groups))
             if not groups:
                 detail = "no model has a known value"
@@ -91,35 +104,13 @@ def compare(catalogue: pd.DataFrame, h: Headline) -> Comparisons:
                 detail = f"only one group: {_describe(groups, shown)}"
             else:
                 detail = _describe(groups, shown)
-            out.skipped.append(f"{label} ({column}): not compared; a t-test needs at least {MIN_MODELS} models in "
-                               f"each of two groups ({detail}).")
+            out.skipped.append(f"{label} ({column}): not compared; a group comparison needs at least {MIN_MODELS} "
+                               f"models in each of two groups ({detail}).")
             continue
+        auto = ComparisonSpec(by=column)
         for a, b in ok:
-            c = Comparison(column, label, a, b, groups[a], groups[b])
-            for e in h.entries:
-                x = h.values.loc[groups[a], e.key].dropna().to_numpy(dtype=float)
-                y = h.values.loc[groups[b], e.key].dropna().to_numpy(dtype=float)
-                if x.size < MIN_MODELS or y.size < MIN_MODELS:
-                    c.skipped_metrics.setdefault(f"fewer than {MIN_MODELS} models with a value in a group",
-                                                 []).append(e.label)
-                    continue
-                student = ttest(x, y, equal_var=True)
-                if student.sed == 0:  # t would be ±inf or undefined: nothing varies within the groups
-                    c.skipped_metrics.setdefault("no variation within either group", []).append(e.label)
-                    continue
-                c.tests.append(Test(e, student, ttest(x, y, equal_var=False)))
-            out.done.append(c)
-    _adjust(out)
+            out.done.append(run_spec(auto, "automatic", label, a, b, groups, h.entries, h.values, data.tables,
+                                     h.n_resamples, h.seed))
+    out.n_tests = adjust_all(out.done)
+    out.families = family_sizes(out.done)
     return out
-
-
-def _adjust(out: Comparisons) -> None:
-    tests = [t for c in out.done for t in c.tests]
-    out.n_tests = len(tests)
-    for kind in ("student", "welch"):
-        idx = [i for i, t in enumerate(tests) if not np.isnan(getattr(t, kind).p)]
-        if not idx:
-            continue
-        adj = holm([getattr(tests[i], kind).p for i in idx])
-        for i, p in zip(idx, adj):
-            setattr(tests[i], f"holm_{kind}", float(p))

@@ -20,7 +20,7 @@ from plotly.offline import get_plotlyjs
 
 from valuelens import __version__
 
-from . import compare, headline, sections
+from . import compare, headline, sections, table1
 from .blocks import Cell, Section
 from .layers import layer_sections
 from .load import ReportData
@@ -75,7 +75,7 @@ def render(data: ReportData) -> str:
     seed = int(next((r.manifest["seed"] for r in data.runs if isinstance(r.manifest.get("seed"), int)), 0))
     h = headline.compute(data, seed)
     secs: list[Section] = [sections.summary(data, h), *layer_sections(data, seed),
-                           sections.comparisons(compare.compare(data.catalogue, h), h),
+                           table1.section(compare.compare(data, h), h),
                            sections.run_facts(data), sections.catalogue(data), sections.about(h)]
     n = 0
     for s in secs:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import figures
 from . import position as pos
 from .blocks import Cell, Section
-from .compare import Comparisons
-from .headline import Headline, bias_profiles, flag_rules, flags, ranking
+from .headline import Headline, bias_profiles, flag_rules, flags
+from .table1 import ranking_table
 from .load import LAYERS, Layer, ReportData
 
 SYNTHETIC = "synthetic — not human data"  # valuelens.data.synthetic.LABEL (the report reads tables only)
@@ -55,26 +54,7 @@ def summary(data: ReportData, h: Headline) -> Section:
     sec.items(status, "Layers")
     for text in failed_items(data):
         sec.text(text, "warn")
-    ranked = ranking(h)
-    entries = [e for e in h.entries if e.metric.better]
-    if len(ranked):
-        rows = []
-        for i, r in enumerate(ranked.to_dict("records"), start=1):
-            cells: list[Any] = [i, r["model"]]
-            for e in entries:
-                rank = r[e.key + "#rank"]
-                ci = h.cis.get((e.key, r["model"]))
-                note = ("" if rank != rank else f"#{int(rank)}") + (f" [{ci.low:.3f}, {ci.high:.3f}]" if ci else "")
-                cells.append(Cell(r[e.key], note=note))
-            cells.append(r["mean_rank"])
-            rows.append(cells)
-        cols = ["rank", "model"] + [f"{e.label} ({e.metric.better} is better)" for e in entries] + ["mean rank"]
-        sec.table(cols, rows, f"Model ranking for {', '.join(countries) or 'the audited cultures'}",
-                  "Models ordered by their mean rank over the metrics shown that they have a value for (#1 = best "
-                  "on that metric; ties share the better rank; [low, high] = 95% interval where the metric has "
-                  "per-item values). " + h.describe())
-    else:
-        sec.text("No headline metric is available yet, so models are not ranked.", "muted")
+    ranking_table(sec, h, countries)
     raised = flags(data, h)
     profiles = bias_profiles(h, raised)
     if profiles:
@@ -105,41 +85,6 @@ def position_summary(sec: Section, data: ReportData) -> None:
                  "their figures are marked in each layer and must not be read as their values.", "warn")
     elif parts:
         sec.text(f"Position bias: no model's choices are position-dominated ({', '.join(parts)}; {pos.RULE}).", "ok")
-
-
-def comparisons(comp: Comparisons, h: Headline) -> Section:
-    sec = Section("comparisons", "Comparisons")
-    sec.text("Groups of models from the catalogue compared on each per-model headline metric (one value per model, "
-             "as in the ranking). Student's t-test (pooled variance) and Welch's t-test, two-sided; SD with ddof 1; "
-             "SEM = SD/√n; SED = standard error of the difference; DF = degrees of freedom. "
-             + (f"p (Holm): Holm–Bonferroni adjusted over all {comp.n_tests} metric comparisons of the same test."
-                if comp.n_tests > 1 else ""))
-    for c in comp.done:
-        rows = []
-        for t in c.tests:
-            s, w = t.student, t.welch
-            tests = [Cell(s.t, 2), Cell(s.df, 2), Cell(s.sed, 2), Cell(s.p, 2, kind="p")]
-            if comp.n_tests > 1:
-                tests.append(Cell(t.holm_student, 2, kind="p"))
-            tests += [Cell(w.t, 2), Cell(w.df, 2), Cell(w.sed, 2), Cell(w.p, 2, kind="p")]
-            if comp.n_tests > 1:
-                tests.append(Cell(t.holm_welch, 2, kind="p"))
-            rows.append([Cell(t.entry.label, 2), c.a, s.n1, s.mean1, s.sd1, s.sem1, *tests])
-            rows.append([c.b, s.n2, s.mean2, s.sd2, s.sem2])
-        holm_col = ["p (Holm)"] if comp.n_tests > 1 else []
-        cols = (["metric", "group", "n", "mean", "SD", "SEM", "Student t", "DF", "SED", "p", *holm_col,
-                 "Welch t", "DF", "SED", "p", *holm_col])
-        caption = f"{c.a}: {', '.join(c.models_a)}. {c.b}: {', '.join(c.models_b)}."
-        for reason, labels in c.skipped_metrics.items():
-            caption += f" Not tested ({reason}): {', '.join(labels)}."
-        sec.table(cols, rows, f"{c.label}: {c.a} vs {c.b}", caption)
-        if c.tests:
-            sec.plot(figures.group_dots(h, c), f"{c.label}: per-model values",
-                     "Each dot is one model's headline value (the observations of the tests above); "
-                     "bars are group means.")
-    if comp.skipped:
-        sec.items([{"text": s, "flag": False, "detail": ""} for s in comp.skipped], "Not compared")
-    return sec
 
 
 def failed_items(data: ReportData) -> list[str]:

@@ -1,0 +1,137 @@
+"""The report's comparison section (Table 1 in the paper's layout, every test with its effect size) and the
+summary's ranking with intervals."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import pandas as pd
+
+from valuelens.comparisons.compute import TEST_LABELS
+from valuelens.stats import CORRECTIONS
+
+from . import figures
+from .blocks import Cell, Section
+from .compare import Comparisons
+from .headline import Headline, ranking
+
+
+def ranking_table(sec: Section, h: Headline, countries: list[str]) -> None:
+    """The summary's ranking (per metric: rank, interval, which neighbours it cannot be told from); one model:
+    its values and intervals, no rank."""
+    ranked = ranking(h)
+    entries = [e for e in h.entries if e.metric.better]
+    if len(ranked):
+        rows = []
+        for i, r in enumerate(ranked.to_dict("records"), start=1):
+            cells: list[Any] = [i, r["model"]]
+            apart = 0
+            for e in entries:
+                rank = r[e.key + "#rank"]
+                ci = h.cis.get((e.key, r["model"]))
+                has = not math.isnan(rank)
+                sep = r[e.key + "#sep"] if has else ""
+                apart += has and sep == ""
+                note = ((f"#{int(rank)}" if has else "") + (f" [{ci.low:.3f}, {ci.high:.3f}]" if ci else "")
+                        + (f" · {sep}" if sep else ""))
+                cells.append(Cell(r[e.key], note=note))
+            cells += [r["mean_rank"], f"{apart} of {sum(not math.isnan(r[e.key + '#rank']) for e in entries)}"]
+            rows.append(cells)
+        cols = (["position", "model"] + [f"{e.label} ({e.metric.better} is better)" for e in entries]
+                + ["mean rank", "metrics where its interval overlaps neither neighbour"])
+        sec.table(cols, rows, f"Model ranking for {', '.join(countries) or 'the audited cultures'}",
+                  "Models ordered by their mean rank over the metrics shown that they have a value for (#1 = best "
+                  "on that metric; ties share the better rank). [low, high] = 95% interval; “not distinguishable "
+                  "from X” = its interval overlaps that of X, a neighbour in that metric's order (or X has no "
+                  "interval), so the two ranks are not a finding. " + h.describe())
+    elif len(h.values.dropna(how="all")) == 1 and h.entries:
+        model = h.values.dropna(how="all").index[0]
+        rows = []
+        for e in h.entries:
+            v = h.values.at[model, e.key]
+            if pd.isna(v):
+                continue
+            ci = h.cis.get((e.key, model))
+            rows.append([e.label, v, f"[{ci.low:.3f}, {ci.high:.3f}]" if ci else
+                         f"none ({h.no_ci.get((e.key, model), 'no per-item values')})",
+                         e.metric.better or "not ranked"])
+        sec.table(["metric", "value", "95% interval", "better"], rows, f"Headline values of {model}",
+                  "One model with headline values: nothing to rank. " + h.describe())
+    else:
+        sec.text("No headline metric is available yet, so models are not ranked.", "muted")
+
+
+def section(comp: Comparisons, h: Headline) -> Section:
+    """Per comparison and unit, Table 1 in the paper's layout and every test with its effect size."""
+    sec = Section("comparisons", "Comparisons")
+    sec.text("Groups of models from the catalogue compared on the headline metrics, in the layout of the paper's "
+             "Table 1 (Mean, SD, SEM, t, DF, SED, p). Unit of analysis: item = one observation per item (question × "
+             "culture × prompt language), its value the mean over the group's models, each group its own items "
+             "(DF = n1 + n2 − 2 for Student); paired = the items both groups have, pair by pair; model = one "
+             "headline value per model. Two-sided tests; SD with ddof 1; SEM = SD/√n; SED = standard error of the "
+             "difference; d = Cohen's d (pooled SD; d_z for paired t); r = rank-biserial correlation; the interval "
+             "is the 95% interval of the difference (first group − second). Wilcoxon signed-rank pairs the items "
+             "both groups have. " + _correction_text(comp))
+    for c in comp.done:
+        for unit in dict.fromkeys(r.unit for r in c.rows):
+            rows = [r for r in c.rows if r.unit == unit]
+            table1, tests = [], []
+            for r in rows:
+                (na, ma, sa, ea), (nb, mb, sb, eb) = r.desc
+                o = r.outcome(r.t_test) if r.t_test else None
+                tcols = ([Cell(o.statistic, 2), Cell(o.df, 2), Cell(o.sed, 2),
+                          Cell(o.p, 2, kind="p"), Cell(o.p_adj, 2, kind="p"), Cell(o.effect, 2),
+                          Cell(f"[{_f(o.low)}, {_f(o.high)}]", 2), Cell(TEST_LABELS[o.test], 2)]
+                         if o else [Cell("—", 2)] * 7 + [Cell("none of Student, Welch, paired t", 2)])
+                table1.append([Cell(r.entry.label, 2), c.a, na, ma, sa, ea, *tcols])
+                table1.append([c.b, nb, mb, sb, eb])
+                for x in r.outcomes:
+                    tests.append([r.entry.label, TEST_LABELS[x.test], x.n, x.statistic, x.df,
+                                  Cell(x.p, kind="p"), Cell(x.p_adj, kind="p"), f"{x.effect_name} {_f(x.effect)}",
+                                  f"[{_f(x.low)}, {_f(x.high)}]"])
+            n_what = {"item": "items", "paired": "paired items", "model": "models"}[unit]
+            cols = ["metric", "group", f"n ({n_what})", "mean", "SD", "SEM", "t", "DF", "SED", "p",
+                    f"p ({_short(c.correction)})", "d", "95% interval of the difference", "test"]
+            caption = (f"Unit: {unit}. {c.a}: {', '.join(c.models_a)}. {c.b}: {', '.join(c.models_b)}. "
+                       f"From: {c.origin}. " + " ".join(c.warnings))
+            for reason, labels in c.skipped_metrics.items():
+                caption += f" Not tested ({reason}): {', '.join(labels)}."
+            notes = sorted({n for r in rows for n in r.notes})
+            if notes:
+                caption += " " + "; ".join(notes) + "."
+            sec.table(cols, table1, f"{c.label}: {c.a} vs {c.b} (unit: {unit})", caption.strip())
+            sec.table(["metric", "test", "n", "statistic", "DF", "p", f"p ({_short(c.correction)})", "effect size",
+                       "95% interval of the difference"], tests, f"{c.label}: {c.a} vs {c.b} (unit: {unit}): tests",
+                      "Every test run, with its effect size. Bootstrap: percentile interval of the difference of the "
+                      "means (paired: of the mean item difference), no p.")
+        model_rows = [r for r in c.rows if r.unit == "model"]
+        if model_rows:
+            view = SimpleNamespace(tests=model_rows, a=c.a, b=c.b, models_a=c.models_a, models_b=c.models_b)
+            sec.plot(figures.group_dots(h, view), f"{c.label}: per-model values",
+                     "Each dot is one model's headline value (the observations of the model-level tests above); "
+                     "bars are group means.")
+        if not c.rows:
+            sec.text(f"{c.label}: {c.a} vs {c.b} ({c.origin}): nothing tested. "
+                     + " ".join(f"{reason}: {', '.join(labels)}." for reason, labels in c.skipped_metrics.items()),
+                     "muted")
+    if comp.skipped:
+        sec.items([{"text": s, "flag": False, "detail": ""} for s in comp.skipped], "Not compared")
+    return sec
+
+
+def _f(v: float) -> str:
+    return "—" if math.isnan(v) else f"{v:.3f}"
+
+
+def _short(correction: str) -> str:
+    return {"holm": "Holm", "bh": "BH", "none": "unadjusted"}[correction]
+
+
+def _correction_text(comp: Comparisons) -> str:
+    if not comp.families:
+        return ""
+    parts = [f"{TEST_LABELS[t]}: {CORRECTIONS[m]} over {n} test{'s' * (n != 1)}" for (t, m), n in
+             sorted(comp.families.items())]
+    return "Adjusted p values, per test over every comparison in this report — " + "; ".join(parts) + "."
