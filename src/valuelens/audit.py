@@ -337,6 +337,9 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
             "run_id": run_id, "lanes": {k: [audit.models[i].name for i in v] for k, v in lanes.items()},
             "models": [],
         }
+        from valuelens.data.fetch import run_records  # fetched:NAME data: licence, revision, checksums
+
+        record["datasets"] = run_records(record["audit"])
         try:
             manifest = _Manifest(out / "run.json", record)
         except BaseException as e:  # e.g. a full disk: an earlier run's "finished" must not stay

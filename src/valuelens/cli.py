@@ -312,6 +312,69 @@ def _need_store(out_dir: Path) -> None:
         raise ValueLensError(f"{out_dir}: no {STORE_NAME} here (not a valuelens output directory)")
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Public datasets: list, fetch (pinned, checksummed, licence "
+                       "recorded) and check user-downloaded files.")
+app.add_typer(data_app, name="data")
+
+
+def _say(text: str) -> None:
+    console.print(escape(text), highlight=False, soft_wrap=True)
+
+
+@data_app.command("list")
+def data_list():
+    """Known datasets: licence, whether it must be accepted, cached or not, and the cache path."""
+    from valuelens.data.fetch import data_root, list_datasets
+
+    with guarded():
+        _say(f"cache: {data_root()} (VALUELENS_DATA_DIR overrides)")
+        for r in list_datasets():
+            accept = "; needs --accept-licence" if r["accept"] else ""
+            _say(f"{r['name']}: {r['status']} [{r['source']}]")
+            _say(f"  {r['title']}")
+            _say(f"  licence: {r['licence']}{accept}")
+            if r["path"]:
+                _say(f"  {'path' if r['status'] == 'cached' else 'where'}: {r['path']}")
+            if r["audit"]:
+                _say(f"  in an audit: {r['audit']}")
+
+
+@data_app.command("fetch", epilog=EXIT_CODES)
+def data_fetch(name: str = typer.Argument(..., help="dataset name (valuelens data list)"),
+               accept_licence: bool = typer.Option(False, "--accept-licence",
+                                                   help="accept the dataset's licence (required where it says so)"),
+               force: bool = typer.Option(False, "--force", help="download again even if cached (a partial "
+                                          "download is discarded)")):
+    """Download a dataset at its pinned revision, checksummed, and print its licence.
+
+    Each file's size and SHA-256 is verified before it enters the cache; an audit then uses it as
+    `fetched:NAME` (or `fetched:NAME/FILE`)."""
+    from valuelens.data.fetch import fetch, get, licence_line
+
+    with guarded():
+        _say(licence_line(get(name)))
+        res = fetch(name, accept_licence=accept_licence, force=force, say=_say)
+        _say(f"{'fetched' if res.status == 'fetched' else 'already cached (verified)'}: {res.path}")
+        if res.dataset.audit:
+            _say(f"in an audit: {res.dataset.audit}")
+
+
+@data_app.command("check", epilog=EXIT_CODES)
+def data_check(name: str = typer.Argument(..., help="dataset whose format FILE should have (e.g. wvs7)"),
+               file: Path = typer.Argument(..., help="your downloaded file (MoralChoice: its data folder)"),
+               codebook: Optional[Path] = typer.Option(None, "--codebook",
+                                                       help="wvs7: the WVS-7 codebook.json (default: the fetched "
+                                                            "wvs_codebook)")):
+    """Validate a file you downloaded yourself (e.g. WVS microdata) and say where to register.
+
+    The file is read with valuelens's own loaders (columns, codes against the codebook)."""
+    from valuelens.data.fetch_check import check_file
+
+    with guarded():
+        for line in check_file(name, file, codebook):
+            _say(line)
+
+
 def main() -> None:
     app()
 

@@ -36,6 +36,10 @@ def load_survey(kind: str, path: str | Path | None = None, path_zh: str | Path |
     - ``wvs7``: WVS-7 microdata CSV (``path``) with ``codebook=`` (required), ``metadata=``,
       ``adjustments=``, ``questions=``, ``countries=``, ``weighted=``, ``demographics=``.
     """
+    from valuelens.data.fetch import resolve  # fetched:NAME paths (valuelens data fetch) -> the cached files
+
+    path, path_zh, kw = resolve(path), resolve(path_zh), {k: resolve(v) for k, v in kw.items()}
+
     def no_extra(allowed: set[str]) -> None:
         extra = sorted(set(kw) - allowed)
         if extra:

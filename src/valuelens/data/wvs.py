@@ -65,6 +65,9 @@ def load_codebook(codebook_path: str | Path, metadata_path: str | Path | None = 
     answer-adjustment file (``{"Q56": {"2": "3", "3": "2"}, "Q111": {"3": ""}}``). Text, dimension
     (category) and ordinal (answer_data_type) come from the metadata when given; ordinal defaults to True.
     """
+    from valuelens.data.fetch import resolve  # fetched:NAME paths -> the cached files
+
+    codebook_path, metadata_path, adjustments_path = map(resolve, (codebook_path, metadata_path, adjustments_path))
     raw, meta = _json(codebook_path), _json(metadata_path) if metadata_path else {}
     adjust = _json(adjustments_path) if adjustments_path else {}
     out: dict[str, Question] = {}

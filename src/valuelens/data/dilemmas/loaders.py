@@ -277,8 +277,11 @@ def _json_obj(path: Path) -> dict[str, Any]:
 
 def load_moralchoice(root: str | Path, ambiguity: str = "both") -> tuple[list[MCScenario], MCTemplates]:
     """Scenarios (``low``, ``high`` or ``both``) and the templates, from the
-    MoralChoice folder layout (scenarios/, question_templates/, response_templates/)."""
-    root = Path(root)
+    MoralChoice folder layout (scenarios/, question_templates/, response_templates/);
+    ``fetched:moralchoice`` is the folder ``valuelens data fetch moralchoice`` downloaded."""
+    from valuelens.data.fetch import resolve
+
+    root = Path(resolve(root) if isinstance(root, str) else root)
     if not root.is_dir():
         raise ValueLensError(f"{root}: MoralChoice folder not found")
     levels = ("low", "high") if ambiguity == "both" else (ambiguity,)
