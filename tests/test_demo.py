@@ -125,7 +125,7 @@ def test_synthetic_source_is_labelled_and_loads_in_every_layer():
 @pytest.mark.parametrize("layer, data, message", [
     ("mark", {"kind": "synthetic", "path": "x.csv"}, "takes no files"),
     ("mark", {"path": "x.csv"}, "needs path"),
-    ("diversity", {"kind": "synthetic", "path": "x.csv"}, "takes no path"),
+    ("def", {"kind": "synthetic", "path": "x.csv"}, "takes no path"),
     ("first_token", {"kind": "synthetic", "path": "x.csv"}, "takes no path"),
 ])
 def test_synthetic_settings_errors(layer, data, message):
@@ -181,7 +181,7 @@ def test_demo_layers_end_to_end_on_a_scripted_model(tmp_path):
 
     text = build_report(tmp_path / "out").read_text(encoding="utf-8")
     header = text[text.index("<header>"):text.index("</header>")]
-    assert synthetic.LABEL in header and "first_token, diversity, mark" in header
+    assert synthetic.LABEL in header and "first_token, def, mark" in header
     for sid, labelled in (("layer-first_token", True), ("layer-def", True), ("layer-mark", True),
                           ("layer-dilemmas", False)):
         body = text[text.index(f'<section id="{sid}"'):]

@@ -18,7 +18,6 @@ from scipy.stats import entropy
 import valuelens.api as vl
 from valuelens.config import parse_audit
 from valuelens.errors import ValueLensError
-from valuelens.layers import LayerContext
 from valuelens.layers import first_token as ft
 from valuelens.models import CachedModel, OptionResult
 from valuelens.progress import NullTracker
@@ -94,7 +93,7 @@ layers:
 {layer}""", "a.yaml")
     backend = backend or TextPositionBackend()
     model = CachedModel(backend, store or Store(tmp_path / "store.sqlite"), "m", chunk_size=64)
-    tables = ft.run(model, cfg.layers.first_token, LayerContext(cfg, tmp_path / "out", NullTracker()))
+    tables = ft.run(model, cfg.layers.first_token, cfg.layer_context(tmp_path / "out", NullTracker()))
     return tables, backend, model
 
 

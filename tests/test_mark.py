@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from mark_helpers import StageBackend
 from valuelens.config import parse_audit
-from valuelens.layers import LayerContext
 from valuelens.layers.mark import layer
 from valuelens.layers.mark.baselines import parse_answer
 from valuelens.layers.mark.evaluate import _kappa_arrays, fast_macro_kappa, macro_kappa
@@ -223,7 +222,7 @@ def test_scripted_run_hand_worked(tmp_path, shared_data):
     audit = _setup(tmp_path, shared_data)
     backend = StageBackend(reply)
     model = CachedModel(backend, Store(tmp_path / "store.sqlite"), "m")
-    tables = layer.run(model, audit.layers.mark, LayerContext(audit, tmp_path / "out", NullTracker()))
+    tables = layer.run(model, audit.layers.mark, audit.layer_context(tmp_path / "out", NullTracker()))
 
     traces = [json.loads(line) for line in (tmp_path / "out" / "mark_traces" / "m.jsonl").read_text().splitlines()]
     by = {(t["country"], t["question_id"]): t for t in traces}
@@ -287,7 +286,7 @@ def test_scripted_run_hand_worked(tmp_path, shared_data):
 
     # rerun: everything comes from the cache, same traces
     again = layer.run(CachedModel(StageBackend(lambda p: "never called"), Store(tmp_path / "store.sqlite"), "m"),
-                      audit.layers.mark, LayerContext(audit, tmp_path / "out", NullTracker()))
+                      audit.layers.mark, audit.layer_context(tmp_path / "out", NullTracker()))
     pd.testing.assert_frame_equal(again["mark_traces"], tables["mark_traces"])
 
 

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -23,7 +22,7 @@ import pandas as pd
 from valuelens import __version__
 from valuelens.config import AuditConfig
 from valuelens.errors import Terminated, ValueLensError, os_error
-from valuelens.layers import LayerContext, def_layer, dilemmas, first_token, mark
+from valuelens.layers import registry
 from valuelens.models import CachedModel, load_backend
 from valuelens.lanes import Cancelled, model_failure, plan, run_lanes
 from valuelens.preflight import preflight
@@ -31,15 +30,9 @@ from valuelens.progress import LockedTracker, NullTracker, Tracker
 from valuelens.results import RESULTS_DIR, export_tables, retire_stale, write_json, write_json_best_effort
 from valuelens.store import STORE_NAME, Store
 
-# Layer name → module, in the order layers run. A layer module has
-# ``run(model, settings, ctx) -> tables`` (one model) and may have
-# ``combine(tables, settings) -> tables`` (after all models: cross-model measures).
-LAYERS: dict[str, ModuleType] = {
-    "first_token": first_token,
-    "diversity": def_layer,
-    "dilemmas": dilemmas,
-    "mark": mark,
-}
+# Layer key → spec, in run order: the registry's own dict (valuelens.layers.registry), so a layer
+# registered later is in it too.
+LAYERS: dict[str, registry.LayerSpec] = registry.REGISTRY
 LOCK_NAME = ".lock"
 
 
@@ -188,13 +181,22 @@ def _versions() -> dict[str, str]:
 
 
 def check_inputs(audit: AuditConfig, out_dir: str | Path | None = None) -> None:
-    """Read every selected layer's input data (layers may define
-    ``check(settings, ctx)``), so bad input fails before anything is written."""
-    ctx = LayerContext(audit, Path(out_dir) if out_dir else audit.out_dir(), NullTracker())
-    for layer, module in LAYERS.items():
-        settings = getattr(audit.layers, layer, None)
-        if settings is not None and hasattr(module, "check"):
-            module.check(settings, ctx)
+    """Read every selected layer's input data (its registered ``check``), so bad
+    input fails before anything is written."""
+    ctx = audit.layer_context(Path(out_dir) if out_dir else None, NullTracker())
+    for spec, settings in audit.layers.selected():
+        if spec.check is not None:
+            spec.check(settings, ctx)
+
+
+def _owned(spec: registry.LayerSpec, tables: dict[str, pd.DataFrame], step: str) -> dict[str, pd.DataFrame]:
+    """A layer's tables, each named with the layer's prefix (else a programming error: it would be exported
+    under no layer, or under another layer's name)."""
+    bad = sorted(n for n in tables if not spec.owns(n))
+    if bad:
+        raise RuntimeError(f"layer {spec.key}: {step} returned tables outside its prefix {spec.prefix!r}: "
+                           f"{', '.join(bad)}")
+    return tables
 
 
 class _Manifest:
@@ -267,11 +269,9 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
     try:
         model = CachedModel(backend, store, entry.name, chunk_size=audit.chunk_size)
         tables = []
-        for layer, module in LAYERS.items():
-            settings = getattr(audit.layers, layer)
-            if settings is None:
-                continue
-            for name, df in module.run(model, settings, LayerContext(audit, out, tracker)).items():
+        ctx = audit.layer_context(out, tracker)
+        for spec, settings in audit.layers.selected():
+            for name, df in _owned(spec, spec.run(model, settings, ctx), "run").items():
                 df.insert(0, "model", entry.name)
                 tables.append((name, df))
         manifest.add_model(index, {**entry.catalogue(), "identity": model.identity, "calls_made": model.made,
@@ -335,6 +335,8 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
             "versions": _versions(), "audit_source": audit_source, "audit": audit.model_dump(mode="json"),
             "seed": audit.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
             "run_id": run_id, "lanes": {k: [audit.models[i].name for i in v] for k, v in lanes.items()},
+            # every registered layer's report record (report/load.py reads it; the report imports no layer code)
+            "layers": [spec.report_record() for spec in registry.layers()],
             "models": [],
         }
         from valuelens.data.fetch import run_records  # fetched:NAME data: licence, revision, checksums
@@ -359,10 +361,10 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
                 for name, df in model_tables or []:
                     tables.setdefault(name, []).append(df)
             merged = {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}
-            for layer, module in LAYERS.items():
-                settings = getattr(audit.layers, layer)
-                if settings is not None and hasattr(module, "combine"):
-                    merged.update(module.combine(merged, settings))
+            ctx = audit.layer_context(out, tracker)
+            for spec, settings in audit.layers.selected():
+                if spec.combine is not None:
+                    merged.update(_owned(spec, spec.combine(merged, settings, ctx), "combine"))
             catalogue = pd.DataFrame([{k: v for k, v in m.items() if k not in {"identity", "faults"}}
                                       for m in manifest.data["models"]])
             catalogue = catalogue.drop(columns=[c for c in ("concurrency",) if c in catalogue.columns])

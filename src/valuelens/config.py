@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+import warnings
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     Field,
     PrivateAttr,
+    SerializeAsAny,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -26,15 +30,13 @@ from valuelens.comparisons import ComparisonList
 from valuelens.data.catalogue import lookup, resolve, suggest
 from valuelens.data.survey import read_text
 from valuelens.errors import ValueLensError
-from valuelens.layers.def_layer.settings import DEFSettings
-from valuelens.layers.dilemmas.settings import DilemmaSettings
-from valuelens.layers.first_token_settings import (  # noqa: F401
+from valuelens.layers import LayerContext, registry
+from valuelens.layers.first_token_settings import (  # noqa: F401 - re-exported for older imports
     DataSource,
     FirstTokenSettings,
     Split,
     TrainSpec,
 )
-from valuelens.layers.mark.settings import MarkSettings
 from valuelens.models.registry import (
     BackendSpec,
     OptionError,
@@ -43,11 +45,11 @@ from valuelens.models.registry import (
 )
 from valuelens.strict import Strict
 
+if TYPE_CHECKING:
+    from valuelens.progress import Tracker
+
 MAX_AUDIT_BYTES = 1 << 20
 MAX_YAML_NODES = 100_000  # values after expanding aliases
-
-
-
 
 def _not_dots(v: str) -> str:
     """A name is used as a file/directory name: ``.``, ``..`` and the like are refused."""
@@ -157,17 +159,54 @@ class ModelEntry(Strict):
         return d
 
 
-class Layers(Strict):
-    first_token: FirstTokenSettings | None = None
-    diversity: DEFSettings | None = None
-    dilemmas: DilemmaSettings | None = None
-    mark: MarkSettings | None = None
+class LayersBase(Strict):
+    """The audit file's ``layers:`` mapping. Its fields are the registered layers
+    (:mod:`valuelens.layers.registry`), each optional and typed by the layer's
+    settings model; :func:`layers_model` builds the model for the registry as it
+    is, so a layer registered later is validated too."""
 
     @model_validator(mode="after")
-    def _some_layer(self) -> Layers:
+    def _some_layer(self) -> LayersBase:
         if not any(getattr(self, f) is not None for f in type(self).model_fields):
             raise ValueError("no layer selected; add e.g. 'first_token: {}'")
         return self
+
+    def get(self, key: str) -> Strict | None:
+        """A layer's settings (by key or deprecated alias), or None when it is not selected."""
+        try:
+            key = registry.get(key).key
+        except KeyError:
+            return None
+        return getattr(self, key, None)
+
+    def selected(self) -> list[tuple[registry.LayerSpec, Strict]]:
+        """(layer, settings) of every selected layer, in run order."""
+        return [(spec, s) for spec in registry.layers() if (s := self.get(spec.key)) is not None]
+
+    @property
+    def diversity(self) -> Strict | None:
+        """Deprecated: the DEF layer's settings are ``layers.def`` (``getattr(layers, "def")``)."""
+        return self.get("def")
+
+
+_LAYER_MODELS: dict[tuple, type[LayersBase]] = {}
+
+
+def layers_model() -> type[LayersBase]:
+    """The ``layers:`` model of the registry as it is now (one per registry state)."""
+    specs = registry.layers()
+    sig = tuple((s.key, s.settings, s.aliases) for s in specs)
+    if sig not in _LAYER_MODELS:
+        fields: dict[str, Any] = {
+            s.key: (Optional[s.settings], Field(  # noqa: UP045 - a runtime type, not an annotation
+                default=None, description=s.title,
+                validation_alias=AliasChoices(s.key, *s.aliases) if s.aliases else None))
+            for s in specs}
+        _LAYER_MODELS[sig] = create_model("Layers", __base__=LayersBase, __module__=__name__, **fields)
+    return _LAYER_MODELS[sig]
+
+
+Layers = layers_model()  # the built-in layers' model
 
 
 class AuditConfig(Strict):
@@ -192,7 +231,12 @@ class AuditConfig(Strict):
         description="stop the whole audit at the first model that fails; default: a model whose backend fails "
                     "permanently (auth, model not found, 5xx after retries, out of memory) is marked failed in "
                     "run.json and the report, the others go on, and a rerun retries it")
-    layers: Layers
+    layers: SerializeAsAny[LayersBase]
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _registered_layers(cls, v: Any) -> Any:
+        return v if isinstance(v, LayersBase) else layers_model().model_validate(v)
 
     @field_validator("country_names")
     @classmethod
@@ -248,9 +292,23 @@ class AuditConfig(Strict):
 
     _origin: str = PrivateAttr(default="audit file")
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
+    _notes: list[str] = PrivateAttr(default_factory=list)
 
     def out_dir(self) -> Path:
         return Path(self.output_dir or f"runs/{self.name}")
+
+    @property
+    def notes(self) -> list[str]:
+        """Deprecation notes about the audit file (one line each, naming file and line)."""
+        return list(self._notes)
+
+    def layer_context(self, out_dir: str | Path | None = None, tracker: Tracker | None = None) -> LayerContext:
+        """What the layers get from the audit (plain values; see :class:`valuelens.layers.LayerContext`)."""
+        extra: dict[str, Any] = {"tracker": tracker} if tracker is not None else {}
+        return LayerContext(tuple(self.countries), tuple(self.languages), self.seed,
+                            Path(out_dir) if out_dir is not None else self.out_dir(),
+                            country_names={c: dict(v) for c, v in self.country_names.items()},
+                            audit_name=self.name, **extra)
 
     def where(self, *loc: str | int) -> str:
         """``FILE line N: key`` for a place in the audit file (for checks after parsing)."""
@@ -343,7 +401,12 @@ def _bool_as_number(ann: Any, value: Any, loc: tuple) -> tuple[tuple, str] | Non
     for t in types:
         origin, args = get_origin(t), get_args(t)
         if isinstance(t, type) and issubclass(t, BaseModel) and isinstance(value, dict):
+            if issubclass(t, LayersBase):
+                t = layers_model()
             fields = {(f.alias or name): f for name, f in t.model_fields.items()}
+            for f in t.model_fields.values():
+                if isinstance(f.validation_alias, AliasChoices):
+                    fields.update({a: f for a in f.validation_alias.choices if isinstance(a, str)})
             fields.update(t.model_fields)
             for k, v in value.items():
                 if k in fields:
@@ -391,6 +454,9 @@ def parse_audit(text: str, origin: str) -> AuditConfig:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+            if loc[:1] == ("layers",) and len(loc) == 2 and loc[1] in registry.aliases():
+                msg = (f"deprecated name of layers.{registry.aliases()[loc[1]]}, which is given too; "
+                       "keep only that one")
         if err["type"] == "backend_option":  # the option's own key
             loc = (*loc, *err["ctx"]["key"])
         raise _fail(origin, lines, loc, msg) from None
@@ -398,6 +464,13 @@ def parse_audit(text: str, origin: str) -> AuditConfig:
     if bad:
         raise _fail(origin, lines, *bad)
     cfg._origin, cfg._lines = origin, lines
+    used = data.get("layers") if isinstance(data.get("layers"), dict) else {}
+    for old, new in registry.aliases().items():
+        if old in used:
+            note = (f"{cfg.where('layers', old)}: deprecated name of layers.{new} (still accepted); "
+                    f"rename it to {new}")
+            cfg._notes.append(note)
+            warnings.warn(note, DeprecationWarning, stacklevel=2)
     return cfg
 
 

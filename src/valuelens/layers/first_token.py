@@ -47,7 +47,7 @@ import pandas as pd
 
 from valuelens.layers.first_token_settings import FirstTokenSettings, Split
 from valuelens.data.sources import load_survey
-from valuelens.data.survey import ALL_LABELS, Question, Survey, country_names
+from valuelens.data.survey import ALL_LABELS, Question, Survey
 from valuelens.errors import ValueLensError
 from valuelens.layers import LayerContext
 from valuelens.metrics import DEFAULT_EPS, js_distance, kl, one_minus_jsd, ordinal_emd, position_bias
@@ -199,14 +199,14 @@ class FirstTokenRun:
     """Holds what the conditions share: items, names, the control pool."""
 
     def __init__(self, settings: FirstTokenSettings, ctx: LayerContext):
-        self.s, self.ctx, self.audit = settings, ctx, ctx.audit
+        self.s, self.ctx = settings, ctx
         d = settings.data
         self.survey = _load(d.kind, d.path, d.path_zh, d.codebook, d.metadata, d.strict)
         self.questions = list(self.survey.questions.values())[: settings.limit]
-        self.names = {**country_names(), **{c: {"en": c, **v} for c, v in self.audit.country_names.items()}}
-        self.splits = settings.test_splits or {"all": Split(countries=list(self.audit.countries))}
+        self.names = ctx.names()
+        self.splits = settings.test_splits or {"all": Split(countries=list(self.ctx.countries))}
         eval_countries = sorted({c for sp in self.splits.values() for c in (sp.countries or self.survey.countries())})
-        self.items = [it for it in build_items(self.survey, self.questions, eval_countries, self.audit.languages)
+        self.items = [it for it in build_items(self.survey, self.questions, eval_countries, self.ctx.languages)
                       if any(_in(sp, it) for sp in self.splits.values())]
         if not self.items:
             raise ValueLensError(f"first_token: no items for countries {eval_countries} in {d.path or 'builtin'}"
@@ -215,7 +215,7 @@ class FirstTokenRun:
         self.pool = pool
 
     def prompt_country(self, it: Item, control: bool) -> str:
-        return control_country(self.audit.seed, it.question.id, it.country, self.pool) if control else it.country
+        return control_country(self.ctx.seed, it.question.id, it.country, self.pool) if control else it.country
 
     def localized(self, country: str, lang: str) -> str:
         return self.names.get(country, {}).get(lang, country)
@@ -229,9 +229,9 @@ class FirstTokenRun:
             out.update({k: v for k, v in WORDINGS.items() if k != "paper"})
         for name, t in self.s.templates.items():
             w = {lang: {"user": x.user, "prefill": x.prefill} for lang in ("en", "zh") if (x := getattr(t, lang))}
-            if not set(w) & set(self.audit.languages):
+            if not set(w) & set(self.ctx.languages):
                 raise ValueLensError(f"layers.first_token.templates.{name}: no wording for the audit languages "
-                                     f"{list(self.audit.languages)}")
+                                     f"{list(self.ctx.languages)}")
             out[name] = w
         return out
 
@@ -251,7 +251,7 @@ class FirstTokenRun:
         for it, c in zip(items, asked):
             q, lang, where = it.question, it.language, self.localized(c, it.language)
             w = wording[lang] if wording else None
-            orders = option_orders(self.s.permutations if main else "none", len(q.labels), self.audit.seed, q.id)
+            orders = option_orders(self.s.permutations if main else "none", len(q.labels), self.ctx.seed, q.id)
             start = len(reqs)
             reqs += [option_request(q, where, lang, w, order) for order in orders]
             key = (lang, where, len(q.labels))
@@ -297,11 +297,11 @@ def check(settings: FirstTokenSettings, ctx: LayerContext) -> None:
     """Before the run writes anything: read the data and build the items;
     every audit language must have items (else its results would be silently absent)."""
     job = FirstTokenRun(settings, ctx)
-    missing = [lang for lang in ctx.audit.languages if not any(it.language == lang for it in job.items)]
+    missing = [lang for lang in ctx.languages if not any(it.language == lang for it in job.items)]
     if missing:
         d = settings.data
         raise ValueLensError(f"first_token: {d.path or 'builtin'} has no items in {', '.join(missing)}, one of the "
-                             f"audit languages {list(ctx.audit.languages)}; add that data (cao2025: path_zh) or set "
+                             f"audit languages {list(ctx.languages)}; add that data (cao2025: path_zh) or set "
                              "languages to the data's")
 
 
@@ -355,7 +355,7 @@ def skipped_items(survey: Survey) -> pd.DataFrame:
 def _free_answers(model: CachedModel, job: FirstTokenRun, s: FirstTokenSettings) -> dict[tuple, str]:
     gen = [GenerateRequest((Message("user", user_prompt(it.question, job.localized(it.country, it.language), it.language)
                                     + "\n" + TEMPLATES[it.language]["free"]),),
-                           GenerateSettings(temperature=0.0, max_tokens=s.max_tokens, seed=job.audit.seed))
+                           GenerateSettings(temperature=0.0, max_tokens=s.max_tokens, seed=job.ctx.seed))
            for it in job.items]
     out = model.generate(gen, job.ctx.tracker.track(f"{model.name}: free answers", len(gen)))
     return {(it.question.id, it.country, it.language): g.texts[0] for it, g in zip(job.items, out)}
@@ -370,7 +370,7 @@ def _finetune(model: CachedModel, job: FirstTokenRun, s: FirstTokenSettings, ctx
     for name, split in (("train", spec.train), ("val", spec.val)):
         countries = split.countries or job.survey.countries()
         cells[name] = [TrainItem(option_request(it.question, job.localized(it.country, it.language), it.language), it.human)
-                       for it in build_items(job.survey, job.questions, countries, job.audit.languages)
+                       for it in build_items(job.survey, job.questions, countries, job.ctx.languages)
                        if it.human is not None and _in(split, it)]
         if not cells[name]:
             raise ValueLensError(f"first_token.train.{name}: no items with human distributions in this cell")

@@ -8,6 +8,8 @@ why; a figure whose table is missing or empty says so in its place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -18,10 +20,9 @@ from . import position as pos
 from .blocks import Section
 from .common import threshold as _threshold
 from .headline import headline_rows
-from .load import LAYERS, ReportData
+from .load import Layer, ReportData
 from .sections import synthetic_note
 
-SECTIONS = {"dilemmas": layer_dilemmas.section, "def": layer_def.section, "mark": layer_mark.section}
 DISTANCES = (("one_minus_jsd", "1−JSD vs human (higher is closer)"), ("kl", "KL vs human (lower is closer)"),
              ("emd", "EMD vs human (lower is closer)"))
 # first_token_items columns: raw (original order), order-averaged (permutations), calibrated (calibrate)
@@ -29,21 +30,28 @@ VARIANTS = (("", ""), ("_avg", ", order-averaged"), ("_cal", ", label-prior cali
 
 
 def layer_sections(data: ReportData, seed: int = 0) -> list[Section]:
+    """One section per layer the runs know (run.json["layers"]), built by the layer's
+    ``section`` builder in SECTIONS, or by :func:`generic` for a layer without one."""
     out = []
-    for layer in LAYERS:
+    for layer in data.layers:
         sec = Section(f"layer-{layer.key}", layer.title)
         status, reason = data.layer_status(layer)
         if status != "ok":
             sec.status, sec.reason = status, reason
-        elif layer.key == "first_token":
-            first_token(sec, data, seed)
         else:
-            SECTIONS[layer.key](sec, data, layer)
+            SECTIONS.get(layer.section, generic)(sec, data, layer, seed)
         if status == "ok":
             position_note(sec, data, layer.key)
             synthetic_note(sec, data, layer)
         out.append(sec)
     return out
+
+
+def generic(sec: Section, data: ReportData, layer: Layer, seed: int = 0) -> None:
+    """A layer without its own report builder: each of its tables as exported."""
+    sec.text(f"Tables of this layer ({layer.prefix}*), as exported to results/.", "muted")
+    for name, df in sorted(data.layer_tables(layer).items()):
+        sec.frame(df, name, f"As exported (results/{name}.csv).")
 
 
 def position_note(sec: Section, data: ReportData, layer: str) -> None:
@@ -70,7 +78,7 @@ def position_note(sec: Section, data: ReportData, layer: str) -> None:
                 b["banner"] = pos.banner(hit)
 
 
-def first_token(sec: Section, data: ReportData, seed: int) -> None:
+def first_token(sec: Section, data: ReportData, layer: Layer, seed: int = 0) -> None:
     t = data.tables
     sec.text("Zero-shot first-token probe (Cao et al. 2025): the model's distribution over the option letters at the "
              "first answer token, per country in the prompt and prompt language. Covered mass = probability on the "
@@ -123,6 +131,22 @@ def first_token(sec: Section, data: ReportData, seed: int) -> None:
                      f"Answer distributions: {model}",
                      f"first_token_options.prob per question ({which}), stacked by option; hover for the option "
                      "text." + (" Human bars: human_prob." if _has_human(rows, model) else ""))
+
+
+Builder = Callable[[Section, ReportData, Layer, int], None]
+
+
+def _unseeded(build: Callable[[Section, ReportData, Layer], None]) -> Builder:
+    return lambda sec, data, layer, seed=0: build(sec, data, layer)
+
+
+# Layer report builders by the registry's ``section`` name (LayerSpec.section).
+SECTIONS: dict[str, Builder] = {
+    "first_token": first_token,
+    "dilemmas": _unseeded(layer_dilemmas.section),
+    "def": _unseeded(layer_def.section),
+    "mark": _unseeded(layer_mark.section),
+}
 
 
 def _orders_note(sec: Section, items: pd.DataFrame | None) -> None:

@@ -21,19 +21,44 @@ from valuelens.results import RESULTS_DIR, read_tables
 
 @dataclass(frozen=True)
 class Layer:
-    key: str
+    """A layer as the report knows it: the report record that the audit writes
+    into run.json["layers"] (valuelens.layers.registry.LayerSpec.report_record).
+    The report never imports the registry (it reads tables only)."""
+
+    key: str  # the audit-file key; the section anchor is layer-KEY
     title: str
     prefix: str  # tables of this layer are named PREFIX*
-    config_keys: tuple[str, ...]  # keys under ``layers:`` in the audit file
+    config_keys: tuple[str, ...]  # keys under ``layers:`` in the audit (current, deprecated, older)
+    section: str = ""  # the report builder (report/layers.py SECTIONS); "" or unknown: tables as exported
+    order: int = 100  # place in the report
 
 
-# The four layers, in the paper's order.
-LAYERS: tuple[Layer, ...] = (
-    Layer("dilemmas", "Ethical dilemmas", "dilemma_", ("dilemmas", "dilemma", "moralchoice", "escalation")),
-    Layer("def", "DEF (Diversity-Enhanced Framework)", "def_", ("diversity", "def")),
-    Layer("first_token", "First-token alignment", "first_token_", ("first_token",)),
-    Layer("mark", "MARK (personality-driven reasoning)", "mark_", ("mark",)),
+# The four built-in layers' records as the registry writes them, for run.json files without a "layers"
+# record (written before it existed, or by hand). tests/test_registry.py checks this equals the registry.
+BUILTIN_LAYERS: tuple[Layer, ...] = (
+    Layer("dilemmas", "Ethical dilemmas", "dilemma_", ("dilemmas", "dilemma", "moralchoice", "escalation"),
+          "dilemmas", 10),
+    Layer("def", "DEF (Diversity-Enhanced Framework)", "def_", ("def", "diversity"), "def", 20),
+    Layer("first_token", "First-token alignment", "first_token_", ("first_token",), "first_token", 30),
+    Layer("mark", "MARK (personality-driven reasoning)", "mark_", ("mark",), "mark", 40),
 )
+
+
+def layers_of(manifests: list[dict[str, Any]]) -> tuple[Layer, ...]:
+    """The layers of some runs, in report order: each run's run.json["layers"]
+    (the built-in four for a run.json without it), united by key, first record kept."""
+    found: dict[str, Layer] = {}
+    for m in manifests:
+        records = m.get("layers")
+        layers = BUILTIN_LAYERS if records is None else tuple(
+            Layer(r["key"], r["title"], r["prefix"], tuple(r["config_keys"]), r.get("section") or "",
+                  r.get("order", 100)) for r in records)
+        for layer in layers:
+            found.setdefault(layer.key, layer)
+    if not found:
+        found = {x.key: x for x in BUILTIN_LAYERS}
+    return tuple(sorted(found.values(), key=lambda x: x.order))  # stable: ties keep the registry's order
+
 
 HUMAN = "(human)"  # the human populations' points in def_map: not a model
 
@@ -60,6 +85,11 @@ class ReportData:
     @property
     def is_comparison(self) -> bool:
         return len(self.runs) > 1
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """The audit layers the runs know (run.json["layers"]), in report order."""
+        return layers_of([r.manifest for r in self.runs])
 
     def layer_tables(self, layer: Layer) -> dict[str, pd.DataFrame]:
         return {k: v for k, v in self.tables.items() if k.startswith(layer.prefix)}
@@ -131,7 +161,7 @@ _STR, _INT, _DICT, _LIST = (str,), (int,), (dict,), (list,)
 MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
     "status": _STR, "error": _STR, "audit_source": _STR, "run_id": _STR, "started": _STR, "ended": _STR,
     "seed": _INT, "audit": _DICT, "models": _LIST, "calls": _DICT, "calls_all_runs": _DICT, "versions": _DICT,
-    "tables": _LIST, "lanes": _DICT,
+    "tables": _LIST, "lanes": _DICT, "layers": _LIST,
 }
 AUDIT_FIELDS: dict[str, tuple[type, ...]] = {
     "name": _STR, "seed": _INT, "layers": _DICT, "models": _LIST, "countries": _LIST, "languages": _LIST,
@@ -140,6 +170,9 @@ MODEL_FIELDS: dict[str, tuple[type, ...]] = {
     "name": _STR, "display_name": _STR, "backend": _STR, "region": _STR, "family": _STR, "architecture": _STR,
     "alignment": _STR, "revision": _STR, "params_b": (int, float), "calls_made": _INT, "calls_cached": _INT,
     "faults": _DICT, "status": _STR, "options": _DICT,
+}
+LAYER_FIELDS: dict[str, tuple[type, ...]] = {  # run.json["layers"][i]; key, title, prefix, config_keys required
+    "key": _STR, "title": _STR, "prefix": _STR, "config_keys": _LIST, "section": _STR, "order": _INT,
 }
 
 
@@ -180,6 +213,17 @@ def check_manifest(m: Any, path: Path) -> None:
     for k, v in (m.get("versions") or {}).items():
         if not isinstance(v, str):
             raise _type_error(path, f"versions.{k}", _STR, v)
+    for i, x in enumerate(m.get("layers") or []):
+        if not isinstance(x, dict):
+            raise _type_error(path, f"layers[{i}]", _DICT, x)
+        _check_fields(path, x, LAYER_FIELDS, f"layers[{i}].")
+        for key in ("key", "title", "prefix", "config_keys"):
+            if x.get(key) is None:
+                raise ValueLensError(f"{path}: layers[{i}].{key} is missing; the file is damaged (rerun the audit "
+                                     "to rewrite it)")
+        for j, k in enumerate(x["config_keys"]):
+            if not isinstance(k, str):
+                raise _type_error(path, f"layers[{i}].config_keys[{j}]", _STR, k)
 
 
 def catalogue(run: Run) -> pd.DataFrame:

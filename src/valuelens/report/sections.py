@@ -9,7 +9,7 @@ from . import position as pos
 from .blocks import Cell, Section
 from .headline import Headline, bias_profiles, flag_rules, flags
 from .table1 import ranking_table
-from .load import LAYERS, Layer, ReportData
+from .load import Layer, ReportData
 
 SYNTHETIC = "synthetic — not human data"  # valuelens.data.synthetic.LABEL (the report reads tables only)
 
@@ -24,7 +24,7 @@ def synthetic_layers(data: ReportData) -> list[Layer]:
                 if isinstance(d, dict) and d.get("kind") == "synthetic":
                     return True
         return False
-    return [layer for layer in LAYERS if uses(layer)]
+    return [layer for layer in data.layers if uses(layer)]
 
 
 def synthetic_note(sec: Section, data: ReportData, layer: Layer) -> None:
@@ -47,7 +47,7 @@ def summary(data: ReportData, h: Headline) -> Section:
              f"models: {len(h.models)}.")
     position_summary(sec, data)
     status = []
-    for layer in LAYERS:
+    for layer in data.layers:
         st, reason = data.layer_status(layer)
         status.append({"text": f"{layer.title}: {'included' if st == 'ok' else st}", "flag": st != "ok",
                        "detail": reason})

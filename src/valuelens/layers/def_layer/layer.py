@@ -1,4 +1,5 @@
-"""DEF layer entry points: ``run`` (one model) and ``combine`` (all models)."""
+"""DEF layer entry points (registered in :mod:`valuelens.layers.registry`): ``check``
+(inputs, before the run), ``run`` (one model) and ``combine`` (all models)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-from valuelens.data.survey import country_names
 from valuelens.errors import ValueLensError
 from valuelens.layers import LayerContext
 from valuelens.layers.def_layer import bias, insensitivity
@@ -90,24 +90,28 @@ def _bias(inputs: Inputs, questions: pd.DataFrame, rule: str = "cells") -> dict[
     return {"def_bias": table, "def_bias_profile": bias.mismatch_profile(table), "def_bias_groups": groups.copy()}
 
 
+def check(settings: DEFSettings, ctx: LayerContext) -> None:
+    """Load the questionnaire, human data and microdata now (cached for ``run``),
+    so bad input fails before anything is written."""
+    inputs_for(settings, list(ctx.countries))
+
+
 def run(model: CachedModel, settings: DEFSettings, ctx: LayerContext) -> dict[str, pd.DataFrame]:
-    audit = ctx.audit
-    inputs = inputs_for(settings, list(audit.countries))
-    if not any(lang in q.languages() for q in inputs.questions for lang in audit.languages):
-        raise ValueLensError(f"diversity: no question has a text in {list(audit.languages)}")
-    names = {**country_names(), **{c: {"en": c, **v} for c, v in audit.country_names.items()}}
-    people = participants(inputs, settings, list(audit.countries), audit.seed, model.supports_beams)
-    sessions = make_sessions(people, list(audit.languages), settings.passes, audit.seed, names)
-    answers = pd.DataFrame(run_waves(model, inputs, sessions, settings, audit.seed, ctx.tracker))
+    inputs = inputs_for(settings, list(ctx.countries))
+    if not any(lang in q.languages() for q in inputs.questions for lang in ctx.languages):
+        raise ValueLensError(f"def: no question has a text in {list(ctx.languages)}")
+    people = participants(inputs, settings, list(ctx.countries), ctx.seed, model.supports_beams)
+    sessions = make_sessions(people, list(ctx.languages), settings.passes, ctx.seed, ctx.names())
+    answers = pd.DataFrame(run_waves(model, inputs, sessions, settings, ctx.seed, ctx.tracker))
     for col in ("option_index", "code", "shown_number"):
         answers[col] = answers[col].astype("Int64")
     questions, options = question_tables(answers, inputs, settings.kl_eps)
     checks = insensitivity.items(answers, inputs, settings)
-    checks = insensitivity.judge(model, checks, inputs, settings, audit.seed)
+    checks = insensitivity.judge(model, checks, inputs, settings, ctx.seed)
     notes = list(inputs.notes)
     if not model.supports_beams:
         notes.append(f"{model.name}: backend without beams; num_beams = 1, temperature and top_p vary")
-    skipped = [q.id for q in inputs.questions for lang in audit.languages if lang not in q.languages()]
+    skipped = [q.id for q in inputs.questions for lang in ctx.languages if lang not in q.languages()]
     if skipped:
         notes.append(f"{len(skipped)} question × language pairs have no text in that language and were not asked")
     tables: dict[str, Any] = {
@@ -120,7 +124,8 @@ def run(model: CachedModel, settings: DEFSettings, ctx: LayerContext) -> dict[st
     return tables
 
 
-def combine(merged: dict[str, pd.DataFrame], settings: DEFSettings) -> dict[str, pd.DataFrame]:
+def combine(merged: dict[str, pd.DataFrame], settings: DEFSettings,
+            ctx: LayerContext | None = None) -> dict[str, pd.DataFrame]:
     """KL with DEF's replacement over the whole run, dimension averages, the map, the summary."""
     if "def_questions" not in merged:
         return {}

@@ -35,38 +35,12 @@ against ½ / ½, per part, language and form), ``dilemma_agreement`` (Figure
 ``dilemma_moralchoice_responses``, ``dilemma_moralchoice_scenarios``,
 ``dilemma_moralchoice_summary``. Summary tables carry ``estimate, ci_low,
 ci_high, n``: 95 % percentile bootstrap (stats.bootstrap_ci) seeded by the
-audit seed. ``combine`` has no audit; it reads the seed that ``run`` stores in
-``dilemma_chain_steps.attrs["seed"]`` (0 if absent).
+audit seed (``combine`` gets the same seed from its context).
+Entry points: :mod:`.layer`, registered in :mod:`valuelens.layers.registry`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from valuelens.layers.dilemmas.settings import DilemmaSettings, MoralChoiceSettings
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-__all__ = ["DilemmaSettings", "MoralChoiceSettings", "check", "combine", "run"]
-
-# Thin wrappers: importing this package (config does, for the settings) stays
-# light; pandas, scipy and the model interface load when the layer runs.
-
-
-def check(settings: DilemmaSettings, ctx: Any) -> None:
-    from valuelens.layers.dilemmas.layer import check as _check
-
-    _check(settings, ctx)
-
-
-def run(model: Any, settings: DilemmaSettings, ctx: Any) -> dict[str, pd.DataFrame]:
-    from valuelens.layers.dilemmas.layer import run as _run
-
-    return _run(model, settings, ctx)
-
-
-def combine(merged: dict[str, pd.DataFrame], settings: DilemmaSettings) -> dict[str, pd.DataFrame]:
-    from valuelens.layers.dilemmas.layer import combine as _combine
-
-    return _combine(merged, settings)
+__all__ = ["DilemmaSettings", "MoralChoiceSettings"]

@@ -36,7 +36,7 @@ class Outcome:
 class Asker:
     def __init__(self, model: CachedModel, settings: DilemmaSettings, ctx: LayerContext):
         self.model, self.s, self.ctx = model, settings, ctx
-        self.seed = ctx.audit.seed
+        self.seed = ctx.seed
 
     def _progress(self, desc: str, total: int):
         return self.ctx.tracker.track(f"{self.model.name}: dilemmas · {desc}", total)

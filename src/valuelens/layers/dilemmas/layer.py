@@ -1,4 +1,5 @@
-"""Entry points of the dilemma layer (see the package docstring for the design)."""
+"""Entry points of the dilemma layer (see the package docstring for the design),
+registered in :mod:`valuelens.layers.registry`."""
 
 from __future__ import annotations
 
@@ -50,11 +51,11 @@ def _load(s: DilemmaSettings, langs: list[str]):
 
 def check(settings: DilemmaSettings, ctx: LayerContext) -> None:
     """Read every corpus before the run starts, so bad input fails early."""
-    _load(settings, list(ctx.audit.languages))
+    _load(settings, list(ctx.languages))
 
 
 def run(model: CachedModel, settings: DilemmaSettings, ctx: LayerContext) -> dict[str, pd.DataFrame]:
-    s, langs = settings, list(ctx.audit.languages)
+    s, langs = settings, list(ctx.languages)
     asker = Asker(model, s, ctx)
     dilemmas, chains, mc = _load(s, langs)
     tables: dict[str, pd.DataFrame] = {}
@@ -70,10 +71,12 @@ def run(model: CachedModel, settings: DilemmaSettings, ctx: LayerContext) -> dic
     return tables
 
 
-def combine(merged: dict[str, pd.DataFrame], settings: DilemmaSettings) -> dict[str, pd.DataFrame]:
-    """Cross-model agreement per chain value per step (needs ≥ 2 models)."""
+def combine(merged: dict[str, pd.DataFrame], settings: DilemmaSettings,
+            ctx: LayerContext | None = None) -> dict[str, pd.DataFrame]:
+    """Cross-model agreement per chain value per step (needs ≥ 2 models), resampled
+    with the audit seed (``ctx.seed``; without a context, the seed ``run`` stored)."""
     steps = merged.get("dilemma_chain_steps")
     if steps is None or "model" not in steps or steps["model"].nunique() < 2:
         return {}
-    seed = int(steps.attrs.get("seed", 0))
+    seed = ctx.seed if ctx is not None else int(steps.attrs.get("seed", 0))
     return {"dilemma_chain_model_agreement": escalation.model_agreement(steps, seed, settings.n_resamples)}

@@ -1,4 +1,5 @@
-"""MARK layer entry points: ``run`` (one model) and ``combine`` (Table 3).
+"""MARK layer entry points (registered in :mod:`valuelens.layers.registry`):
+``check`` (inputs, before the run), ``run`` (one model) and ``combine`` (Table 3).
 
 Tables: ``mark_traces`` (a readable row per MARK respondent-question),
 ``mark_responses`` (every method's answer per respondent-question),
@@ -17,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 
-from valuelens.data.survey import country_names
 from valuelens.errors import ValueLensError
 from valuelens.layers import LayerContext
 from valuelens.layers.mark.baselines import run_baselines
@@ -26,14 +26,13 @@ from valuelens.layers.mark.evaluate import items, responses, summary, table3
 from valuelens.layers.mark.pipeline import run_mark
 from valuelens.layers.mark.settings import MarkSettings
 from valuelens.models import CachedModel
+from valuelens.results import write_text_atomic
 
 PERSONA_STAGES = ("stress", "type", "impact")
 
 
 def write_traces(path: Path, records: list[dict[str, Any]], model: str) -> Path:
     """One JSON object per line, written atomically (no .tmp left behind on a failed write)."""
-    from valuelens.results import write_text_atomic
-
     return write_text_atomic(path, "".join(json.dumps({"model": model, **r}, ensure_ascii=False) + "\n"
                                            for r in records))
 
@@ -87,27 +86,39 @@ def stage_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     return out.reset_index()[cols]
 
 
+def check(settings: MarkSettings, ctx: LayerContext) -> None:
+    """Read the microdata and questions before the run starts (bad input fails early);
+    every audit language must have question texts (else its results would be silently absent)."""
+    sample = load_sample(settings, list(ctx.countries), ctx.seed)
+    langs = list(ctx.languages)
+    missing = [lang for lang in langs if not any(lang in q.languages() for q in sample.questions.values())]
+    if missing:
+        raise ValueLensError(f"layers.mark: the questions of {settings.data.codebook} have no text in "
+                             f"{', '.join(missing)}, one of the audit languages {langs}; give data.texts (a "
+                             "questionnaire JSON with these languages) or set languages to the data's")
+
+
 def run(model: CachedModel, settings: MarkSettings, ctx: LayerContext) -> dict[str, pd.DataFrame]:
-    audit = ctx.audit
-    sample = load_sample(settings, list(audit.countries), audit.seed)
-    names = {**country_names(), **{c: {"en": c, **v} for c, v in audit.country_names.items()}}
-    langs = [lang for lang in audit.languages if any(lang in q.languages() for q in sample.questions.values())]
+    sample = load_sample(settings, list(ctx.countries), ctx.seed)
+    names = ctx.names()
+    langs = [lang for lang in ctx.languages if any(lang in q.languages() for q in sample.questions.values())]
     if not langs:
-        raise ValueLensError(f"layers.mark: the questions have no text in {', '.join(audit.languages)}; "
+        raise ValueLensError(f"layers.mark: the questions have no text in {', '.join(ctx.languages)}; "
                              "give data.texts (a questionnaire JSON with these languages)")
-    mark = run_mark(model, settings, sample.respondents, sample.questions, langs, names, audit.seed, ctx.tracker)
+    mark = run_mark(model, settings, sample.respondents, sample.questions, langs, names, ctx.seed, ctx.tracker)
     base = run_baselines(model, settings, sample.respondents, sample.questions, sample.context, langs, names,
-                         audit.seed, ctx.tracker)
+                         ctx.seed, ctx.tracker)
     write_traces(ctx.out_dir / "mark_traces" / f"{model.name}.jsonl", mark, model.name)
     resp = responses(mark + base, {r.id: r.weight for r in sample.respondents},
                      {q.id: len(q.labels) for q in sample.questions.values()})
     resp["reply"] = [None] * len(mark) + [b["reply"] for b in base]
     its = items(resp, sample.global_human)
     return {"mark_traces": pd.DataFrame([trace_row(r) for r in mark]), "mark_responses": resp, "mark_items": its,
-            "mark_summary": summary(resp, its, settings.reference, settings.bootstrap, audit.seed),
+            "mark_summary": summary(resp, its, settings.reference, settings.bootstrap, ctx.seed),
             "mark_stages": stage_table(mark)}
 
 
-def combine(tables: dict[str, pd.DataFrame], settings: MarkSettings) -> dict[str, pd.DataFrame]:
+def combine(tables: dict[str, pd.DataFrame], settings: MarkSettings,
+            ctx: LayerContext | None = None) -> dict[str, pd.DataFrame]:
     summ = tables.get("mark_summary")
     return {"mark_table3": table3(summ)} if summ is not None and len(summ) else {}
