@@ -5,8 +5,10 @@ under injected faults, 20 SIGKILLs across every landed layer — MARK included,
 answered stage by stage by a scripted model — for a fake-server model, the
 scripted one and a local hf model, every bad input also through a real
 subprocess, the run-time failures of issue 16 (output directories, damaged
-stores and runs, disk full, stale tables, SIGTERM), the server faults, 10x
-fuzz examples), one pytest per test file, collects the JSON lines the tests
+stores and runs, disk full, stale tables, SIGTERM), edited store rows
+(checksums) and stores from before them, items a server rejects as too
+long (a ``failure`` column in every layer), the server faults, 10x fuzz
+examples), one pytest per test file, collects the JSON lines the tests
 write to $VALUELENS_RELIABILITY_OUT, and prints the totals. A test file that
 fails is marked on its lines, with each failed test's reason (from pytest's
 JUnit XML), so zero counts are never shown as a result.
@@ -33,8 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["tests/test_reliability_faults.py", "tests/test_reliability_kills.py", "tests/test_bad_input.py",
-         "tests/test_hardening_runtime.py", "tests/test_openai_faults.py", "tests/test_secrets.py",
-         "tests/test_fuzz_parsers.py"]
+         "tests/test_hardening_runtime.py", "tests/test_store_checksum.py", "tests/test_failures_column.py",
+         "tests/test_openai_faults.py", "tests/test_secrets.py", "tests/test_fuzz_parsers.py"]
 
 
 def failure_reasons(junit: Path) -> list[str]:
@@ -126,6 +128,16 @@ def main() -> int:
             f"audit file; stale tables after removing a layer; another audit's directory; SIGTERM: "
             f"{g('sigterms', 0)} run(s) ended with exit 143 and status interrupted) — one line, exit code by cause, "
             f"no traceback, nothing left behind"],
+        "tests/test_store_checksum.py": [
+            f"store rows: CLI cases {g('checksum_cases', 0)}, as expected {g('checksum_clear', 0)} (a stored "
+            f"distribution edited with sqlite3 to another valid one: one line naming the store and row, exit 2, and "
+            f"its advice `valuelens cache clear` + rerun works; a store from before row checksums: sealed in place, "
+            f"every call served from it)"],
+        "tests/test_failures_column.py": [
+            f"failed items: server rejected {g('rejected_requests', 0)} requests as too long (a fixed quarter of "
+            f"the prompts); rows with a `failure` reason: first_token {g('failed_first_token', 0)} (summaries: "
+            f"n_failed {g('summary_n_failed', 0)}, left out of the means, flagged), dilemmas "
+            f"{g('failed_dilemmas', 0)}, def {g('failed_def', 0)}, mark {g('failed_mark', 0)}; audit finished"],
         "tests/test_openai_faults.py": [
             f"server:     faults tried {sum(1 for r in records if r['test'] == 'server_fault' and r.get('tried'))}, "
             f"clear {sum(1 for r in records if r['test'] == 'server_fault' and r.get('clear'))} (replies and "

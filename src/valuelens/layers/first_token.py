@@ -391,12 +391,15 @@ def _tables(rows: list[dict[str, Any]], replies: dict[tuple, str], permuted: boo
         top = q.labels[int(np.argmax(r.probs))] if r.probs is not None else None
         rec = {"condition": row["condition"], "language": it.language, "country": it.country,
                "prompt_country": row["prompt_country"], "question_id": q.id, "dimension": q.dimension,
-               "ordinal": q.ordinal, "n_options": len(q.labels), "covered_mass": r.covered_mass, "top_option": top,
+               "ordinal": q.ordinal, "n_options": len(q.labels), "failure": r.failure or "",
+               "covered_mass": np.nan if r.failure else r.covered_mass, "top_option": top,
                "top_prob": max(r.probs) if r.probs is not None else np.nan, **_metrics(it.human, r.probs)}
         reply = replies.get((q.id, it.country, it.language)) if row["condition"] == "ZS" else None
         if replies:
+            reply_failure = getattr(reply, "failure", "") or ""  # a FailedText: the backend could not answer
+            reply = None if reply_failure else reply
             letter = parse_letter(reply, q.labels) if reply is not None else None
-            rec.update(reply=reply, reply_option=letter,
+            rec.update(reply=reply, reply_failure=reply_failure, reply_option=letter,
                        reply_agrees=(letter == top) if (letter is not None and top is not None) else None)
         extra: dict[str, Any] = {}  # per-option columns
         if permuted:
@@ -458,13 +461,17 @@ def _human_top(options: pd.DataFrame) -> dict[tuple, int]:
 def summarise(items: pd.DataFrame, options: pd.DataFrame) -> pd.DataFrame:
     """Per condition × language: means of the item columns; position_* = metrics.position_bias of the top
     option, with the humans' most chosen option of each item as the reference (survey scales are not
-    position-neutral)."""
+    position-neutral). Items the backend could not answer (``failure`` set) count in n_items and
+    n_failed (failed_share; failed_flag when any) and are left out of every mean."""
     gap = country_gap(options)
     human_top = _human_top(options)
     rows = []
-    for (cond, lang), g in items.groupby(["condition", "language"], sort=False):
+    for (cond, lang), g_all in items.groupby(["condition", "language"], sort=False):
         gl = gap[(gap["condition"] == cond) & (gap["language"] == lang)]
-        row = {"condition": cond, "language": lang, "n_items": len(g),
+        failed = g_all["failure"].fillna("").astype(str) != "" if "failure" in g_all             else pd.Series(False, index=g_all.index)
+        g = g_all[~failed]
+        row = {"condition": cond, "language": lang, "n_items": len(g_all), "n_failed": int(failed.sum()),
+               "failed_share": float(failed.mean()), "failed_flag": bool(failed.any()),
                "mean_covered_mass": g["covered_mass"].mean(), "min_covered_mass": g["covered_mass"].min(),
                **position_bias([ALL_LABELS.index(x) + 1 if isinstance(x, str) else None for x in g["top_option"]],
                                g["n_options"], reference=[human_top.get((cond, lang, c, q)) for c, q in
@@ -518,7 +525,7 @@ def table2(items: pd.DataFrame, splits: dict[str, Split]) -> pd.DataFrame:
 
 # Summary columns that are keys, counts or positions, not metrics: no spread for them.
 SPREAD_KEYS = {"model", "run", "template", "language", "condition", "n_items", "position_n", "top_position",
-               "position_p"}
+               "position_p", "n_failed", "failed_flag"}
 
 
 def _sensitivity(model: CachedModel, job: FirstTokenRun, wordings: dict[str, dict[str, Wording]],

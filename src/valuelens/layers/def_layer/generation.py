@@ -106,7 +106,7 @@ def run_waves(model: CachedModel, inputs: Inputs, sessions: list[Session], st: D
                 a.texts.append(g.texts[j])
                 a.parsed.append(parse_answer(g.texts[j], a.shown, a.layout.letters, a.layout.values))
                 a.used.append((req.settings, j))
-                if not a.parsed[-1].valid and r < st.retries:
+                if not a.parsed[-1].valid and r < st.retries and not getattr(g.texts[j], "failure", None):
                     retry.append(i)
             pending, r = retry, r + 1
         advance(len(asks))
@@ -144,5 +144,6 @@ def _rows(a: Ask, q, inputs: Inputs) -> list[dict[str, Any]]:
             "num_beams": gs.num_beams, "temperature": gs.temperature, "top_p": gs.top_p,
             "max_tokens": gs.max_tokens, "seed": gs.seed, "sample_index": j,
             "reply": text, "explanation": parsed.explanation,
+            "failure": getattr(text, "failure", ""),  # the backend could not answer (the attempt is invalid)
         })
     return out

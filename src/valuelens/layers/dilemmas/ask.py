@@ -27,6 +27,7 @@ class Outcome:
     p_invalid: float
     covered_mass: float  # probs mode; NaN in generate mode
     reply: str | None  # generate mode: the first sample
+    failure: str = ""  # why the backend could not answer (a failed request counts as invalid); "" = answered
 
     @property
     def label(self) -> str:
@@ -57,11 +58,13 @@ class Asker:
         if self.s.mode == "probs":
             res = self.probs([OptionRequest(p.messages, LABELS, p.prefill) for p in prompts], desc)
             return [Outcome(r.probs[0], r.probs[1], 0.0, r.covered_mass, None) if r.probs is not None
-                    else Outcome(math.nan, math.nan, 1.0, r.covered_mass, None) for r in res]
+                    else Outcome(math.nan, math.nan, 1.0, math.nan if r.failure else r.covered_mass, None,
+                                 r.failure or "") for r in res]
         out = []
         for p, texts in zip(prompts, self.texts([p.messages for p in prompts], desc)):
             labels = [parse_choice(t, p.yes_no) for t in texts]
             n = len(labels)
+            failure = next((t.failure for t in texts if getattr(t, "failure", None)), "")
             out.append(Outcome(labels.count("A") / n, labels.count("B") / n, labels.count(None) / n,
-                               math.nan, texts[0]))
+                               math.nan, texts[0], failure))
         return out

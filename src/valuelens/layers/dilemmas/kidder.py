@@ -88,7 +88,7 @@ def _row(a: Asked, o: Outcome) -> dict:
             "covered_mass": o.covered_mass, "p_action_1": p[0], "p_action_2": p[1], "chosen_label": label,
             "chosen_action": None if action is None else action + 1,
             "chosen_value": None if action is None else a.d.values[action], "valid": action is not None,
-            "reply": o.reply}
+            "reply": o.reply, "failure": o.failure}
 
 
 def run(asker: Asker, dilemmas: Sequence[Dilemma], languages: Sequence[str]) -> dict[str, pd.DataFrame]:

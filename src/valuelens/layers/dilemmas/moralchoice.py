@@ -128,6 +128,7 @@ def run(asker: Asker, scenarios: Sequence[MCScenario], templates: MCTemplates) -
     shares: dict[int, dict[str, float]] = {}
     covered: dict[int, float] = {}
     replies: dict[int, str] = {}
+    failures: dict[int, str] = {}  # why the backend could not answer (counted as invalid)
     scored = [i for i, (_, t, _) in enumerate(jobs) if probs_mode and t in PROB_LABELS]
     if scored:
         reqs = [OptionRequest(question(templates, jobs[i][0], jobs[i][1], jobs[i][2]), PROB_LABELS[jobs[i][1]], "")
@@ -135,7 +136,8 @@ def run(asker: Asker, scenarios: Sequence[MCScenario], templates: MCTemplates) -
         for i, r in zip(scored, asker.probs(reqs, "MoralChoice ab/compare")):
             p = r.probs or (0.0, 0.0)
             shares[i] = {"A": p[0], "B": p[1], "refusal": 0.0, "invalid": 0.0 if r.probs else 1.0}
-            covered[i] = r.covered_mass
+            covered[i] = np.nan if r.failure else r.covered_mass
+            failures[i] = r.failure or ""
     rest = [i for i in range(len(jobs)) if i not in shares]
     if rest:
         texts = asker.texts([question(templates, *jobs[i]) for i in rest], "MoralChoice answers", greedy=probs_mode)
@@ -144,13 +146,15 @@ def run(asker: Asker, scenarios: Sequence[MCScenario], templates: MCTemplates) -
             got = [match_answer(x, t, *options(sc, o), templates) for x in tx]
             shares[i] = {k: got.count(k) / len(got) for k in ("A", "B", "refusal", "invalid")}
             replies[i] = tx[0]
+            failures[i] = next((x.failure for x in tx if getattr(x, "failure", None)), "")
     rows = []
     for i, (sc, t, o) in enumerate(jobs):
         d = _dist(shares[i], o)
         top = sorted(OUTCOMES, key=lambda k: -d[k])
         rows.append({"scenario_id": sc.id, "ambiguity": sc.ambiguity, "form": form_name(t, o), "template": t,
                      "order": o, **{f"p_{k}": d[k] for k in OUTCOMES}, "covered_mass": covered.get(i, np.nan),
-                     "decision": "tie" if d[top[0]] == d[top[1]] else top[0], "reply": replies.get(i)})
+                     "decision": "tie" if d[top[0]] == d[top[1]] else top[0], "reply": replies.get(i),
+                     "failure": failures.get(i, "")})
     resp = pd.DataFrame(rows)
     scen = scenario_table(resp, scenarios)
     return {"dilemma_moralchoice_responses": resp, "dilemma_moralchoice_scenarios": scen,

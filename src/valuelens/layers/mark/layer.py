@@ -62,6 +62,7 @@ def trace_row(r: dict[str, Any]) -> dict[str, Any]:
         "answer": r["answer"], "answer_text": r["answer_text"], "truth": r["truth"],
         "correct": r["answer"] == r["truth"], "valid": r["valid"], "invalid_stage": r["invalid_stage"],
         "error": _last_error(r), "explanation": r["explanation"], "calls": r["calls"],
+        "failure": next((st.get("failure") for st in r["stages"].values() if st.get("failure")), ""),
     }
 
 

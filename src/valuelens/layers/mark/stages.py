@@ -197,13 +197,14 @@ class Outcome:
     prompt: str
     attempts: list[dict[str, Any]] = field(default_factory=list)
     parsed: dict[str, Any] | None = None
+    failure: str = ""  # the backend could not answer (not repaired: the same request would fail again)
 
     @property
     def valid(self) -> bool:
         return self.parsed is not None
 
     def to_json(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "attempts": self.attempts, "parsed": self.parsed, "valid": self.valid}
+        return {"prompt": self.prompt, "attempts": self.attempts, "parsed": self.parsed, "valid": self.valid, "failure": self.failure}
 
 
 def run_stage(model: CachedModel, stage: str, jobs: Sequence[Job], settings: GenerateSettings, max_retries: int,
@@ -221,6 +222,10 @@ def run_stage(model: CachedModel, stage: str, jobs: Sequence[Job], settings: Gen
         still = []
         for i, reply in zip(pending, replies):
             text = reply.texts[0]
+            if getattr(text, "failure", None):
+                outcomes[i].failure = text.failure
+                outcomes[i].attempts.append({"raw": "", "error": f"the backend could not answer: {text.failure}"})
+                continue
             try:
                 outcomes[i].parsed = parse_reply(stage, text, jobs[i].ctx)
                 outcomes[i].attempts.append({"raw": text, "error": None})
