@@ -218,7 +218,7 @@ def test_cli_edited_row_then_the_advice_works(finished, tmp_path):
                 "AND rowid = (SELECT MIN(rowid) FROM calls WHERE kind = 'option_distribution')")
     r = vl("run", str(finished[1]), "-q", "--out", str(out), cwd=tmp_path)
     ok = r.returncode == 2 and one_line_error(r.stderr) and "does not match its checksum" in r.stderr
-    record("runtime", case="store-run-edited-value", runtime_cases=1, runtime_clear=int(ok))
+    record("store_checksum", case="edited-value", checksum_cases=1, checksum_clear=int(ok))
     assert r.returncode == 2, r.stderr
     assert one_line_error(r.stderr), r.stderr
     flat = " ".join(r.stderr.split())
@@ -245,7 +245,8 @@ def test_cli_store_from_before_checksums_still_works(finished, tmp_path):
     with sqlite3.connect(store) as c:
         assert "checksum" not in {r[1] for r in c.execute("PRAGMA table_info(calls)")}
     r = vl("run", str(finished[1]), "-q", "--out", str(out), cwd=tmp_path)
-    record("runtime", case="store-run-pre-checksum", runtime_cases=1, runtime_clear=int(r.returncode == 0))
+    record("store_checksum", case="pre-checksum-store", checksum_cases=1,
+           checksum_clear=int(r.returncode == 0 and _made(out) == 0))
     assert r.returncode == 0, r.stderr
     assert _made(out) == 0  # every call served from the migrated store
     with sqlite3.connect(store) as c:
