@@ -1,4 +1,4 @@
-"""Distribution and agreement metrics (pure functions, numpy/scipy only).
+"""Distribution and agreement metrics, and the exact McNemar test (pure functions, numpy/scipy only).
 
 All logarithms are natural (nats). Probability vectors are validated: 1-D,
 same length, finite, non-negative and summing to 1 within ``ATOL`` (1e-6);
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.special import entr, rel_entr
+from scipy.stats import binomtest
 
 ATOL = 1e-6
 DEFAULT_EPS = 1e-6
@@ -142,12 +143,44 @@ def cohen_kappa(y_true, y_pred, labels: Sequence | None = None) -> float:
         if a not in index or b not in index:
             raise ValueError(f"label {a if a not in index else b!r} not in labels {cats!r}")
         table[index[a], index[b]] += 1
-    table /= table.sum()
-    po = float(np.trace(table))
-    pe = float(table.sum(axis=1) @ table.sum(axis=0))
+    return kappa_from_table(table)
+
+
+def kappa_from_table(table) -> float:
+    """Cohen's κ of a k × k contingency table (counts or shares; rows: rater 1, columns:
+    rater 2): (p_o − p_e) / (1 − p_e), with :func:`cohen_kappa`'s rule for p_e = 1."""
+    t = np.asarray(table, dtype=float)
+    if t.ndim != 2 or t.shape[0] != t.shape[1] or t.size == 0:
+        raise ValueError(f"table must be a non-empty square matrix, got shape {t.shape}")
+    if t.sum() <= 0 or np.any(t < 0) or not np.all(np.isfinite(t)):
+        raise ValueError("table must hold non-negative finite counts with a positive total")
+    t = t / t.sum()
+    po = float(np.trace(t))
+    pe = float(t.sum(axis=1) @ t.sum(axis=0))
     if np.isclose(pe, 1.0):
         return 1.0 if np.isclose(po, 1.0) else 0.0
     return (po - pe) / (1.0 - pe)
+
+
+def kappa_codes(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
+    """:func:`cohen_kappa` for integer codes 0 … k−1 (vectorised: a bootstrap calls it thousands of times)."""
+    t, p = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    if t.shape != p.shape or t.ndim != 1 or not t.size:
+        raise ValueError(f"y_true and y_pred must be non-empty 1-D arrays of one length, got {t.shape} and {p.shape}")
+    if min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= k:
+        raise ValueError(f"codes must lie in 0..{k - 1}")
+    return kappa_from_table(np.bincount(t * k + p, minlength=k * k).reshape(k, k))
+
+
+def mcnemar_exact(a, b) -> tuple[int, int, float]:
+    """Exact two-sided McNemar test of paired successes ``a`` and ``b`` (booleans, one pair per
+    position): (a right & b wrong, a wrong & b right, p), p from the binomial test of the first
+    count among the discordant pairs at ½; p = 1 with no discordant pair."""
+    x_, y_ = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    if x_.shape != y_.shape or x_.ndim != 1:
+        raise ValueError(f"a and b must be 1-D of one length, got {x_.shape} and {y_.shape}")
+    x, y = int(np.sum(x_ & ~y_)), int(np.sum(~x_ & y_))
+    return x, y, (float(binomtest(x, x + y, 0.5).pvalue) if x + y else 1.0)
 
 
 def entropy(p, normalize: bool = False) -> float:

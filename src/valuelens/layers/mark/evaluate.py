@@ -21,9 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
-
-from valuelens.metrics import cohen_kappa, one_minus_jsd, ordinal_emd, position_bias
+from valuelens.metrics import cohen_kappa, kappa_codes, mcnemar_exact, one_minus_jsd, ordinal_emd, position_bias
 from valuelens.stats import bootstrap_ci, holm
 
 LABELS = {"demo_ideo": "Demo.+Ideo.", "demo_ideo_opinion": "Demo.+Ideo.+Opinion",
@@ -92,13 +90,7 @@ def _kappa_arrays(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 
 def fast_macro_kappa(q: np.ndarray, t: np.ndarray, p: np.ndarray, k: int) -> float:
     """:func:`macro_kappa` on arrays (question index, truth, answer with 0 = invalid), for the bootstrap."""
-    ks = []
-    for j in np.unique(q):
-        m = q == j
-        table = np.bincount(t[m] * k + p[m], minlength=k * k).reshape(k, k) / m.sum()
-        po, pe = float(np.trace(table)), float(table.sum(axis=1) @ table.sum(axis=0))
-        ks.append((1.0 if np.isclose(po, 1.0) else 0.0) if np.isclose(pe, 1.0) else (po - pe) / (1.0 - pe))
-    return float(np.mean(ks))
+    return float(np.mean([kappa_codes(t[q == j], p[q == j], k) for j in np.unique(q)]))
 
 
 def _ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
@@ -106,12 +98,6 @@ def _ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float
     if not len(v):
         return np.nan, np.nan, np.nan
     return tuple(bootstrap_ci(v, n_resamples=n_boot, seed=seed))  # type: ignore[return-value]
-
-
-def mcnemar(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
-    """(a right & b wrong, a wrong & b right, exact two-sided p); p = 1 with no discordant pair."""
-    x, y = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    return x, y, (float(binomtest(x, x + y, 0.5).pvalue) if x + y else 1.0)
 
 
 def summary(resp: pd.DataFrame, its: pd.DataFrame, reference: str, n_boot: int, seed: int) -> pd.DataFrame:
@@ -146,7 +132,7 @@ def summary(resp: pd.DataFrame, its: pd.DataFrame, reference: str, n_boot: int, 
         for i in idx:
             base = resp[(resp["method"] == out.at[i, "method"]) & (resp["language"] == lang)].set_index(KEYS)["correct"]
             both = mark.to_frame("a").join(base.to_frame("b"), how="inner")
-            x, y, p = mcnemar(both["a"].to_numpy(bool), both["b"].to_numpy(bool))
+            x, y, p = mcnemar_exact(both["a"].to_numpy(bool), both["b"].to_numpy(bool))
             out.loc[i, ["mark_only_correct", "baseline_only_correct", "p_vs_mark"]] = [x, y, p]
         out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_vs_mark"].to_numpy(float))
     order = {m: i for i, m in enumerate(ORDER)}
