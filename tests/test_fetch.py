@@ -143,7 +143,9 @@ def registry(server: Server, files: dict[str, bytes], *, name="toy", accept=Fals
 
 def leftovers(root: Path) -> list[str]:
     """Every file under the cache (relative), to show nothing half-written stays."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != F.LOCK)
 
 
 A, B = b"alpha,beta\n" + b"1,2\n" * 5000, b'{"k": [1, 2, 3]}\n'
@@ -412,6 +414,16 @@ def test_data_check_wvs_microdata(tmp_path):
         check_file("wvs7", bad, cb)
 
 
+def test_data_check_wvs_needs_a_codebook(tmp_path, root):
+    f = tmp_path / "wvs.csv"
+    f.write_text("B_COUNTRY,Q1\n840,1\n")
+    with pytest.raises(ValueLensError, match="needs the WVS-7 codebook: give --codebook FILE, or run `valuelens data "
+                                             "fetch wvs_codebook --accept-licence` first"):
+        check_file("wvs7", f)
+    with pytest.raises(ValueLensError, match="nope.csv: file not found"):
+        check_file("wvs7", tmp_path / "nope.csv")
+
+
 def test_data_check_cao_file_compares_checksums(tmp_path, shared_data):
     f = shared_data / "wvs_cao2025" / "sft_wvs_valid.json"
     lines = check_file("cao2025", f)
@@ -498,3 +510,16 @@ def test_cli_fetch_from_local_server(server, tmp_path):
     assert "Licence: CC-BY-4.0" in r.stdout
     assert "downloaded 18 bytes, expected 268194" in r.stderr and "Traceback" not in r.stderr
     assert leftovers(tmp_path / "c") == []
+
+
+def test_second_fetch_at_once_is_refused(server, root):
+    import fcntl
+
+    reg = registry(server, {"a.csv": A})
+    root.mkdir(parents=True)
+    with open(root / F.LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueLensError, match="another valuelens data fetch is using this cache"):
+            F.fetch("toy", reg=reg)
+    assert server.log == []
+    assert F.fetch("toy", reg=reg).status == "fetched"  # released: works

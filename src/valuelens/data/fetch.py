@@ -24,6 +24,8 @@ is installed (it comes with the ``hf`` extra), else with the same HTTP code as
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import http.client
 import json
@@ -40,11 +42,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from valuelens import __version__
-from valuelens.errors import ValueLensError
+from valuelens.errors import ValueLensError, os_error
 
 PREFIX = "fetched:"
 MANIFEST = "valuelens-dataset.json"
 PARTIAL = ".partial"
+LOCK = ".lock"  # one fetch at a time per cache (flock; released when the process ends, however it ends)
 CHUNK = 1 << 16
 TIMEOUT = 30.0  # seconds without data before a download is given up (it can be resumed)
 HF_DEFAULT = "https://huggingface.co"
@@ -385,6 +388,29 @@ def fetch(name: str, accept_licence: bool = False, force: bool = False, root: Pa
         raise ValueLensError(f"{name}: licence not accepted: {ds.licence}{url}; read it, then rerun with "
                              f"--accept-licence")
     root = Path(root) if root is not None else data_root()
+    with _cache_lock(root):
+        return _fetch(ds, accept_licence, force, root, say, use_hub)
+
+
+@contextlib.contextmanager
+def _cache_lock(root: Path):
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        f = open(root / LOCK, "a")
+    except OSError as e:
+        raise os_error(root, e, "cannot use as the dataset cache (set VALUELENS_DATA_DIR to another folder)") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueLensError(f"{root}: another valuelens data fetch is using this cache; wait for it to "
+                                 f"finish") from None
+        yield
+
+
+def _fetch(ds: Dataset, accept_licence: bool, force: bool, root: Path, say: Callable[[str], None],
+           use_hub: bool | None) -> FetchResult:
+    name = ds.name
     dest = dataset_dir(ds, root)
     previous = read_manifest(dest)
     if previous is not None and not force:
@@ -400,7 +426,8 @@ def fetch(name: str, accept_licence: bool = False, force: bool = False, root: Pa
         target = stage / f.path
         if not target.is_file():  # a file verified by an earlier, interrupted fetch is not downloaded again
             part = target.with_name(target.name + ".part")
-            say(f"downloading {f.path}" + (f" ({f.size / 1e6:.1f} MB)" if f.size else ""))
+            say(f"downloading {f.path}" + (f" ({f.size / 1e6:.1f} MB)" if f.size and f.size >= 100_000 else
+                                           f" ({f.size} bytes)" if f.size else ""))
             if ds.source == "hf":
                 _hf_download(ds, f, part, label, use_hub)
             else:

@@ -13,7 +13,7 @@ def check_file(name: str, file: str | Path, codebook: str | Path | None = None) 
     """Validate a local file (or folder) in dataset ``name``'s format with valuelens's loaders; lines to print.
     Bad input raises the loader's one-line error."""
     ds = get(name)
-    path = Path(file)
+    path = Path(resolve(str(file)))  # fetched:NAME works here too
     if not path.exists():
         raise ValueLensError(f"{path}: file not found")
     kind = ds.check
@@ -26,8 +26,8 @@ def check_file(name: str, file: str | Path, codebook: str | Path | None = None) 
             if read_manifest(dataset_dir(cb_ds)) is None:
                 raise ValueLensError(f"{name}: checking microdata needs the WVS-7 codebook: give --codebook FILE, or "
                                      f"run `valuelens data fetch wvs_codebook --accept-licence` first")
-            codebook = resolve("fetched:wvs_codebook")
-        cb = load_codebook(codebook)
+            codebook = "fetched:wvs_codebook"
+        cb = load_codebook(codebook)  # resolves fetched: paths itself
         df = load_microdata(path, cb)
         qs = [c for c in df.columns if c in cb]
         lines.append(f"{path}: WVS-7 microdata layout ok: {len(df)} respondents, {df['country'].nunique()} countries, "
