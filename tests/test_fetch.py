@@ -329,6 +329,19 @@ def test_hf_404_and_checksum_mismatch(server, root, monkeypatch, use_hub):
     assert [p for p in leftovers(root) if p.endswith((".csv", ".part"))] == []
 
 
+def test_hf_cut_short_reply_is_completed_and_verified(server, root, monkeypatch):
+    """huggingface_hub retries a reply cut short within the same call (its own resume logic); what enters the
+    cache is still the verified file, and nothing else stays."""
+    pytest.importorskip("huggingface_hub")
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    reg = registry(server, {"data/opinions.csv": A}, source="hf")
+    server.truncate[f"/datasets/org/toy-data/resolve/{REV}/data/opinions.csv"] = 1
+    res = F.fetch("toy", reg=reg, use_hub=True)
+    assert (res.path / "data/opinions.csv").read_bytes() == A
+    assert len([r for r in server.log if r[0] == "GET"]) == 2
+    assert leftovers(root) == sorted([f"toy/{REV}/data/opinions.csv", f"toy/{REV}/{F.MANIFEST}"])
+
+
 # --- audit files: fetched:NAME ----------------------------------------------------------------------------------
 
 def cao_items() -> bytes:

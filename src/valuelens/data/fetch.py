@@ -25,7 +25,6 @@ is installed (it comes with the ``hf`` extra), else with the same HTTP code as
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import http.client
 import json
@@ -394,6 +393,8 @@ def fetch(name: str, accept_licence: bool = False, force: bool = False, root: Pa
 
 @contextlib.contextmanager
 def _cache_lock(root: Path):
+    import fcntl  # POSIX, as the output-directory lock in audit.py; imported here so loaders never need it
+
     try:
         root.mkdir(parents=True, exist_ok=True)
         f = open(root / LOCK, "a")
