@@ -59,7 +59,7 @@ def family_run(tmp_path_factory) -> Path:
 def text_of(html: str) -> str:
     from html import unescape
 
-    html = re.sub(r"<script\b.*?</script>", " ", html, flags=re.S)
+    html = re.sub(r"<script\b.*?</script>", " ", html, flags=re.DOTALL)
     return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
 
 
@@ -198,7 +198,7 @@ def test_every_ranked_headline_number_has_an_interval_or_a_reason(family_run):
     h = compute(data, seed=3, n_resamples=500)
     q = pd.read_parquet(family_run / "results" / "def_questions.parquet")
     for e in h.entries:
-        for model, v in h.values[e.key].dropna().items():
+        for model in h.values[e.key].dropna().index:
             assert (e.key, model) in h.cis or (e.key, model) in h.no_ci
     # DEF KL: the bootstrap over the questions of each language, by hand
     sub = q[(q["model"] == "m0") & (q["country"] == "China") & q["kl_valid"].notna()]
@@ -235,3 +235,37 @@ def test_one_model_audit_shows_no_rank(tmp_path):
     assert "#1" not in summary and "Model ranking" not in summary
     assert "Headline values of m0" in summary and "One model with headline values: nothing to rank" in summary
     assert re.search(r"DEF mean KL \(valid answers\) · China \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] lower", summary)
+
+
+def test_cross_run_paired_differences(tmp_path):
+    """`valuelens compare`: the same model × item in two runs, later − first, paired (vs scipy)."""
+    from valuelens.report import build_comparison
+    from valuelens.report.compare import cross_run
+    from valuelens.report.load import comparison_data
+
+    outs = []
+    for run, shift in (("before", 0), ("after", 1)):
+        root = tmp_path / run
+        root.mkdir()
+        text = audit_text(root, families=("Mistral", "Llama-3"), comparisons=" []").replace("name: fam", f"name: {run}")
+        (root / "audit.yaml").write_text(text)
+        (root / "m0.json").write_text(json.dumps({"rules": [], "default_text": f"Answer: {1 + shift}"}))
+        api.run_full(root / "audit.yaml", root / "out")
+        outs.append(root / "out")
+    data = comparison_data(outs)
+    h = compute(data, seed=3, n_resamples=500)
+    rows = cross_run(data, h)
+    row = next(r for r in rows if r.model == "m0" and r.label == "DEF mean KL (valid answers) · China")
+    q = [pd.read_parquet(o / "results" / "def_questions.parquet") for o in outs]
+    a, b = (d[(d["model"] == "m0") & (d["country"] == "China")].set_index(["language", "question_id"])["kl_valid"]
+            for d in q)
+    both = pd.concat([a, b], axis=1, keys=["a", "b"]).dropna()
+    ref = sps.ttest_rel(both["b"], both["a"])
+    assert row.n == len(both) and (row.run_a, row.run_b) == ("before", "after")
+    assert (row.paired_t.statistic, row.paired_t.p) == pytest.approx((ref.statistic, ref.pvalue))
+    assert row.bootstrap.effect == pytest.approx((both["b"] - both["a"]).mean())
+    assert row.wilcoxon.p == pytest.approx(sps.wilcoxon(both["b"], both["a"]).pvalue)
+    m1 = [r for r in rows if r.model == "m1"]  # unchanged model: every difference 0, no test has a p
+    assert m1 and all(r.paired_t is None and r.wilcoxon is None for r in m1)
+    text = text_of(build_comparison(outs, tmp_path / "cmp").read_text(encoding="utf-8"))
+    assert "Paired differences across runs" in text and "m0 DEF mean KL (valid answers) · China before → after" in text

@@ -395,11 +395,15 @@ def test_headline_and_flags_read_the_layer_columns(synthetic_run, report_html):
     out, t = synthetic_run
     h = compute(report_data(out))
     flips = t["dilemma_consequence_flips"]
-    assert h.values["flip_rate"].to_dict() == pytest.approx(
-        flips[flips.pair == "all"].groupby("model")["estimate"].mean().to_dict())
     agree = t["dilemma_agreement"]
     allf = agree[(agree.pair == "all") & (agree.comparison == "all_forms")]
-    assert h.values["dilemma_agreement"].to_dict() == pytest.approx(allf.groupby("model")["estimate"].mean().to_dict())
+    for lang in LANGS:  # per language: the table's interval is per model × language (issue 19)
+        f = flips[(flips.pair == "all") & (flips.language == lang)].set_index("model")
+        assert h.values[f"flip_rate|{lang}"].to_dict() == pytest.approx(f["estimate"].to_dict())
+        for m in f.index:
+            assert h.cis[(f"flip_rate|{lang}", m)][1:] == pytest.approx((f.at[m, "ci_low"], f.at[m, "ci_high"]))
+        a = allf[allf.language == lang].set_index("model")["estimate"]
+        assert h.values[f"dilemma_agreement|{lang}"].to_dict() == pytest.approx(a.to_dict())
     summ = t["def_summary"]
     for c in COUNTRIES:
         rows = summ[summ.country == c].groupby("model")
@@ -407,8 +411,9 @@ def test_headline_and_flags_read_the_layer_columns(synthetic_run, report_html):
         assert h.values[f"def_kl_with_invalid|{c}"].to_dict() == pytest.approx(rows["mean_kl_def"].mean().to_dict())
         assert h.values[f"def_ff|{c}"].to_dict() == pytest.approx(rows["ff_rate"].mean().to_dict())
     ms = t["mark_summary"]
-    assert h.values["mark_accuracy"].to_dict() == pytest.approx(
-        ms[ms.method == "mark"].groupby("model")["accuracy"].mean().to_dict())
+    for lang in LANGS:
+        mk = ms[(ms.method == "mark") & (ms.language == lang)].set_index("model")["accuracy"]
+        assert h.values[f"mark_accuracy|{lang}"].to_dict() == pytest.approx(mk.to_dict())
     assert "(human)" not in h.models
     text = text_of(report_html)
     assert re.search(r"cn-model language en consequence flip rate 0\.800 > 0\.5", text)

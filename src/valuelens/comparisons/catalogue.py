@@ -50,6 +50,8 @@ class Metric:
     strata: tuple[str, ...] = ()
     item_where: tuple[tuple[str, str], ...] = ()
     ci: tuple[str, str] | None = None  # (low, high) columns of a table-given interval (one row per model)
+    # Metrics with a table-given interval are per language (by="language"): the table's interval is per
+    # model × language, and a mean over languages would have none.
 
     def item_source(self) -> tuple[str, str] | None:
         return (self.table, self.column) if self.level == "items" else self.items
@@ -87,14 +89,14 @@ METRICS: tuple[Metric, ...] = (
     # Later layers: entries are skipped until their tables and columns exist. Column names as the
     # layers export them (dilemmas/kidder.py, def_layer/tables.py, mark/evaluate.py).
     Metric("flip_rate", "consequence flip rate", "dilemma_consequence_flips", "estimate", None, flag=(">", 0.5),
-           profile="unstable moral choices", where=(("pair", "all"),), ci=("ci_low", "ci_high"),
+           profile="unstable moral choices", where=(("pair", "all"),), ci=("ci_low", "ci_high"), by="language",
            meaning="the model's choice flips when consequences are attached"),
     Metric("dilemma_agreement", "prompt-form agreement (all forms)", "dilemma_agreement", "estimate", "higher",
            flag=("<", 0.5), profile="choice depends on the prompt form",
-           where=(("pair", "all"), ("comparison", "all_forms")), ci=("ci_low", "ci_high"),
+           where=(("pair", "all"), ("comparison", "all_forms")), ci=("ci_low", "ci_high"), by="language",
            meaning="the chosen value changes with the prompt form (low task comprehension)"),
     Metric("dilemma_agreement_dr", "Direct vs Reverse agreement", "dilemma_agreement", "estimate", "higher",
-           where=(("pair", "all"), ("comparison", "direct_vs_reverse")), ci=("ci_low", "ci_high")),
+           where=(("pair", "all"), ("comparison", "direct_vs_reverse")), ci=("ci_low", "ci_high"), by="language"),
     Metric("dilemma_position_tv", "dilemma position bias (TV)", "dilemma_position_bias", "position_tv", None,
            flag=(">", POSITION_FLAG), flag_also=POSITION_P, profile="position-dominated dilemma answers",
            where=(("part", "dilemmas"), ("forms", "all")), meaning=POSITION_MEANING.format(what="chosen label")),
@@ -131,9 +133,9 @@ METRICS: tuple[Metric, ...] = (
            flag=(">", POSITION_FLAG), flag_also=POSITION_P, profile="position-dominated DEF answers",
            meaning=POSITION_MEANING.format(what="chosen option (as shown, after the reshuffle)")),
     Metric("mark_accuracy", "MARK accuracy", "mark_summary", "accuracy", "higher", where=(("method", "mark"),),
-           ci=("accuracy_low", "accuracy_high")),
+           ci=("accuracy_low", "accuracy_high"), by="language"),
     Metric("mark_jsd", "MARK 1−JSD", "mark_summary", "one_minus_jsd", "higher", where=(("method", "mark"),),
-           ci=("one_minus_jsd_low", "one_minus_jsd_high")),
+           ci=("one_minus_jsd_low", "one_minus_jsd_high"), by="language"),
     Metric("mark_invalid", "MARK invalid share", "mark_summary", "invalid_share", "lower", flag=(">", 0.5),
            where=(("method", "mark"),), profile="MARK pipeline fails",
            meaning="most MARK answers are invalid (a stage's JSON could not be used after the retries)"),

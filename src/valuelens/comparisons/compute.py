@@ -93,12 +93,15 @@ def interval(tables: dict[str, pd.DataFrame], m: Metric, by_value: str | None, m
             df = df[df[m.by].astype(str) == by_value]
         rows = df[df["model"] == model] if "model" in df.columns else df.iloc[0:0]
         lo, hi = m.ci
-        if len(rows) == 1 and {lo, hi} <= set(rows.columns):
+        if not {lo, hi} <= set(rows.columns):
+            return None, f"table {m.table} has no {lo}/{hi} columns"
+        if len(rows) == 1:
             low, high = float(rows[lo].iloc[0]), float(rows[hi].iloc[0])
             if np.isfinite([low, high]).all():
                 return S.BootstrapCI(value, low, high), "table"
+            return None, "the table's interval is empty (NaN)"
         if len(rows) > 1:
-            return None, f"the table's intervals are per row ({len(rows)} rows, e.g. per language); their mean has none"
+            return None, f"the table's intervals are per row ({len(rows)} rows); their mean has none"
     return None, "no per-item values"
 
 

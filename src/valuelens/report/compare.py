@@ -12,17 +12,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import combinations
 
+import numpy as np
 from pydantic import ValidationError
 
+from valuelens.comparisons.catalogue import item_keys
 from valuelens.comparisons.compute import (
     Comparison,
+    Outcome,
     adjust_all,
     family_sizes,
+    item_frame,
+    item_matrix,
     model_groups,
     run_spec,
+    run_test,
 )
 from valuelens.comparisons.settings import ComparisonSpec
 from valuelens.errors import ValueLensError
+from valuelens.stats import holm
 
 from .headline import Headline
 from .load import ReportData
@@ -113,4 +120,58 @@ def compare(data: ReportData, h: Headline) -> Comparisons:
                                      h.n_resamples, h.seed))
     out.n_tests = adjust_all(out.done)
     out.families = family_sizes(out.done)
+    return out
+
+
+@dataclass
+class CrossRun:
+    """One model × metric paired across two runs: the same items, before (run a) and after (run b)."""
+
+    model: str
+    run_a: str
+    run_b: str
+    label: str
+    n: int
+    mean_a: float
+    mean_b: float
+    paired_t: Outcome | None
+    wilcoxon: Outcome | None
+    bootstrap: Outcome | None
+
+
+def cross_run(data: ReportData, h: Headline) -> list[CrossRun]:
+    """For a comparison of runs: every model that is in the first run and a later one, on every headline metric
+    with per-item values, the item-by-item differences (later run − first run): paired t (d_z), Wilcoxon
+    signed-rank (rank-biserial) and a paired bootstrap interval; Holm over the paired t tests of the section."""
+    if not data.is_comparison:
+        return []
+    by_model: dict[str, dict[str, str]] = {}  # original name -> run -> name in the report
+    for renamed, original in data.renamed.items():
+        by_model.setdefault(original, {})[renamed.rpartition("@")[2]] = renamed
+    first = data.runs[0].name
+    out: list[CrossRun] = []
+    for e in h.entries:
+        if not e.metric.item_source():
+            continue
+        frame = item_frame(data.tables, e.metric, e.by_value)
+        if frame is None or not len(frame):
+            continue
+        items = item_matrix(frame, [k for k in item_keys(e.metric.item_source()[0], frame) if k != e.metric.by])
+        for model, names in by_model.items():
+            a = names.get(first)
+            for run in data.runs[1:]:
+                b = names.get(run.name)
+                if a is None or b is None or a not in items.columns or b not in items.columns:
+                    continue
+                both = items[[a, b]].dropna()
+                if len(both) < 2:
+                    continue
+                x, y = both[b].to_numpy(float), both[a].to_numpy(float)
+                res = {t: run_test(t, x, y, (x, y), "paired", h.n_resamples, h.seed)[0]
+                       for t in ("paired_t", "wilcoxon", "bootstrap")}
+                out.append(CrossRun(model, first, run.name, e.label, len(both), float(y.mean()), float(x.mean()),
+                                    res["paired_t"], res["wilcoxon"], res["bootstrap"]))
+    tests = [c.paired_t for c in out if c.paired_t is not None and np.isfinite(c.paired_t.p)]
+    for o, p in zip(tests, holm([o.p for o in tests])):
+        o.p_adj = float(p)
     return out

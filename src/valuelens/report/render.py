@@ -76,6 +76,7 @@ def render(data: ReportData) -> str:
     h = headline.compute(data, seed)
     secs: list[Section] = [sections.summary(data, h), *layer_sections(data, seed),
                            table1.section(compare.compare(data, h), h),
+                           *([table1.cross_run_section(compare.cross_run(data, h))] if data.is_comparison else []),
                            sections.run_facts(data), sections.catalogue(data), sections.about(h)]
     n = 0
     for s in secs:

@@ -14,7 +14,7 @@ from valuelens.stats import CORRECTIONS
 
 from . import figures
 from .blocks import Cell, Section
-from .compare import Comparisons
+from .compare import Comparisons, CrossRun
 from .headline import Headline, ranking
 
 
@@ -135,3 +135,30 @@ def _correction_text(comp: Comparisons) -> str:
     parts = [f"{TEST_LABELS[t]}: {CORRECTIONS[m]} over {n} test{'s' * (n != 1)}" for (t, m), n in
              sorted(comp.families.items())]
     return "Adjusted p values, per test over every comparison in this report — " + "; ".join(parts) + "."
+
+
+def cross_run_section(rows: list[CrossRun]) -> Section:
+    """`valuelens compare`: the same model × item across runs, paired differences with intervals."""
+    sec = Section("cross-run", "Paired differences across runs")
+    if not rows:
+        sec.text("No model occurs in the first run and a later one with per-item values on the same items, so there "
+                 "is nothing to pair (a model is matched across runs by its name).", "muted")
+        return sec
+    sec.text("Each model that occurs in the first run and a later one (matched by name), on each headline metric with "
+             "per-item values: the items both runs have, later run − first run. Paired t (DF = pairs − 1; d_z = mean "
+             "difference / SD of the differences), Wilcoxon signed-rank (r = rank-biserial), and a percentile "
+             f"bootstrap interval of the mean difference ({rows[0].bootstrap.n.split(', ')[-1] if rows[0].bootstrap else ''}"
+             "). p (Holm): over the paired t tests of this section.")
+    table = []
+    for r in rows:
+        t, w, b = r.paired_t, r.wilcoxon, r.bootstrap
+        table.append([r.model, r.label, f"{r.run_a} → {r.run_b}", r.n, r.mean_a, r.mean_b,
+                      b.effect if b else r.mean_b - r.mean_a, f"[{_f(b.low)}, {_f(b.high)}]" if b else "—",
+                      t.statistic if t else float("nan"), Cell(t.p if t else float("nan"), kind="p"),
+                      Cell(t.p_adj if t else float("nan"), kind="p"), t.effect if t else float("nan"),
+                      Cell(w.p if w else float("nan"), kind="p"), w.effect if w else float("nan")])
+    sec.table(["model", "metric", "runs", "paired items", "mean (first)", "mean (later)", "difference",
+               "95% interval (bootstrap)", "paired t", "p", "p (Holm)", "d_z", "Wilcoxon p", "r"], table,
+              "Paired differences per model and metric",
+              "— where a test cannot run (e.g. all differences zero: no variation to test).")
+    return sec
