@@ -8,6 +8,7 @@ work and never records a call twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from valuelens.errors import ValueLensError
@@ -143,9 +144,27 @@ class CachedModel:
             raise ValueLensError(f"model {self.name}: {where} gave invalid option probabilities for "
                                  f"{describe(request)}: {e}") from None
 
+    def honours(self, request: GenerateRequest) -> bool:
+        """Whether the backend constrains this request's reply to its ``response_format``."""
+        fmt = request.response_format
+        honours = getattr(self.backend, "honours", None)
+        return fmt is not None and honours is not None and bool(honours(request))
+
+    def as_asked(self, request: GenerateRequest) -> GenerateRequest:
+        """The request as the backend will serve it: without its ``response_format`` when the
+        backend cannot honour it (prompt-and-parse; counted in ``stats["unconstrained_replies"]``),
+        so the cache key says what was computed and a later constrained run does not reuse it."""
+        if request.response_format is None or self.honours(request):
+            return request
+        stats = getattr(self.backend, "stats", None)
+        if isinstance(stats, dict):
+            stats["unconstrained_replies"] = stats.get("unconstrained_replies", 0) + request.n
+        return replace(request, response_format=None)
+
     def generate(
         self, requests: Sequence[GenerateRequest], progress: Progress | None = None
     ) -> list[GenerateResult]:
+        requests = [self.as_asked(r) for r in requests]
         items = [(r, j) for r in requests for j in range(r.n)]
 
         def compute(idx: list[int]) -> list[Any]:

@@ -32,6 +32,17 @@ adds other processors (repetition penalty, min-p, …) keep the old path: one
 request at a time through ``model.generate`` under ``torch.manual_seed``.
 The cache identity is unchanged: stored samples are the texts this sampler
 makes (the same processors and random streams).
+
+Constrained generation (``GenerateRequest.response_format``, JSON schema or
+regex) through :mod:`valuelens.models.grammar` (llguidance, the extra
+``valuelens[grammar]``): in the own loop each constrained row has its own
+matcher, and its logits are masked (disallowed tokens at -inf) before
+temperature, top-k and top-p, so a row still depends only on itself and its
+seed; a row whose reply is complete ends there. Paths through
+``model.generate`` (beams) get :class:`~valuelens.models.grammar.BeamProcessor`.
+Without the engine the backend does not honour formats (``honours`` is
+False): the cached model then asks the plain prompt (prompt-and-parse) and
+counts it in ``stats["unconstrained_replies"]``.
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from valuelens.errors import ValueLensError
-from valuelens.models import prompting
+from valuelens.models import grammar, prompting
 from valuelens.models.base import sample_seed
 from valuelens.models.hf_alloc import tune_malloc
 from valuelens.models.hf_prefix import (MIN_PREFIX, PrefixCache, common_prefix, input_device, length_batches,
@@ -103,6 +114,7 @@ class HFBackend:
         self.prefix_cache = prefix_cache  # set to False when the model gives no reusable cache
         self._label_ids: dict[str, list[int]] = {}
         self.finetuned: Path | None = None  # the checkpoint, for a fine-tuned handle
+        self._grammar_set: grammar.Grammars | None = None
 
     @classmethod
     def from_path(cls, path: str | Path, *, batch_size: int = 8, dtype: str = "float32",
@@ -271,6 +283,29 @@ class HFBackend:
         return results  # type: ignore[return-value]
 
     # generation -------------------------------------------------------------
+    def honours(self, request: GenerateRequest) -> bool:
+        """Every response format, when the grammar engine is installed."""
+        return request.response_format is not None and grammar.available()
+
+    def _grammars(self) -> grammar.Grammars:
+        if self._grammar_set is None:
+            plan = self._own_sampling()
+            if plan is not None:
+                eos = plan[1]
+            else:
+                gc = getattr(self.model, "generation_config", None)
+                e = getattr(gc, "eos_token_id", None) if gc is not None else None
+                e = self.tok.eos_token_id if e is None else e
+                eos = frozenset([e] if isinstance(e, int) else (e or []))
+            # End of sequence for a grammar: the EOS ids that are special tokens (a regular token listed as EOS
+            # is text the grammar may need, e.g. a letter); a constrained row ends at one only when complete.
+            special = set(self.tok.all_special_ids)
+            eos = frozenset(e for e in eos if e in special) or frozenset([self.tok.eos_token_id])
+            out = self.model.get_output_embeddings()
+            width = int(out.weight.shape[0]) if out is not None else len(self.tok)
+            self._grammar_set = grammar.Grammars(self.tok, max(width, len(self.tok)), eos)
+        return self._grammar_set
+
     def generate(self, items: Sequence[tuple[GenerateRequest, int]]) -> list[str]:
         """Single-sequence requests (``num_beams`` 1, greedy or sampled) go
         through our own batched decoding loop (:meth:`_decode`); each sampled
@@ -280,6 +315,8 @@ class HFBackend:
         seed (:meth:`_sample_alone`), as before; so does everything when the
         model's generation config needs processors the loop lacks. Texts are
         cut before the first of ``settings.stop`` (stop strings) in every path."""
+        if any(r.response_format is not None for r, _ in items):
+            self._grammars()  # the engine, or a clear error naming the extra to install
         texts = [self.render(r.messages, r.prefill) for r, _ in items]
         seqs = self._encode(texts)
         out: list[str | None] = [None] * len(items)
@@ -292,13 +329,16 @@ class HFBackend:
         loop.sort(key=lambda i: len(seqs[i]))
         for s in range(0, len(loop), self.batch_size):
             self._decode(loop[s: s + self.batch_size], items, seqs, out)
-        beams.sort(key=lambda i: (items[i][0].settings.max_tokens, items[i][0].settings.num_beams, len(seqs[i])))
+        def group(i: int) -> tuple[int, int, bool]:  # constrained requests batch apart (their own EOS, see _gen_batch)
+            r = items[i][0]
+            return (r.settings.max_tokens, r.settings.num_beams, r.response_format is not None)
+
+        beams.sort(key=lambda i: (*group(i), len(seqs[i])))
         s = 0
         while s < len(beams):
             st = items[beams[s]][0].settings
-            idx = [i for i in beams[s: s + self.batch_size]
-                   if (items[i][0].settings.max_tokens, items[i][0].settings.num_beams) == (st.max_tokens, st.num_beams)]
-            self._gen_batch(idx, seqs, out, st, sample=False)
+            idx = [i for i in beams[s: s + self.batch_size] if group(i) == group(beams[s])]
+            self._gen_batch(idx, seqs, out, st, sample=False, formats=[items[i][0].response_format for i in idx])
             s += len(idx)
         for i in alone:
             self._sample_alone(i, items, seqs, out)
@@ -309,15 +349,22 @@ class HFBackend:
         (beam sampling; and the reference the batched sampler reproduces)."""
         r, j = items[i]
         self.torch.manual_seed(sample_seed(r.settings.seed, j))
-        self._gen_batch([i], seqs, out, r.settings, sample=True)
+        self._gen_batch([i], seqs, out, r.settings, sample=True, formats=[r.response_format])
 
-    def _gen_batch(self, idx, seqs, out, st, *, sample: bool) -> None:
+    def _gen_batch(self, idx, seqs, out, st, *, sample: bool, formats=None) -> None:
         torch = self.torch
         ids, mask, _ = self.pad([seqs[i] for i in idx])
         kw: dict[str, Any] = dict(max_new_tokens=st.max_tokens, num_beams=st.num_beams,
                                   pad_token_id=self.tok.pad_token_id, do_sample=sample)
         if sample:
             kw.update(temperature=st.temperature, top_p=st.top_p)
+        if formats and any(f is not None for f in formats):
+            from transformers import LogitsProcessorList
+
+            gs = self._grammars()
+            kw["logits_processor"] = LogitsProcessorList(
+                [grammar.BeamProcessor(gs, list(formats), st.num_beams, ids.shape[1], torch)])
+            kw["eos_token_id"] = sorted(gs.eos)  # the grammar's end of sequence (special tokens), as in _decode
         with torch.inference_mode():
             gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kw)
         for row, i in enumerate(idx):
@@ -373,6 +420,9 @@ class HFBackend:
             if st.top_p < 1.0:
                 w.append(TopPLogitsWarper(top_p=st.top_p))
             warps.append(w)
+        fmts = [items[i][0].response_format for i in idx]
+        matchers = [None if f is None else self._grammars().matcher(f) for f in fmts]
+        gm_eos = self._grammars().eos if any(m is not None for m in matchers) else frozenset()
         ids, mask, pos = (t.to(dev) for t in self.pad([seqs[i] for i in idx]))
         tokens: list[list[int]] = [[] for _ in idx]
         active = list(range(len(idx)))
@@ -393,6 +443,9 @@ class HFBackend:
                 keep, nxt = [], []
                 for b, row in enumerate(active):
                     scores = logits[b: b + 1]
+                    gm = matchers[row]
+                    if gm is not None:  # the row's grammar, on its own logits, before the sampling warpers
+                        scores = gm.mask(torch, scores)
                     if gens[row] is None:
                         tok = int(torch.argmax(scores, dim=-1))
                     else:
@@ -402,7 +455,17 @@ class HFBackend:
                         tok = int(torch.multinomial(probs, num_samples=1, generator=gens[row]))
                     tokens[row].append(tok)
                     st = sts[row]
-                    if tok in eos or len(tokens[row]) >= st.max_tokens:
+                    if gm is not None:  # the grammar says where the reply ends (the mask allows EOS only then)
+                        if tok in gm_eos:
+                            continue
+                        gm.consume(tok)
+                        if gm.done:  # the reply is complete: only end of sequence could follow
+                            continue
+                        if gm.error is not None or len(tokens[row]) >= st.max_tokens:
+                            key = "grammar_errors" if gm.error is not None else "constrained_truncated"
+                            stats[key] = stats.get(key, 0) + 1
+                            continue
+                    elif tok in eos or len(tokens[row]) >= st.max_tokens:
                         continue
                     if st.stop and _has_stop(self.tok.decode(tokens[row], skip_special_tokens=True), st.stop):
                         stats["stop_saved_tokens"] = stats.get("stop_saved_tokens", 0) + st.max_tokens - len(tokens[row])

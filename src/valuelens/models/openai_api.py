@@ -276,7 +276,7 @@ class OpenAIBackend:
 
     OPTIONS = frozenset({"api_key_env", "max_concurrency", "max_retries", "timeout", "deadline", "backoff_base",
                          "backoff_max", "top_logprobs", "mode", "revision", "exact_options", "prefill",
-                         "option_mode", "samples", "sample_tokens"})
+                         "option_mode", "samples", "sample_tokens", "json_schema"})
     supports_beams = False
 
     def __init__(self, model: str, base_url: str, *, api_key_env: str | None = None, max_concurrency: int = 8,
@@ -284,7 +284,7 @@ class OpenAIBackend:
                  backoff_base: float = 0.5, backoff_max: float = 30.0, top_logprobs: int = 20, mode: str = "chat",
                  revision: str = "", exact_options: bool = False, prefill: str = "auto",
                  option_mode: str = "auto", samples: int = DEFAULT_SAMPLES,
-                 sample_tokens: int = DEFAULT_SAMPLE_TOKENS):
+                 sample_tokens: int = DEFAULT_SAMPLE_TOKENS, json_schema: bool = False):
         self.httpx = _httpx()
         self.model = model
         self.name = f"openai backend {model}@{base_url}"
@@ -331,6 +331,9 @@ class OpenAIBackend:
         self.mode = mode
         self.revision = str(revision)
         self.exact_options = bool(exact_options)
+        # The server constrains chat replies to ``response_format: {type: json_schema}`` (vLLM, SGLang, llama.cpp
+        # server, OpenAI). Off by default: other servers may ignore or reject it; then prompt-and-parse as before.
+        self.json_schema = bool(json_schema)
         self._label_ids: dict[str, list[int]] = {}
         self.stats: dict[str, int] = {"requests": 0, "retries": 0}
         self.failures: list[str] = []  # reasons of the items that came back failed (first 1000)
@@ -691,9 +694,15 @@ class OpenAIBackend:
             raise TypeError(f"the reply text is a {type(text).__name__}, not a string")
         return text or ""
 
+    def honours(self, request: GenerateRequest) -> bool:
+        """JSON-schema response formats in chat mode, when the ``json_schema`` option says the server has them."""
+        fmt = request.response_format
+        return self.json_schema and self.mode == "chat" and fmt is not None and fmt.kind == "json_schema"
+
     def generate(self, items: Sequence[tuple[GenerateRequest, int]]) -> list[str]:
         """One request per sample (``n=1``) with seed ``sample_seed(seed, index)``;
-        a prompt rejected as too long gives an empty :class:`FailedText`."""
+        a prompt rejected as too long gives an empty :class:`FailedText`. A response
+        format it honours goes as ``response_format: {type: json_schema, ...}``."""
         jobs = []
         for r, index in items:
             st = r.settings
@@ -703,6 +712,9 @@ class OpenAIBackend:
             path, body = self._body(r.messages, r.prefill)
             body.update(temperature=st.temperature, top_p=st.top_p, max_tokens=st.max_tokens,
                         seed=sample_seed(st.seed, index), n=1)
+            if self.honours(r):
+                fmt = r.response_format
+                body["response_format"] = {"type": "json_schema", "json_schema": {"name": fmt.name, "schema": fmt.schema}}
             parse = self._text
             if self.mode == "chat" and self.prefill == "instruction" and r.prefill:
                 parse = lambda c, pre=r.prefill: self._cut_prefill(self._text(c), pre)  # noqa: E731

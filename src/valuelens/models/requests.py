@@ -7,7 +7,9 @@ a backend's internals.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -204,24 +206,88 @@ class GenerateSettings:
         return d
 
 
+RESPONSE_FORMATS = ("json_schema", "regex")
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """What a generated reply must be: a JSON document valid under a JSON
+    schema (``json_schema``; written compactly, no whitespace between tokens)
+    or a full match of a regular expression (``regex``, Rust/`regex` syntax:
+    no look-around, no back-references). It constrains the generated text
+    (after any prefill). ``spec`` is the schema as JSON text (key order kept:
+    it is the order the properties are written in) or the pattern; ``name``
+    is a label servers may ask for (OpenAI's ``json_schema.name``).
+
+    Build one with :meth:`json_schema` or :meth:`regex`. Backends that honour
+    it say so (``honours``); :class:`~valuelens.models.cached.CachedModel`
+    drops it from a request a backend cannot honour, so such a request is
+    asked and cached as the plain prompt it then is."""
+
+    kind: str
+    spec: str
+    name: str = "reply"
+
+    def __post_init__(self):
+        if self.kind not in RESPONSE_FORMATS:
+            raise ValueError(f"response format kind must be one of {', '.join(RESPONSE_FORMATS)}, got {self.kind!r}")
+        if not isinstance(self.spec, str) or not self.spec:
+            raise ValueError("response format: spec must be a non-empty string")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.name or ""):
+            raise ValueError(f"response format name {self.name!r}: letters, digits, _ or -, at most 64")
+        if self.kind == "json_schema":
+            try:
+                ok = isinstance(json.loads(self.spec), dict)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError("response format: a json_schema spec must be a JSON object")
+
+    @classmethod
+    def json_schema(cls, schema: dict[str, Any], name: str = "reply") -> ResponseFormat:
+        return cls("json_schema", json.dumps(schema, ensure_ascii=False, separators=(",", ":")), name)
+
+    @classmethod
+    def regex(cls, pattern: str, name: str = "reply") -> ResponseFormat:
+        return cls("regex", pattern, name)
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The JSON schema (``json_schema`` only)."""
+        if self.kind != "json_schema":
+            raise ValueError("response format: not a JSON schema")
+        return json.loads(self.spec)
+
+    def to_json(self) -> dict[str, Any]:
+        """As in cache keys: the schema as its JSON text, since key order (the order properties are
+        written in) matters and cache keys are canonical JSON with sorted keys."""
+        return {"type": self.kind, "name": self.name, "spec": self.spec}
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
     """Generate ``n`` samples; each sample is cached on its own (sample index
-    is part of the key), so ``n`` can grow later without redoing work."""
+    is part of the key), so ``n`` can grow later without redoing work.
+    ``response_format`` (optional) constrains each sample's text; it is in the
+    key only when set, so keys made before it existed still match."""
 
     messages: tuple[Message, ...]
     settings: GenerateSettings = field(default_factory=GenerateSettings)
     n: int = 1
     prefill: str = ""
+    response_format: ResponseFormat | None = None
 
     def sample_json(self, index: int) -> dict[str, Any]:
-        return {
+        d = {
             "kind": "generate",
             "messages": [asdict(m) for m in self.messages],
             "settings": self.settings.to_json(),
             "prefill": self.prefill,
             "sample_index": index,
         }
+        if self.response_format is not None:
+            d["response_format"] = self.response_format.to_json()
+        return d
 
 
 class FailedText(str):

@@ -20,6 +20,14 @@ sample ``i`` uses the seed ``sample_seed(seed, i)`` (vLLM seeds each request
 on its own, so a sample does not depend on its batch). ``num_beams > 1`` uses
 ``LLM.beam_search`` (deterministic beam search; vLLM has no beam sampling).
 
+Response formats (``GenerateRequest.response_format``) go to vLLM's
+structured outputs (``SamplingParams(structured_outputs=StructuredOutputsParams(
+json=…|regex=…))``; vLLM before 0.11: ``guided_decoding=GuidedDecodingParams``),
+JSON without free whitespace (``disable_any_whitespace``) as in the hf
+backend. Beam search has no structured outputs in vLLM, so ``honours`` is
+False for ``num_beams > 1`` and such requests are asked unconstrained
+(prompt-and-parse, counted by the cached model).
+
 Engine settings (``options`` in the audit file) pass through to ``vllm.LLM``:
 ``tensor_parallel_size``, ``data_parallel_size``, ``pipeline_parallel_size``,
 ``gpu_memory_utilization``, ``max_model_len``, ``dtype``, ``enforce_eager``,
@@ -44,7 +52,7 @@ from typing import Any
 from valuelens.errors import MissingDependency, ValueLensError
 from valuelens.models import prompting
 from valuelens.models.base import sample_seed
-from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult
+from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult, ResponseFormat
 
 ENGINE_KEYS = ("tensor_parallel_size", "data_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization",
                "max_model_len", "dtype", "enforce_eager", "max_num_seqs", "seed", "swap_space")
@@ -159,12 +167,37 @@ class VLLMBackend:
             out[k] = self.tok.decode(best.tokens[len(prompt["prompt_token_ids"]):], skip_special_tokens=True)
         return out  # type: ignore[return-value]
 
+    def honours(self, request: GenerateRequest) -> bool:
+        """Response formats of single-sequence requests (beam search has no structured outputs)."""
+        return request.response_format is not None and request.settings.num_beams == 1
+
     def _sampling(self, r: GenerateRequest, index: int) -> Any:
         st = r.settings
+        extra = structured_outputs(self.vllm, r.response_format) if r.response_format is not None else {}
         if st.temperature == 0:
-            return self.vllm.SamplingParams(temperature=0.0, max_tokens=st.max_tokens)
+            return self.vllm.SamplingParams(temperature=0.0, max_tokens=st.max_tokens, **extra)
         return self.vllm.SamplingParams(temperature=st.temperature, top_p=st.top_p, max_tokens=st.max_tokens,
-                                        seed=sample_seed(st.seed, index))
+                                        seed=sample_seed(st.seed, index), **extra)
+
+
+def structured_outputs(vllm: Any, fmt: ResponseFormat) -> dict[str, Any]:
+    """``SamplingParams`` keywords that hold a reply to ``fmt``: ``structured_outputs`` (vLLM >= 0.11)
+    or ``guided_decoding`` (older), JSON without free whitespace where the version has the switch."""
+    import dataclasses
+
+    sp = getattr(vllm, "sampling_params", None)
+    cls = getattr(sp, "StructuredOutputsParams", None)
+    key = "structured_outputs"
+    if cls is None:
+        cls, key = getattr(sp, "GuidedDecodingParams", None), "guided_decoding"
+    if cls is None:
+        raise MissingDependency("this vLLM has neither structured outputs nor guided decoding; "
+                                "response formats need vLLM >= 0.6")
+    kw: dict[str, Any] = {"json": fmt.schema} if fmt.kind == "json_schema" else {"regex": fmt.spec}
+    names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    if fmt.kind == "json_schema" and "disable_any_whitespace" in names:
+        kw["disable_any_whitespace"] = True
+    return {key: cls(**kw)}
 
 
 def _on_cpu() -> bool:

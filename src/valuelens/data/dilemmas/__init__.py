@@ -3,7 +3,14 @@
 The demo corpus (written by the valuelens authors, English and Chinese):
 ``demo_dilemmas.jsonl``, ten dilemmas for each of Kidder's four right-vs-right
 pairs with a negative and a positive consequence per action, and
-``demo_chains.json``, three five-step escalation chains with MFT labels.
+``escalation_chains.jsonl`` (our chain schema, one chain per line), twelve
+five-step escalation chains, each choice labelled with an MFT foundation
+(``values``) and a Schwartz basic value (``schwartz``). Balanced design: the
+twelve pairs of foundations other than Care–Loyalty, Fairness–Liberty and
+Authority–Sanctity (K6 minus a perfect matching, so each foundation is at
+stake in four chains at every step) appear once at every step position (chain
+i, step t: pair (i + 5t) mod 12), so a change of ranks between steps comes from
+the escalation, not from which values happen to meet there.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from valuelens.data.dilemmas.schema import (
 )
 
 DEMO_DILEMMAS = "demo_dilemmas.jsonl"
-DEMO_CHAINS = "demo_chains.json"
+DEMO_CHAINS = "escalation_chains.jsonl"
 
 
 def builtin_dilemmas() -> list[Dilemma]:

@@ -8,10 +8,17 @@ answers are retried together: retry r takes sample index r of the same
 request (greedy participants: sample r − 1 of the request with
 ``retry_temperature``, since a greedy retry would repeat itself). Same seeds →
 same texts, so a resumed run rebuilds exactly the same memories from the cache.
+
+Every request carries the reply form the prompt asks for as a regex
+(:func:`answer_format`: "Answer: <label> Explanation: <one line>", the label
+one of the shown options' numbers or letters; Chinese "答案：… 解释：…"); a
+backend that honours it can write nothing else, and :func:`parse_answer`
+still judges every reply (refusals and hedges inside the explanation count).
 """
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,6 +28,7 @@ from valuelens.layers.def_layer.parsing import Parsed, parse_answer
 from valuelens.layers.def_layer.prompts import Layout, Turn, layout, messages
 from valuelens.layers.def_layer.settings import DEFSettings
 from valuelens.models import CachedModel, GenerateRequest, GenerateSettings
+from valuelens.models.requests import ResponseFormat
 from valuelens.progress import Tracker
 
 
@@ -46,6 +54,20 @@ class Ask:
     texts: list[str] = field(default_factory=list)
     parsed: list[Parsed] = field(default_factory=list)
     used: list[tuple[GenerateSettings, int]] = field(default_factory=list)  # settings, sample index per attempt
+
+
+# The explanation's length cap (characters): parse_answer keeps its first sentence, at most 240 characters.
+EXPLANATION_LIMIT = 240
+_FORM = {"en": ("Answer: ", " Explanation: "), "zh": ("答案：", " 解释：")}
+
+
+def answer_format(n_options: int, lang: str, letters: bool = False, limit: int = EXPLANATION_LIMIT) -> ResponseFormat:
+    """The DEF reply form as a regex: the marker, one shown label (1..k or A..), the explanation marker and
+    one line of at most ``limit`` characters (the templates' wording, per language)."""
+    labels = string.ascii_uppercase[:n_options] if letters else [str(i) for i in range(1, n_options + 1)]
+    answer, explanation = _FORM.get(lang, _FORM["en"])
+    return ResponseFormat.regex(f"{answer}(?:{'|'.join(labels)}){explanation}[^\\n]{{1,{int(limit)}}}",
+                                name="def_answer")
 
 
 def make_sessions(participants: list[Participant], languages: list[str], passes: int, seed: int,
@@ -75,7 +97,8 @@ def _ask(s: Session, q, k: int, st: DEFSettings, seed: int) -> Ask:
     gs = GenerateSettings(temperature=p.temperature, top_p=p.top_p, num_beams=p.num_beams,
                           max_tokens=st.max_tokens, seed=s.seed)
     msgs = messages(p, s.country_name, s.language, memory, q.text[s.language], shown, lay)
-    return Ask(s, q.id, perm, shown, memory, GenerateRequest(msgs, gs), lay)
+    fmt = answer_format(len(shown), s.language, lay.letters)
+    return Ask(s, q.id, perm, shown, memory, GenerateRequest(msgs, gs, response_format=fmt), lay)
 
 
 def _attempt(a: Ask, r: int, st: DEFSettings) -> tuple[GenerateRequest, int]:

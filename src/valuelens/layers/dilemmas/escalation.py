@@ -32,6 +32,7 @@ its own (MMD: English).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ from valuelens.layers.dilemmas.measures import (
     choose,
     fleiss_kappa,
     kendall,
+    kendall_tau_b_rows,
     label_to_action,
     pairwise_agreement,
     ranks,
@@ -107,7 +109,7 @@ def run(asker: Asker, chains: Sequence[Chain], languages: Sequence[str],
                    "chosen_label": o.label, "chosen_choice": None if act is None else act + 1,
                    "chosen_value": None if act is None else st.values[act],
                    "chosen_schwartz": None if act is None else st.schwartz[act],
-                   "valid": act is not None, "reply": o.reply, "failure": o.failure}
+                   "valid": act is not None, "reply": o.reply}
             resp.append(row)
             by_job.setdefault(j, []).append(row)
         for j, rows in by_job.items():
@@ -152,13 +154,62 @@ def _nanmean(x: np.ndarray) -> float:
 
 
 def _stats(W: np.ndarray) -> dict[str, np.ndarray]:
-    """Everything bootstrapped over chains, from one chain resample's win tensor."""
+    """The point estimates from the win tensor (scipy's Kendall τ-b)."""
     r = win_rates(W)
     rk = ranks(r)
     tau = stability(r)
     return {"rates": r, "ranks": rk, "tau": tau, "tau_mean": np.array(_nanmean(tau)),
             "tau_first_last": np.array(kendall(r[0], r[-1]) if r.shape[0] > 1 else np.nan),
             "volatility": volatility(rk)}
+
+
+def resample_counts(n: int, seed: int, n_resamples: int) -> np.ndarray:
+    """(resamples, n): how often each chain is drawn in each bootstrap resample
+    (numpy default_rng(seed)); the same draws serve every mode, so modes are
+    compared on the same resampled chains."""
+    idx = np.random.default_rng(seed).integers(0, n, (n_resamples, n))
+    counts = np.zeros((n_resamples, n))
+    np.add.at(counts, (np.arange(n_resamples)[:, None], idx), 1.0)
+    return counts
+
+
+def boot_stats(W: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """The statistics of _stats for every resample at once (leading axis: the
+    resample): win rates as count-weighted means, ranks as measures.ranks,
+    τ-b as measures.kendall_tau_b_rows (= scipy's), volatility as
+    measures.volatility."""
+    n, T, V = W.shape
+    B = counts.shape[0]
+    at = np.isfinite(W).reshape(n, T * V).astype(float)
+    won = np.nan_to_num(W).reshape(n, T * V)
+    cnt, wins = counts @ at, counts @ won
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = np.where(cnt > 0, wins / np.where(cnt > 0, cnt, 1), np.nan).reshape(B, T, V)
+    x = rates
+    rk = (x[..., None, :] > x[..., :, None]).sum(-1) + ((x[..., None, :] == x[..., :, None]).sum(-1) + 1) / 2
+    rk = np.where(np.isfinite(x), rk, np.nan)
+    tau = np.stack([kendall_tau_b_rows(rates[:, t], rates[:, t + 1]) for t in range(T - 1)], axis=1) \
+        if T > 1 else np.full((B, 0), np.nan)
+    d = np.abs(np.diff(rk, axis=1))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN, as the point estimates
+        tau_mean = np.nanmean(tau, axis=1) if T > 1 else np.full(B, np.nan)
+        vol = np.nanmean(d, axis=1) if T > 1 else np.full((B, V), np.nan)
+    return {"rates": rates, "ranks": rk, "tau": tau, "tau_mean": tau_mean,
+            "tau_first_last": kendall_tau_b_rows(rates[:, 0], rates[:, -1]) if T > 1 else np.full(B, np.nan),
+            "volatility": vol}
+
+
+def _ci(estimate: float, boot: np.ndarray, n: int, skip_undefined: bool = False) -> dict[str, float]:
+    """95 % percentile interval of the resampled statistic: NaN when some
+    resample leaves it undefined, unless ``skip_undefined`` (ranks: over the
+    resamples where the value was at stake)."""
+    b = boot[np.isfinite(boot)] if skip_undefined else boot
+    if not np.isfinite(estimate) or b.size == 0 or not np.all(np.isfinite(b)):
+        low = high = np.nan
+    else:
+        low, high = (float(q) for q in np.percentile(b, [2.5, 97.5]))
+    return {"estimate": float(estimate), "ci_low": low, "ci_high": high, "n": n}
 
 
 def _frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
@@ -194,47 +245,38 @@ def chain_tables(steps: pd.DataFrame, seed: int, n_resamples: int = 1000,
             values = _values(g, cols[0], cols[1], cols[3])
             n_steps = int(g["step"].max())
             Ws = {ctx: _tensor(g[g["context"] == ctx], chains, values, n_steps, cols) for ctx in contexts}
-            idx = np.arange(len(chains))
-            memo: dict[tuple[str, bytes], dict[str, np.ndarray]] = {}
-
-            def res(ctx: str, i: np.ndarray, Ws=Ws, memo=memo) -> dict[str, np.ndarray]:
-                """Statistics of one resample of chains, computed once and shared by every row below
-                (same seed → same draws, the same draws in every mode)."""
-                key = (ctx, i.tobytes())
-                if key not in memo:
-                    memo[key] = _stats(Ws[ctx][i.astype(int)])
-                return memo[key]
-
-            boot = lambda f: summary(idx, seed, n_resamples, stat=f)  # noqa: E731
+            counts = resample_counts(len(chains), seed, n_resamples)
+            point = {ctx: _stats(W) for ctx, W in Ws.items()}
+            boots = {ctx: boot_stats(W, counts) for ctx, W in Ws.items()}
+            nc = len(chains)
             for ctx in contexts:
                 h = g[g["context"] == ctx]
                 if h.empty:
                     continue
                 key = {"context": ctx, "label_set": label_set, "source": source, "language": lang}
-                W, full = Ws[ctx], res(ctx, idx)
+                W, full, bs = Ws[ctx], point[ctx], boots[ctx]
                 rates, rk = full["rates"], full["ranks"]
                 for t in range(n_steps):
                     at_t = h[h["step"] == t + 1]
                     for k, v in enumerate(values):
                         col = W[:, t, k]
                         n_inv = int((~at_t["valid"].astype(bool) & ((at_t[cols[0]] == v) | (at_t[cols[1]] == v))).sum())
-                        rci = boot(lambda i, t=t, k=k, ctx=ctx: res(ctx, i)["ranks"][t, k]) if np.isfinite(rk[t, k]) \
-                            else {"ci_low": np.nan, "ci_high": np.nan}
+                        rci = _ci(rk[t, k], bs["ranks"][:, t, k], nc, skip_undefined=True)
                         wins.append({**key, "step": t + 1, "value": v,
                                      **summary(col[np.isfinite(col)], seed, n_resamples), "rank": rk[t, k],
                                      "rank_ci_low": rci["ci_low"], "rank_ci_high": rci["ci_high"], "n_invalid": n_inv})
                 for t in range(n_steps - 1):
                     both = int(np.sum(np.isfinite(rates[t]) & np.isfinite(rates[t + 1])))
                     stab.append({**key, "transition": f"{t + 1}-{t + 2}",
-                                 **boot(lambda i, t=t, ctx=ctx: res(ctx, i)["tau"][t]), "n_values": both})
+                                 **_ci(full["tau"][t], bs["tau"][:, t], nc), "n_values": both})
                 if n_steps > 1:
                     both = int(np.sum(np.isfinite(rates[0]) & np.isfinite(rates[-1])))
                     stab.append({**key, "transition": "first-last",
-                                 **boot(lambda i, ctx=ctx: float(res(ctx, i)["tau_first_last"])), "n_values": both})
+                                 **_ci(float(full["tau_first_last"]), bs["tau_first_last"], nc), "n_values": both})
                     stab.append({**key, "transition": "mean",
-                                 **boot(lambda i, ctx=ctx: float(res(ctx, i)["tau_mean"])), "n_values": None})
+                                 **_ci(float(full["tau_mean"]), bs["tau_mean"], nc), "n_values": None})
                 for k, v in enumerate(values):
-                    vol.append({**key, "value": v, **boot(lambda i, k=k, ctx=ctx: res(ctx, i)["volatility"][k]),
+                    vol.append({**key, "value": v, **_ci(full["volatility"][k], bs["volatility"][:, k], nc),
                                 "mean_rank": _nanmean(rk[:, k]),
                                 "n_transitions": int(np.sum(np.isfinite(np.diff(rk[:, k]))))})
                 vk = full["volatility"]
@@ -253,11 +295,13 @@ def chain_tables(steps: pd.DataFrame, seed: int, n_resamples: int = 1000,
             base = contexts[0]
             for ctx in contexts[1:]:
                 key = {"context": ctx, "baseline": base, "label_set": label_set, "source": source, "language": lang}
-                diff = lambda f, ctx=ctx: boot(lambda i: f(res(ctx, i)) - f(res(base, i)))  # noqa: E731
-                contrast.append({**key, "measure": "tau_mean", "value": None, **diff(lambda s: float(s["tau_mean"]))})
+                a, b, pa, pb = boots[ctx], boots[base], point[ctx], point[base]
+                contrast.append({**key, "measure": "tau_mean", "value": None,
+                                 **_ci(float(pa["tau_mean"] - pb["tau_mean"]), a["tau_mean"] - b["tau_mean"], nc)})
                 for k, v in enumerate(values):
                     contrast.append({**key, "measure": "volatility", "value": v,
-                                     **diff(lambda s, k=k: s["volatility"][k])})
+                                     **_ci(pa["volatility"][k] - pb["volatility"][k],
+                                           a["volatility"][:, k] - b["volatility"][:, k], nc)})
     return {"dilemma_chain_winrates": _frame(wins, WIN_COLS), "dilemma_chain_stability": _frame(stab, STAB_COLS),
             "dilemma_chain_volatility": _frame(vol, VOL_COLS),
             "dilemma_chain_context_contrast": _frame(contrast, CONTRAST_COLS),

@@ -19,6 +19,7 @@ from valuelens.layers.mark.prompts import METHOD_FIELDS, T, render_options, rend
 from valuelens.layers.mark.settings import MarkSettings
 from valuelens.layers.mark.stages import strip_think
 from valuelens.models import CachedModel, GenerateRequest, GenerateSettings, Message
+from valuelens.models.requests import ResponseFormat
 
 _ANSWER = re.compile(r"(?:answer|答案)\s*(?:is)?\s*[:：]?\s*[(（]?\s*(\d+)", re.I)
 _LEADING = re.compile(r"^[(（]?(\d+)(?:\.(?!\d)|[)）:：、,，]|\s|$)")
@@ -34,6 +35,13 @@ def parse_answer(text: str, n_options: int) -> int | None:
             return n
     m = _LEADING.match(body)
     return int(m.group(1)) if m and 1 <= int(m.group(1)) <= n_options else None
+
+
+def answer_format(n_options: int) -> ResponseFormat:
+    """The reply the baseline prompt asks for, as a regex: "Answer: <n>" with 1 <= n <= n_options
+    (in both languages: the Chinese prompt asks for the same form)."""
+    return ResponseFormat.regex("Answer: (?:" + "|".join(str(i) for i in range(1, n_options + 1)) + ")",
+                                name="mark_baseline")
 
 
 def opinions(r: Respondent, q: Question, others: Sequence[Question], lang: str, limit: int) -> str:
@@ -60,7 +68,9 @@ def run_baselines(model: CachedModel, s: MarkSettings, respondents: Sequence[Res
             for q in questions.values() if lang in q.languages() and q.id in r.answers]
     texts = [prompt(m, r, q, lang, others, s.max_opinions, country_names) for m, lang, r, q in jobs]
     progress = tracker.track(f"{model.name}: mark baselines", len(jobs)) if tracker and jobs else None
-    replies = model.generate([GenerateRequest((Message("user", t),), gen) for t in texts], progress) if jobs else []
+    reqs = [GenerateRequest((Message("user", t),), gen, response_format=answer_format(len(q.labels)))
+            for t, (_, _, _, q) in zip(texts, jobs)]
+    replies = model.generate(reqs, progress) if jobs else []
     out = []
     for (m, lang, r, q), text, reply in zip(jobs, texts, replies):
         raw = reply.texts[0]

@@ -67,7 +67,8 @@ def trace_row(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Per language × stage: jobs, valid, invalid, repaired (valid after a retry), calls."""
+    """Per language × stage: jobs, valid, invalid, repaired (valid after a retry), calls, and
+    constrained (jobs whose replies the backend held to the stage's JSON schema; 0 = prompt-and-parse)."""
     seen, rows = set(), []
     for r in records:
         for stage, o in r["stages"].items():
@@ -76,13 +77,15 @@ def stage_table(records: list[dict[str, Any]]) -> pd.DataFrame:
                 continue
             seen.add(key)
             rows.append({"language": r["language"], "stage": stage, "valid": o["valid"],
-                         "repaired": o["valid"] and len(o["attempts"]) > 1, "calls": len(o["attempts"])})
-    cols = ["language", "stage", "jobs", "valid", "invalid", "repaired", "calls"]
+                         "repaired": o["valid"] and len(o["attempts"]) > 1, "calls": len(o["attempts"]),
+                         "constrained": bool(o.get("constrained", False))})
+    cols = ["language", "stage", "jobs", "valid", "invalid", "repaired", "calls", "constrained"]
     if not rows:
         return pd.DataFrame(columns=cols)
     df = pd.DataFrame(rows)
     out = df.groupby(["language", "stage"], sort=False).agg(
-        jobs=("valid", "size"), valid=("valid", "sum"), repaired=("repaired", "sum"), calls=("calls", "sum"))
+        jobs=("valid", "size"), valid=("valid", "sum"), repaired=("repaired", "sum"), calls=("calls", "sum"),
+        constrained=("constrained", "sum"))
     out["invalid"] = out["jobs"] - out["valid"]
     return out.reset_index()[cols]
 
