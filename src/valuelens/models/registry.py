@@ -162,6 +162,8 @@ class OpenAIOptions(_Options):
         default="auto", description="option distributions from logprobs, or estimated from sampled answers")
     samples: int = Field(default=50, ge=1, le=10_000, description="sampled answers per option request")
     sample_tokens: int = Field(default=8, ge=1, le=256, description="max tokens of each sampled answer")
+    json_schema: bool = Field(default=False, description="the server honours response_format json_schema "
+                                                         "(constrained replies); else prompt-and-parse")
 
 
 class VLLMOptions(_Options):
