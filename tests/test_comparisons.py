@@ -269,3 +269,24 @@ def test_cross_run_paired_differences(tmp_path):
     assert m1 and all(r.paired_t is None and r.wilcoxon is None for r in m1)
     text = text_of(build_comparison(outs, tmp_path / "cmp").read_text(encoding="utf-8"))
     assert "Paired differences across runs" in text and "m0 DEF mean KL (valid answers) · China before → after" in text
+
+
+def test_interval_sources_and_reasons():
+    from valuelens.comparisons.compute import interval
+
+    rng = np.random.default_rng(1)
+    valid = rng.random(40) < 0.7
+    resp = pd.DataFrame({"model": "m", "method": "mark", "language": "en", "respondent_id": np.repeat(range(20), 2),
+                         "question_id": ["D01", "D04"] * 20, "valid": valid})
+    summ = pd.DataFrame([{"model": "m", "method": "mark", "language": "en", "invalid_share": 1 - valid.mean(),
+                          "accuracy": 0.4, "accuracy_low": 0.3, "accuracy_high": 0.5, "position_tv": 0.2}])
+    tables = {"mark_responses": resp, "mark_summary": summ}
+    ci, how = interval(tables, BY_METRIC["mark_invalid"], "en", "m", 1 - valid.mean(), 300, 5)
+    assert how == "items" and ci == bootstrap_ci_strata([1.0 - valid.astype(float)], n_resamples=300, seed=5)
+    ci, how = interval(tables, BY_METRIC["mark_accuracy"], "en", "m", 0.4, 300, 5)
+    assert (how, tuple(ci)) == ("table", (0.4, 0.3, 0.5))
+    ci, how = interval(tables, BY_METRIC["mark_position_tv"], None, "m", 0.2, 300, 5)
+    assert ci is None and "position_p" in how
+    # a headline value its items do not give: no interval rather than one around another number
+    ci, how = interval(tables, BY_METRIC["mark_invalid"], "en", "m", 0.99, 300, 5)
+    assert ci is None and how == "its per-item values do not reproduce the headline value"

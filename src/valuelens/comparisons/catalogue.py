@@ -25,6 +25,8 @@ POSITION_MEANING = ("position-dominated: the {what}'s position is far from what 
 # ... and unlikely under no bias (metrics.position_null_p) and, where the humans' answers are known, far from theirs
 POSITION_FLAG = POSITION_TV_THRESHOLD + 1e-9  # as metrics.position_bias: 0.8 − 0.5 is not beyond 0.3
 POSITION_P = (("position_p", "<", POSITION_ALPHA), ("position_tv_vs_reference", ">", POSITION_FLAG))
+POSITION_NO_CI = ("a position TV is tested against no position bias instead: position_p in the layer's table; "
+                  f"its flag needs p < {POSITION_ALPHA:g}")
 HEADLINE_CONDITION = "ZS"  # tables with a ``condition`` column: headlines use the zero-shot rows
 DEF_INVALID_FLAG = 0.2  # DEF: above a fifth invalid, the valid-only KL describes a selected subset of answers
 
@@ -49,7 +51,9 @@ class Metric:
     items: tuple[str, str] | None = None
     strata: tuple[str, ...] = ()
     item_where: tuple[tuple[str, str], ...] = ()
+    item_invert: bool = False  # the item value is 1 − the column (e.g. invalid = 1 − valid)
     ci: tuple[str, str] | None = None  # (low, high) columns of a table-given interval (one row per model)
+    no_interval: str = ""  # why the value has no interval, where there is a better reason than "no per-item values"
     # Metrics with a table-given interval are per language (by="language"): the table's interval is per
     # model × language, and a mean over languages would have none.
 
@@ -72,7 +76,7 @@ METRICS: tuple[Metric, ...] = (
            meaning="little probability falls on the option letters; the distribution is unreliable"),
     # Not ranked: survey scales are not position-neutral, so a lower TV is not always closer to the humans.
     Metric("position_tv", "position bias (TV)", "first_token_summary", "position_tv", None,
-           flag=(">", POSITION_FLAG), flag_also=POSITION_P, profile="position-dominated",
+           flag=(">", POSITION_FLAG), flag_also=POSITION_P, no_interval=POSITION_NO_CI, profile="position-dominated",
            meaning=POSITION_MEANING.format(what="top option")),
     Metric("country_gap", "country gap (JSD)", "first_token_summary", "mean_country_gap_jsd", "higher",
            flag=("<", 0.02), profile="ignores the country",
@@ -98,14 +102,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("dilemma_agreement_dr", "Direct vs Reverse agreement", "dilemma_agreement", "estimate", "higher",
            where=(("pair", "all"), ("comparison", "direct_vs_reverse")), ci=("ci_low", "ci_high"), by="language"),
     Metric("dilemma_position_tv", "dilemma position bias (TV)", "dilemma_position_bias", "position_tv", None,
-           flag=(">", POSITION_FLAG), flag_also=POSITION_P, profile="position-dominated dilemma answers",
+           flag=(">", POSITION_FLAG), flag_also=POSITION_P, no_interval=POSITION_NO_CI, profile="position-dominated dilemma answers",
            where=(("part", "dilemmas"), ("forms", "all")), meaning=POSITION_MEANING.format(what="chosen label")),
     Metric("chain_position_tv", "escalation position bias (TV)", "dilemma_position_bias", "position_tv", None,
-           flag=(">", POSITION_FLAG), flag_also=POSITION_P,
+           flag=(">", POSITION_FLAG), flag_also=POSITION_P, no_interval=POSITION_NO_CI,
            profile="position-dominated escalation answers",
            where=(("part", "chains"), ("forms", "all")), meaning=POSITION_MEANING.format(what="chosen label")),
     Metric("moralchoice_position_tv", "MoralChoice position bias (TV)", "dilemma_position_bias", "position_tv",
-           None, flag=(">", POSITION_FLAG), flag_also=POSITION_P,
+           None, flag=(">", POSITION_FLAG), flag_also=POSITION_P, no_interval=POSITION_NO_CI,
            profile="position-dominated MoralChoice answers",
            where=(("part", "moralchoice"), ("forms", "all")), meaning=POSITION_MEANING.format(what="chosen option")),
     # DEF: ranked and flagged on KL over the valid answers only; the invalid share is its own flag; DEF's own KL
@@ -130,17 +134,18 @@ METRICS: tuple[Metric, ...] = (
            profile="contradicts its own values",
            meaning="most answers to pairs of opposite value items contradict each other (CV)"),
     Metric("def_position_tv", "DEF position bias (TV)", "def_summary", "position_tv", None, by="country",
-           flag=(">", POSITION_FLAG), flag_also=POSITION_P, profile="position-dominated DEF answers",
+           flag=(">", POSITION_FLAG), flag_also=POSITION_P, no_interval=POSITION_NO_CI, profile="position-dominated DEF answers",
            meaning=POSITION_MEANING.format(what="chosen option (as shown, after the reshuffle)")),
     Metric("mark_accuracy", "MARK accuracy", "mark_summary", "accuracy", "higher", where=(("method", "mark"),),
            ci=("accuracy_low", "accuracy_high"), by="language"),
     Metric("mark_jsd", "MARK 1−JSD", "mark_summary", "one_minus_jsd", "higher", where=(("method", "mark"),),
            ci=("one_minus_jsd_low", "one_minus_jsd_high"), by="language"),
     Metric("mark_invalid", "MARK invalid share", "mark_summary", "invalid_share", "lower", flag=(">", 0.5),
-           where=(("method", "mark"),), profile="MARK pipeline fails",
+           where=(("method", "mark"),), by="language", items=("mark_responses", "valid"),
+           item_where=(("method", "mark"),), item_invert=True, profile="MARK pipeline fails",
            meaning="most MARK answers are invalid (a stage's JSON could not be used after the retries)"),
     Metric("mark_position_tv", "MARK position bias (TV)", "mark_summary", "position_tv", None,
-           flag=(">", POSITION_FLAG), flag_also=POSITION_P, where=(("method", "mark"),),
+           flag=(">", POSITION_FLAG), flag_also=POSITION_P, no_interval=POSITION_NO_CI, where=(("method", "mark"),),
            profile="position-dominated MARK answers",
            meaning=POSITION_MEANING.format(what="answer number")),
 )
@@ -175,6 +180,7 @@ ITEM_KEYS: dict[str, tuple[str, ...]] = {
     "first_token_items": ("language", "country", "prompt_country", "question_id"),
     "def_questions": ("language", "country", "question_id"),
     "def_bias": ("language", "country", "question_id"),
+    "mark_responses": ("language", "respondent_id", "question_id"),
 }
 
 BY_METRIC = {m.key: m for m in METRICS}

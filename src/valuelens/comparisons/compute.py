@@ -53,7 +53,7 @@ def item_frame(tables: dict[str, pd.DataFrame], m: Metric, by_value: str | None)
         df = df[df[m.by].astype(str) == by_value]
     keys = [k for k in item_keys(table, df) if k != m.by]
     out = df[["model", *keys]].copy()
-    out["value"] = numeric(df[column])
+    out["value"] = 1.0 - numeric(df[column]) if m.item_invert else numeric(df[column])
     return out[out["value"].notna()].reset_index(drop=True)
 
 
@@ -102,7 +102,7 @@ def interval(tables: dict[str, pd.DataFrame], m: Metric, by_value: str | None, m
             return None, "the table's interval is empty (NaN)"
         if len(rows) > 1:
             return None, f"the table's intervals are per row ({len(rows)} rows); their mean has none"
-    return None, "no per-item values"
+    return None, m.no_interval or "no per-item values"
 
 
 # group comparisons -------------------------------------------------------------------------------------------
