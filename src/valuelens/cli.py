@@ -206,7 +206,9 @@ def view(out_dir: Path = typer.Argument(..., help="output directory of a run (fi
 @app.command()
 def compare(out_dirs: list[Path] = typer.Argument(..., help="output directories of two or more runs"),
             out: Path = typer.Option(..., "--out", "-o", help="report file (.html) or directory (gets report.html)")):
-    """One report over several runs; model names that occur in more than one become MODEL@RUN."""
+    """One report over several runs; model names that occur in more than one become MODEL@RUN. A model in the
+    first run and a later one gets paired differences per item (later − first: paired t, Wilcoxon,
+    bootstrap interval)."""
     from valuelens.report import build_comparison
 
     with guarded():
