@@ -290,3 +290,20 @@ def test_interval_sources_and_reasons():
     # a headline value its items do not give: no interval rather than one around another number
     ci, how = interval(tables, BY_METRIC["mark_invalid"], "en", "m", 0.99, 300, 5)
     assert ci is None and how == "its per-item values do not reproduce the headline value"
+
+
+def test_position_tv_interval_resamples_the_answers(family_run):
+    from valuelens.data.survey import ALL_LABELS
+    from valuelens.stats import bootstrap_ci_position_tv
+
+    h = compute(report_data(family_run), seed=3, n_resamples=300)
+    items = pd.read_parquet(family_run / "results" / "first_token_items.parquet")
+    items = items[(items["model"] == "m1") & (items["condition"] == "ZS")]
+    parts = [([ALL_LABELS.index(x) + 1 for x in g["top_option"]], g["n_options"].to_numpy())
+             for _, g in items.groupby("language")]
+    ci = h.cis[("position_tv", "m1")]
+    assert ci == bootstrap_ci_position_tv(parts, n_resamples=300, seed=3)
+    assert ci.estimate == pytest.approx(h.values.at["m1", "position_tv"])  # = first_token_summary's TV
+    for country in ("United States", "China"):  # DEF: the final, reshuffled answers
+        assert h.cis[(f"def_position_tv|{country}", "m1")].estimate == pytest.approx(
+            h.values.at["m1", f"def_position_tv|{country}"])

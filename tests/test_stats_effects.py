@@ -127,3 +127,24 @@ def test_bootstrap_diff():
     ref = sps.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), n_resamples=3000,
                         method="percentile", random_state=0).confidence_interval
     assert lo == pytest.approx(ref.low, abs=0.05) and hi == pytest.approx(ref.high, abs=0.05)
+
+
+def test_bootstrap_position_tv_against_metrics_position_bias():
+    from valuelens.metrics import position_bias
+
+    rng = np.random.default_rng(11)
+    k = rng.integers(2, 6, 30)
+    pos = np.minimum(k, rng.integers(1, 3, 30))  # leans to the first positions
+    k2 = rng.integers(2, 5, 12)
+    pos2 = rng.integers(1, k2 + 1)
+    est, lo, hi = S.bootstrap_ci_position_tv([(pos, k), (pos2, k2)], n_resamples=40, seed=2)
+    tv1, tv2 = position_bias(pos, k)["position_tv"], position_bias(pos2, k2)["position_tv"]
+    assert est == pytest.approx((tv1 + tv2) / 2)
+    # the same resamples by hand, each TV from metrics.position_bias
+    r = np.random.default_rng(2)
+    i1, i2 = r.integers(0, 30, (40, 30)), r.integers(0, 12, (40, 12))
+    boot = [(position_bias(pos[a], k[a])["position_tv"] + position_bias(pos2[b], k2[b])["position_tv"]) / 2
+            for a, b in zip(i1, i2)]
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(boot, [2.5, 97.5])))
+    with pytest.raises(ValueError):
+        S.bootstrap_ci_position_tv([([3], [2])])

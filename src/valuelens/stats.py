@@ -359,3 +359,45 @@ def adjust(pvalues, method: str) -> np.ndarray:
     if method == "none":
         return np.asarray(pvalues, dtype=float).ravel().copy()
     raise ValueError(f"unknown correction {method!r} (one of {', '.join(CORRECTIONS)})")
+
+
+def _tv_rows(onehot: np.ndarray, spread: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Position TV of each resample (a row of item indices): ½Σ|observed − no-bias baseline| (metrics.position_bias)."""
+    obs = onehot[idx].mean(axis=1)
+    base = spread[idx].mean(axis=1)
+    return np.clip(0.5 * np.abs(obs - base).sum(axis=1), 0.0, 1.0)
+
+
+def bootstrap_ci_position_tv(strata, n_resamples: int = 2000, confidence: float = 0.95,
+                             seed: int | None = 0) -> BootstrapCI:
+    """Percentile bootstrap CI of the position TV (valuelens.metrics.position_bias), averaged over strata.
+
+    Each stratum is (positions, n_options) of its valid items (1-based positions); items are resampled
+    within their stratum and the TV against the resample's own no-bias baseline is recomputed.
+    """
+    _check_boot(n_resamples, confidence)
+    prepared = []
+    for positions, n_options in strata:
+        pos = np.asarray(positions, dtype=float).ravel()
+        k = np.asarray(n_options, dtype=float).ravel()
+        if pos.size == 0 or pos.size != k.size or not np.isfinite(pos).all() or not np.isfinite(k).all():
+            raise ValueError("every stratum needs >= 1 item with a finite position and option count")
+        if np.any((pos < 1) | (pos > k) | (pos != np.round(pos))):
+            raise ValueError("a position is not one of its item's 1..k")
+        width = int(k.max())
+        onehot = np.zeros((pos.size, width))
+        onehot[np.arange(pos.size), pos.astype(int) - 1] = 1.0
+        spread = (np.arange(width)[None, :] < k[:, None]) / k[:, None]
+        prepared.append((onehot, spread))
+    rng = np.random.default_rng(seed)
+    boots, ests = [], []
+    for onehot, spread in prepared:
+        n = onehot.shape[0]
+        ests.append(float(_tv_rows(onehot, spread, np.arange(n)[None, :])[0]))
+        out = np.empty(n_resamples)
+        step = max(1, 200_000 // max(n * onehot.shape[1], 1))
+        for i in range(0, n_resamples, step):
+            j = min(step, n_resamples - i)
+            out[i:i + j] = _tv_rows(onehot, spread, rng.integers(0, n, (j, n)))
+        boots.append(out)
+    return BootstrapCI(float(np.mean(ests)), *_quantiles(np.mean(boots, axis=0), confidence))

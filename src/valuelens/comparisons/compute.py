@@ -72,6 +72,10 @@ def interval(tables: dict[str, pd.DataFrame], m: Metric, by_value: str | None, m
     model has exactly one row. ``cache``: a dict kept between calls for the same metric and by_value.
     """
     cache = {} if cache is None else cache
+    if m.positions is not None:
+        ci, how = _position_interval(tables, m, by_value, model, value, n_resamples, seed)
+        if ci is not None or how:
+            return ci, how
     if "frame" not in cache:
         cache["frame"] = item_frame(tables, m, by_value)
     frame = cache["frame"]
@@ -103,6 +107,43 @@ def interval(tables: dict[str, pd.DataFrame], m: Metric, by_value: str | None, m
         if len(rows) > 1:
             return None, f"the table's intervals are per row ({len(rows)} rows); their mean has none"
     return None, m.no_interval or "no per-item values"
+
+
+def _position(v) -> float:
+    """A chosen position: a number (1-based) or an option letter (A = 1); NaN when there is none."""
+    if isinstance(v, str):
+        return float(ord(v) - ord("A") + 1) if len(v) == 1 and "A" <= v <= "Z" else float("nan")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _position_interval(tables, m: Metric, by_value, model, value, n_resamples, seed) -> tuple[S.BootstrapCI | None, str]:
+    """Bootstrap over answers of the position TV; (None, "") when the table is not there."""
+    table, pcol, kcol = m.positions
+    df = tables.get(table)
+    if df is None or not {pcol, kcol, "model"} <= set(df.columns):
+        return None, ""
+    df = _where(headline_rows(df)[0], m.item_where)
+    if m.by and by_value is not None and m.by in df.columns:
+        df = df[df[m.by].astype(str) == by_value]
+    own = df[df["model"] == model]
+    pos = own[pcol].map(_position).to_numpy(float)
+    if own[kcol].map(lambda v: isinstance(v, str)).any():  # the options as shown, "3,1,2": their count
+        k = own[kcol].map(lambda v: v.count(",") + 1 if isinstance(v, str) and v else np.nan).to_numpy(float)
+    else:
+        k = pd.to_numeric(own[kcol], errors="coerce").to_numpy(float)
+    ok = np.isfinite(pos) & np.isfinite(k)
+    strata = [c for c in m.strata if c in own.columns]
+    keys = own[strata].astype(str).agg("|".join, axis=1).to_numpy() if strata else np.zeros(len(own))
+    parts = [(pos[ok & (keys == g)], k[ok & (keys == g)]) for g in dict.fromkeys(keys[ok])]
+    if not parts or min(p.size for p, _ in parts) < 2:
+        return None, "fewer than 2 answers with a position"
+    ci = S.bootstrap_ci_position_tv(parts, n_resamples=n_resamples, seed=seed)
+    if math.isclose(ci.estimate, value, rel_tol=1e-9, abs_tol=1e-12):
+        return ci, "answers"
+    return None, "its answers do not reproduce the headline value"
 
 
 # group comparisons -------------------------------------------------------------------------------------------

@@ -110,7 +110,8 @@ def interval_note(h: Headline) -> str:
         return ""
     parts = [(f"Intervals [low, high]: 95%, percentile bootstrap over items ({h.n_resamples} resamples, seed "
               f"{h.seed}; where a value is a mean over prompt languages, items are resampled within each "
-              "language), or the layer table's own interval where a model has one row (dilemma and MARK rates).")]
+              "language; position TVs: over the answers, the no-bias baseline recomputed per resample), or the "
+              "layer table's own interval where a model has one row (dilemma and MARK rates, per language).")]
     missing: dict[str, set[str]] = {}
     for (key, _), why in h.no_ci.items():
         label = next(e.label for e in h.entries if e.key == key)
@@ -179,7 +180,7 @@ def flags(data: ReportData, h: Headline) -> list[dict]:
             df = m.rows(headline_rows(data.tables[m.table])[0])
             if e.by_value is not None:
                 df = df[df[m.by] == e.by_value]
-            keys = [c for c in ("language", "condition", "country") if c in df.columns]
+            keys = [c for c in ("language", "condition", "country", "context", "value") if c in df.columns]
             for row in df.itertuples(index=False):
                 v = getattr(row, m.column)
                 if pd.notna(v) and OPS[op](v, at) and _also(m, row):
