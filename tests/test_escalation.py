@@ -269,7 +269,8 @@ def test_cross_model_consistency_per_value_and_mode(tmp_path):
 
 
 def test_tables_carry_the_mode_everywhere(tmp_path):
-    res = run(tmp_path, {"m": {"rules": []}}, "limit: 3, escalation: {context: [none, causal]}")
+    res = run(tmp_path, {"m": {"rules": []}}, "limit: 1, escalation: {context: [none, causal], limit: 3}")
+    assert res.tables["dilemma_chain_steps"]["chain_id"].nunique() == 3  # escalation.limit wins for chains
     for name in ("dilemma_chain_responses", "dilemma_chain_steps", "dilemma_chain_winrates",
                  "dilemma_chain_stability", "dilemma_chain_volatility", "dilemma_chain_contexts"):
         df = res.tables[name]

@@ -61,7 +61,7 @@ class Metric:
     ci: tuple[str, str] | None = None  # (low, high) columns of a table-given interval (one row per model)
     # Position TV: (table, position column, option-count column) of the chosen options, one row per answer
     # (positions 1-based, or option letters A = 1); its interval resamples the answers (within ``strata``).
-    positions: tuple[str, str, str] | None = None
+    positions: tuple[str, str, str | int] | None = None  # an int: every question has that many options
     no_interval: str = ""  # why the value has no interval, where there is a better reason than "no per-item values"
     # Metrics with a table-given interval are per language (by="language"): the table's interval is per
     # model × language, and a mean over languages would have none.
@@ -113,7 +113,9 @@ METRICS: tuple[Metric, ...] = (
            where=(("pair", "all"), ("comparison", "direct_vs_reverse")), ci=("ci_low", "ci_high"), by="language"),
     Metric("dilemma_position_tv", "dilemma position bias (TV)", "dilemma_position_bias", "position_tv", None,
            flag=(">", POSITION_FLAG), flag_also=POSITION_P, no_interval=POSITION_NO_CI, profile="position-dominated dilemma answers",
-           where=(("part", "dilemmas"), ("forms", "all")), meaning=POSITION_MEANING.format(what="chosen label")),
+           where=(("part", "dilemmas"), ("forms", "all")), meaning=POSITION_MEANING.format(what="chosen label"),
+           positions=("dilemma_responses", "chosen_label", 2), item_where=(("condition", "form"),),
+           strata=("language",)),
     Metric("chain_position_tv", "escalation position bias (TV)", "dilemma_position_bias", "position_tv", None,
            flag=(">", POSITION_FLAG), flag_also=POSITION_P, no_interval=POSITION_NO_CI,
            profile="position-dominated escalation answers",

@@ -5,7 +5,7 @@ Figure 8, ``dilemma_preferences``, order-balanced where both orders were asked; 
 position bias of the same answers, ``dilemma_position_bias``), consequence flip-rate bars (Figure 9,
 ``dilemma_consequence_flips``), prompt-form agreement bars (Figure 10,
 ``dilemma_agreement``) and the escalation rank trajectories per value (Wu et
-al., ``dilemma_chain_winrates``). Bars show the table's ``estimate``; error
+al., ``dilemma_chain_winrates``, one figure per context mode and label set). Bars show the table's ``estimate``; error
 bars its ``ci_low``/``ci_high``.
 """
 
@@ -63,8 +63,9 @@ def agreement(df: pd.DataFrame, threshold: float | None) -> go.Figure:
 
 
 def trajectories(wins: pd.DataFrame) -> go.Figure:
-    """Rank of each value per step (1 = highest win rate), a line per value; a panel per model (rows) and
-    language (with the source when there are several). Hover: the win rate and the chains it is over."""
+    """Rank of each value per step (1 = highest win rate), a line per value, error bars the rank's bootstrap
+    interval where the table has it; a panel per model (rows) and language (with the source when there are
+    several). Hover: the win rate and the chains it is over. ``wins``: one context mode and label set."""
     wins = wins.copy()
     many = wins["source"].nunique() > 1 if "source" in wins.columns else False
     wins["_col"] = (wins["language"].astype(str) + (" · " + wins["source"].astype(str) if many else ""))
@@ -81,9 +82,14 @@ def trajectories(wins: pd.DataFrame) -> go.Figure:
                 s = cell[cell["value"] == v].sort_values("step")
                 if s.empty or not s["rank"].notna().any():
                     continue
+                err = {}
+                if {"rank_ci_low", "rank_ci_high"} <= set(s.columns):  # the bootstrap interval of the rank
+                    err = {"error_y": {"type": "data", "symmetric": False, "thickness": 1, "width": 3,
+                                       "array": (s["rank_ci_high"] - s["rank"]).tolist(),
+                                       "arrayminus": (s["rank"] - s["rank_ci_low"]).tolist()}}
                 fig.add_trace(go.Scatter(x=s["step"].tolist(), y=s["rank"].tolist(), mode="lines+markers",
                                          name=str(v), legendgroup=str(v), showlegend=v not in shown,
-                                         marker_color=_color(i), line={"width": 2}, connectgaps=False,
+                                         marker_color=_color(i), line={"width": 2}, connectgaps=False, **err,
                                          customdata=list(zip(s["estimate"].tolist(), s["n"].tolist())),
                                          hovertemplate=f"{v}, step %{{x}}: rank %{{y}}<br>win rate "
                                                        "%{customdata[0]:.3f} over %{customdata[1]} chains"

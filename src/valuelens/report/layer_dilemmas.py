@@ -39,6 +39,105 @@ def _position(sec: Section, t: dict) -> None:
               "top_position 1 = label A; position_n = valid answers.", max_rows=MAX_ROWS)
 
 
+CONTEXT_TEXT = {"full": "full context: the chain as a conversation in which the model sees its own earlier answers",
+                "none": "no context: each step asked alone",
+                "causal": "causal context: a short summary of the earlier situations and the model's choices"}
+
+
+def _groups(df, cols=("label_set", "context")) -> list[tuple[dict, object]]:
+    """(key, rows) per label set and context mode; tables from before the modes are one group."""
+    have = [c for c in cols if c in df.columns]
+    if not have:
+        return [({}, df)]
+    return [(dict(zip(have, k if isinstance(k, tuple) else (k,))), g) for k, g in df.groupby(have, sort=False)]
+
+
+def _escalation(sec: Section, t: dict, wins) -> None:
+    """Escalation chains: a rank-trajectory figure per context mode (and label set), the stability-by-value
+    table across modes, the flags with their thresholds, then the tables as exported."""
+    tau_at = threshold("dilemma_chain_stability", "estimate")
+    vol_at = threshold("dilemma_chain_volatility", "estimate")
+    modes = t.get("dilemma_chain_contexts")
+    stab = t.get("dilemma_chain_stability")
+    rules = []
+    if tau_at is not None:
+        rules.append(f"value ranking unstable: mean Kendall τ-b between consecutive steps < {tau_at:g}")
+    if vol_at is not None:
+        rules.append(f"volatile value: mean |rank change| per step > {vol_at:g}")
+    sec.text("Escalation chains (Wu et al. 2025): each step pits two values against each other; a value's win rate "
+             "is the share of the chains where it was at stake and chosen (both choice orders averaged), ranks per "
+             "step follow from it. Stability: Kendall τ-b between consecutive steps' win rates and between the "
+             "first and the last step; volatility: mean |rank change| per step. Intervals: bootstrap over chains, "
+             "the same resampled chains in every context mode. Flags (MFT labels): " + "; ".join(rules) + ".")
+    for key, g in _groups(wins):
+        ls, ctx = key.get("label_set", "mft"), key.get("context")
+        name = f"{ctx} context" if ctx else "escalation"
+        if modes is not None and ctx is not None and {"context", "position_dominated"} <= set(modes.columns):
+            bad = modes[(modes["context"] == ctx) & (modes["position_dominated"] == True)]  # noqa: E712
+            for r in bad.itertuples():
+                sec.text(f"{getattr(r, 'model', '')} ({r.language}, {ctx} context): the chain answers are "
+                         f"position-dominated (position TV {r.position_tv:.2f}); the ranks below follow the option "
+                         "order, not the values: not a value finding.", "warn")
+        what = CONTEXT_TEXT.get(ctx, "")
+        sec.plot(fd.trajectories(g), f"Escalation: value rank per step ({name}, {ls.upper() if ls == 'mft' else ls})",
+                 f"dilemma_chain_winrates.rank ({what}; label set {ls}): per step, each value ranked by its win "
+                 "rate over the chains where it was at stake (1 = highest, ties averaged); error bars: the rank's "
+                 "95% bootstrap interval over chains (over the resamples where the value was at stake); a value "
+                 "not at stake at a step has no point. Hover for the win rate and the number of chains.",
+                 key="dilemma-trajectories")
+    vol = t.get("dilemma_chain_volatility")
+    if vol is not None and {"model", "language", "value", "estimate"} <= set(vol.columns) and len(vol):
+        sec.frame(stability_by_value(vol, stab, vol_at, tau_at), "Which values stay put under escalation",
+                  "Per value (label set, model, language): volatility (mean |rank change| per step) with its 95% "
+                  "interval in each context mode, and the mean rank; the last rows give each mode's mean τ-b. "
+                  + (f"'volatile' marks volatility > {vol_at:g}; " if vol_at is not None else "")
+                  + (f"'unstable' marks τ-b < {tau_at:g}." if tau_at is not None else ""), max_rows=MAX_ROWS)
+    for name, caption in (("dilemma_chain_contexts", "Per context mode: chains, invalid share, mean and first-last "
+                           "τ-b, the most volatile value, the position bias of the chain answers."),
+                          ("dilemma_chain_context_contrast", "Each mode minus the first listed mode (baseline), "
+                           "on the same resampled chains: τ-b and volatility per value, 95% interval."),
+                          ("dilemma_chain_stability", "As exported: τ-b per transition, first-last and mean."),
+                          ("dilemma_chain_volatility", "As exported."), ("dilemma_chain_winrates", "As exported.")):
+        if name in t:
+            sec.frame(t[name], name, caption, max_rows=MAX_ROWS)
+
+
+def stability_by_value(vol, stab, vol_at: float | None, tau_at: float | None):
+    """One row per (label set, model, language, value): 'volatility <mode>' (estimate [low, high], marked
+    'volatile' above the threshold) and 'mean rank <mode>' per context mode; then a row per (label set,
+    model, language) with each mode's mean τ-b."""
+    import pandas as pd
+
+    def cell(est, lo, hi, flag):
+        if pd.isna(est):
+            return "–"
+        ci = f" [{lo:.2f}, {hi:.2f}]" if pd.notna(lo) and pd.notna(hi) else ""
+        return f"{est:.2f}{ci}" + (" volatile" if flag else "")
+
+    keys = [c for c in ("label_set", "model", "language") if c in vol.columns]
+    ctxs = vol["context"].drop_duplicates().tolist() if "context" in vol.columns else [None]
+    rows: dict[tuple, dict] = {}
+    for r in vol.to_dict("records"):
+        k = tuple(r[c] for c in keys) + (r["value"],)
+        out = rows.setdefault(k, {**{c: r[c] for c in keys}, "value": r["value"]})
+        ctx = r.get("context")
+        sfx = f" {ctx}" if ctx is not None else ""
+        out["volatility" + sfx] = cell(r["estimate"], r.get("ci_low"), r.get("ci_high"),
+                                       vol_at is not None and pd.notna(r["estimate"]) and r["estimate"] > vol_at)
+        if "mean_rank" in r:
+            out["mean rank" + sfx] = "–" if pd.isna(r["mean_rank"]) else f"{r['mean_rank']:.2f}"
+    if stab is not None and "transition" in stab.columns:
+        for r in stab[stab["transition"] == "mean"].to_dict("records"):
+            k = tuple(r.get(c) for c in keys) + ("(mean τ-b)",)
+            out = rows.setdefault(k, {**{c: r.get(c) for c in keys}, "value": "(mean τ-b)"})
+            ctx = r.get("context")
+            out["volatility" + (f" {ctx}" if ctx is not None else "")] = cell(
+                r["estimate"], r.get("ci_low"), r.get("ci_high"), False) + (
+                " unstable" if tau_at is not None and pd.notna(r["estimate"]) and r["estimate"] < tau_at else "")
+    cols = [*keys, "value"] + [f"{m} {c}".strip() if c else m for c in ctxs for m in ("volatility", "mean rank")]
+    return pd.DataFrame(list(rows.values())).reindex(columns=[c for c in cols if c])
+
+
 def section(sec: Section, data: ReportData, layer: Layer) -> None:
     t = data.layer_tables(layer)
     sec.text(INTRO)
@@ -86,12 +185,9 @@ def section(sec: Section, data: ReportData, layer: Layer) -> None:
     wins = need(sec, t, "dilemma_chain_winrates", "Escalation rank trajectories",
                 ("model", "language", "step", "value", "rank", "estimate", "n"))
     if wins is not None:
-        sec.plot(fd.trajectories(wins), "Escalation: value rank per step",
-                 "dilemma_chain_winrates.rank: per step, each value ranked by its win rate over the chains where it "
-                 "was at stake (1 = highest, ties averaged); a value not at stake at a step has no point. Hover for "
-                 "the win rate (estimate) and the number of chains (n).", key="dilemma-trajectories")
-        sec.frame(wins, "dilemma_chain_winrates", "As exported.", max_rows=MAX_ROWS)
-        shown.add("dilemma_chain_winrates")
+        _escalation(sec, t, wins)
+        shown.update({"dilemma_chain_winrates", "dilemma_chain_volatility", "dilemma_chain_stability",
+                      "dilemma_chain_contexts", "dilemma_chain_context_contrast"} & set(t))
     if "dilemma_position_bias" in t and "dilemma_position_bias" not in shown:  # e.g. chains or MoralChoice only
         _position(sec, t)
         shown.add("dilemma_position_bias")

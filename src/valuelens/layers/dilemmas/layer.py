@@ -37,11 +37,11 @@ def _load(s: DilemmaSettings, langs: list[str]):
         if missing:  # else that language's results would be silently absent
             raise ValueLensError(f"dilemmas: corpus {s.corpus} has no dilemma in {', '.join(missing)}, one of the "
                                  f"audit languages {langs}; add those texts or set languages to the corpus's")
-    chains = []
+    chains, n = [], s.escalation.limit or s.limit
     if s.chains is not None:
-        chains += (builtin_chains() if s.chains == "builtin" else load_chains(s.chains))[: s.limit]
+        chains += (builtin_chains() if s.chains == "builtin" else load_chains(s.chains))[:n]
     if s.mmd is not None:
-        chains += load_mmd(s.mmd)[: s.limit]
+        chains += load_mmd(s.mmd)[:n]
     mc = None
     if s.moralchoice is not None:
         scenarios, templates = load_moralchoice(s.moralchoice.path, s.moralchoice.ambiguity)

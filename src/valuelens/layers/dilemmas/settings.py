@@ -36,6 +36,8 @@ class EscalationSettings(Strict):
         description="full: the chain as a conversation with the model's own earlier answers; none: each step "
                     "alone; causal: a short summary of the earlier situations and the model's choices")
 
+    limit: int | None = Field(default=None, ge=1, description="first N chains (default: the layer's limit)")
+
     @field_validator("context")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
