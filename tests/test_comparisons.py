@@ -307,3 +307,22 @@ def test_position_tv_interval_resamples_the_answers(family_run):
     for country in ("United States", "China"):  # DEF: the final, reshuffled answers
         assert h.cis[(f"def_position_tv|{country}", "m1")].estimate == pytest.approx(
             h.values.at["m1", f"def_position_tv|{country}"])
+
+
+def test_dilemma_position_interval_from_the_responses():
+    from valuelens.comparisons.compute import interval
+    from valuelens.metrics import position_bias
+    from valuelens.stats import bootstrap_ci_position_tv
+
+    rng = np.random.default_rng(4)
+    rows, tvs, parts = [], [], []
+    for lang in ("en", "zh"):
+        labels = rng.choice(["A", "A", "B", None], 24)
+        rows += [{"model": "m", "condition": "form", "language": lang, "chosen_label": x} for x in labels]
+        rows += [{"model": "m", "condition": "consequence", "language": lang, "chosen_label": "A"}] * 5  # not asked
+        pos = [{"A": 1, "B": 2}[x] for x in labels if x is not None]
+        tvs.append(position_bias(pos, [2] * len(pos))["position_tv"])
+        parts.append((pos, [2] * len(pos)))
+    tables = {"dilemma_responses": pd.DataFrame(rows)}
+    ci, how = interval(tables, BY_METRIC["dilemma_position_tv"], None, "m", float(np.mean(tvs)), 200, 1)
+    assert how == "answers" and ci == bootstrap_ci_position_tv(parts, n_resamples=200, seed=1)

@@ -123,14 +123,16 @@ def _position_interval(tables, m: Metric, by_value, model, value, n_resamples, s
     """Bootstrap over answers of the position TV; (None, "") when the table is not there."""
     table, pcol, kcol = m.positions
     df = tables.get(table)
-    if df is None or not {pcol, kcol, "model"} <= set(df.columns):
+    if df is None or not {pcol, "model"} <= set(df.columns) or (isinstance(kcol, str) and kcol not in df.columns):
         return None, ""
     df = _where(headline_rows(df)[0], m.item_where)
     if m.by and by_value is not None and m.by in df.columns:
         df = df[df[m.by].astype(str) == by_value]
     own = df[df["model"] == model]
     pos = own[pcol].map(_position).to_numpy(float)
-    if own[kcol].map(lambda v: isinstance(v, str)).any():  # the options as shown, "3,1,2": their count
+    if isinstance(kcol, int):  # every question has this many options (dilemmas: A/B)
+        k = np.full(len(own), float(kcol))
+    elif own[kcol].map(lambda v: isinstance(v, str)).any():  # the options as shown, "3,1,2": their count
         k = own[kcol].map(lambda v: v.count(",") + 1 if isinstance(v, str) and v else np.nan).to_numpy(float)
     else:
         k = pd.to_numeric(own[kcol], errors="coerce").to_numpy(float)
