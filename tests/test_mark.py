@@ -259,7 +259,7 @@ def test_scripted_run_hand_worked(tmp_path, shared_data):
     stages = tables["mark_stages"].set_index("stage")
     assert stages.loc["stress", ["jobs", "valid", "invalid", "calls"]].tolist() == [2, 1, 1, 4]
 
-    resp = tables["mark_responses"]
+    assert "mark_responses" in tables
     opinion = [p for p in backend.prompts if "Your answers to other survey questions" in p and "United States" in p]
     assert any("- Taking all things together, how happy would you say you are?: Very happy" in p for p in opinion)
     s = tables["mark_summary"].set_index("method")

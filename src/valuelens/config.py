@@ -58,6 +58,10 @@ def _not_dots(v: str) -> str:
     return v
 
 
+def _both_languages() -> list[Literal["en", "zh"]]:
+    return ["en", "zh"]
+
+
 _CATALOGUE_RULE = "; filled from the built-in catalogue when the model is a known one and the key is not set"
 
 
@@ -216,7 +220,7 @@ class AuditConfig(Strict):
     seed: int = 0
     country_names: dict[str, dict[str, str]] = Field(default_factory=dict, description="extra countries: {Name: {zh: ...}}")
     countries: list[str] = Field(default_factory=lambda: ["United States", "China"], min_length=1)
-    languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en", "zh"], min_length=1)
+    languages: list[Literal["en", "zh"]] = Field(default_factory=_both_languages, min_length=1)
     chunk_size: int = Field(default=32, ge=1, description="calls committed to the store per transaction")
     models: list[ModelEntry] = Field(min_length=1)
     comparisons: ComparisonList = Field(  # after models: the groups are checked against them
@@ -455,7 +459,7 @@ def parse_audit(text: str, origin: str) -> AuditConfig:
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
             if loc[:1] == ("layers",) and len(loc) == 2 and loc[1] in registry.aliases():
-                msg = (f"deprecated name of layers.{registry.aliases()[loc[1]]}, which is given too; "
+                msg = (f"deprecated name of layers.{registry.aliases()[str(loc[1])]}, which is given too; "
                        "keep only that one")
         if err["type"] == "backend_option":  # the option's own key
             loc = (*loc, *err["ctx"]["key"])
@@ -464,7 +468,8 @@ def parse_audit(text: str, origin: str) -> AuditConfig:
     if bad:
         raise _fail(origin, lines, *bad)
     cfg._origin, cfg._lines = origin, lines
-    used = data.get("layers") if isinstance(data.get("layers"), dict) else {}
+    used = data.get("layers")
+    used = used if isinstance(used, dict) else {}
     for old, new in registry.aliases().items():
         if old in used:
             note = (f"{cfg.where('layers', old)}: deprecated name of layers.{new} (still accepted); "

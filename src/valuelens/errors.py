@@ -47,5 +47,5 @@ def os_error(path: object, err: OSError, doing: str = "cannot write") -> ValueLe
            errno.ELOOP: "too many levels of symbolic links (a symlink loop?)",
            errno.ENOTDIR: "a part of the path is not a directory", errno.EISDIR: "is a directory",
            errno.EEXIST: "exists and is not a directory", errno.ENAMETOOLONG: "name too long"}.get(
-        code, err.strerror or type(err).__name__)
+        code or 0, err.strerror or type(err).__name__)
     return ValueLensError(f"{path}: {doing} ({why})")

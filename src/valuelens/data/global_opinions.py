@@ -122,12 +122,13 @@ def load_global_opinions(path: str | Path | None = None) -> Survey:
                     raise ValueLensError(f"{at}: {show(v)} is not a finite number")
                 if f < 0:
                     raise ValueLensError(f"{at}: negative value {f}")
-            total = safe_sum(nums)
+            checked = [f for f in nums if f is not None]  # every value (None was refused above)
+            total = safe_sum(checked)
             if abs(total - 1) > RENORM:
                 raise ValueLensError(f"{at}: values sum to {total:.6g}, not ≈1")
             if abs(total - 1) > EXACT:
                 renormalised.append(f"goqa-{i}/{country}")
-            probs_by_country.append(HumanDistribution(qid, country.strip(), tuple(v / total for v in nums)))
+            probs_by_country.append(HumanDistribution(qid, country.strip(), tuple(v / total for v in checked)))
         questions[qid] = Question(qid, {"en": text}, {"en": tuple(str(o).strip() for o in options)},
                                   ordinal=False, source="global_opinions",
                                   extra={"survey": str(row.get("source") or "")})

@@ -243,7 +243,7 @@ class FirstTokenRun:
         option_distribution call, so the backend sees each item's orders together."""
         control = condition.endswith("[ctrl]")
         main = wording is None
-        items = [it for it in self.items if main or it.language in wording]
+        items = [it for it in self.items if main or it.language in (wording or {})]
         asked = [self.prompt_country(it, control) for it in items]
         reqs: list[OptionRequest] = []
         jobs = []

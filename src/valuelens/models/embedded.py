@@ -56,7 +56,7 @@ def dequantized_dir() -> Path:
         src = package_dir()
         tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_FILE)
         model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_FILE, dtype=torch.float32)
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as set, never None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         tmp = target.parent / f".{CACHE_NAME}.tmp"

@@ -137,7 +137,9 @@ Builder = Callable[[Section, ReportData, Layer, int], None]
 
 
 def _unseeded(build: Callable[[Section, ReportData, Layer], None]) -> Builder:
-    return lambda sec, data, layer, seed=0: build(sec, data, layer)
+    def builder(sec: Section, data: ReportData, layer: Layer, seed: int = 0) -> None:
+        build(sec, data, layer)
+    return builder
 
 
 # Layer report builders by the registry's ``section`` name (LayerSpec.section).

@@ -20,7 +20,8 @@ def synthetic_layers(data: ReportData) -> list[Layer]:
         for run in data.runs:
             conf = (run.manifest.get("audit") or {}).get("layers") or {}
             for k in layer.config_keys:
-                d = conf.get(k).get("data") if isinstance(conf.get(k), dict) else None
+                v = conf.get(k)
+                d = v.get("data") if isinstance(v, dict) else None
                 if isinstance(d, dict) and d.get("kind") == "synthetic":
                     return True
         return False

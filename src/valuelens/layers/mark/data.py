@@ -101,6 +101,7 @@ def load_sample(s: MarkSettings, countries: list[str], seed: int) -> Sample:
 
         csv, cb = paths()
         d = d.model_copy(update={"path": csv, "codebook": cb, "texts": "builtin"})
+    assert d.path is not None and d.codebook is not None  # MarkData's validator requires both (or kind synthetic)
     codebook = merge_texts(load_codebook(d.codebook, d.metadata, d.adjustments), d.texts)
     targets = list(s.questions)
     context = [q for q in s.opinion_questions if q not in targets]

@@ -132,8 +132,8 @@ def summary(resp: pd.DataFrame, its: pd.DataFrame, reference: str, n_boot: int, 
         for i in idx:
             base = resp[(resp["method"] == out.at[i, "method"]) & (resp["language"] == lang)].set_index(KEYS)["correct"]
             both = mark.to_frame("a").join(base.to_frame("b"), how="inner")
-            x, y, p = mcnemar_exact(both["a"].to_numpy(bool), both["b"].to_numpy(bool))
-            out.loc[i, ["mark_only_correct", "baseline_only_correct", "p_vs_mark"]] = [x, y, p]
+            x, y, p_value = mcnemar_exact(both["a"].to_numpy(bool), both["b"].to_numpy(bool))
+            out.loc[i, ["mark_only_correct", "baseline_only_correct", "p_vs_mark"]] = [x, y, p_value]
         out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_vs_mark"].to_numpy(float))
     order = {m: i for i, m in enumerate(ORDER)}
     return out.sort_values(["language", "method"], key=lambda s: s.map(order) if s.name == "method" else s,

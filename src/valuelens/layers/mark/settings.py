@@ -12,7 +12,8 @@ from pydantic import Field, field_validator, model_validator
 
 from valuelens.strict import Strict
 
-BASELINES = ("demo_ideo", "demo_ideo_opinion", "worldvaluesbench")
+Baseline = Literal["demo_ideo", "demo_ideo_opinion", "worldvaluesbench"]
+BASELINES: tuple[Baseline, ...] = ("demo_ideo", "demo_ideo_opinion", "worldvaluesbench")
 
 
 
@@ -74,8 +75,7 @@ class MarkSettings(Strict):
     max_tokens: int = Field(default=512, ge=16, le=4096, description="per structured stage")
     baseline_max_tokens: int = Field(default=32, ge=1, le=4096)
     temperature: float = Field(default=0.0, ge=0, le=2)
-    baselines: list[Literal["demo_ideo", "demo_ideo_opinion", "worldvaluesbench"]] = \
-        Field(default_factory=lambda: list(BASELINES))
+    baselines: list[Baseline] = Field(default_factory=lambda: list(BASELINES))
     explain: bool = Field(default=True, description="LLM-written explanation of the synthesised answer")
     reference: Literal["sampled", "global"] = Field(
         default="sampled", description="human distribution in Table 3: the sampled respondents' or the whole country's")
