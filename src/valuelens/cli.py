@@ -8,7 +8,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.table import Table
 
 from valuelens.errors import Terminated, ValueLensError
 from valuelens.terminal import fitted_table, transposed_tables
+
+if TYPE_CHECKING:
+    from valuelens.config import AuditConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Audit LLMs for cross-cultural value alignment.")
@@ -39,6 +42,12 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
 def _fail(message: str, code: int) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _notes(cfg: AuditConfig) -> None:
+    """The audit file's deprecation notes (e.g. an old layer key), one line each on stdout."""
+    for note in cfg.notes:
+        console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -103,6 +112,7 @@ def run(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: 
             raise ValueLensError("--out: empty path; give a directory (e.g. --out runs/NAME)")
         out_dir = Path(out) if out is not None else None
         cfg = api.load(audit)  # bad input fails before any progress bar appears
+        _notes(cfg)
         check_out_dir(out_dir if out_dir is not None else cfg.out_dir())
         if mode == "none":
             result = api.run_full(audit, out_dir, NullTracker(), force=force)
@@ -225,6 +235,7 @@ def validate(audit: Path = typer.Argument(..., help="audit YAML")):
 
     with guarded():
         cfg = load_audit(audit)
+        _notes(cfg)
         check_inputs(cfg)
         check_out_dir(cfg.out_dir())
         preflight(cfg)
