@@ -140,7 +140,7 @@ def test_item_level_table_1_matches_a_hand_computation(family_run):
         assert (we.statistic, we.df, we.p) == pytest.approx((ref.statistic, ref.df, ref.pvalue))
         # and the report shows the same numbers, Table 1 layout with the test, n and unit
         shown = (f"DEF mean KL (valid answers) · {country} Mistral {len(x)} {x.mean():.3f} {x.std(ddof=1):.3f} "
-                 f"{hand['sem1']:.3f} {hand['t']:.3f} {hand['df']:.3f} {hand['sed']:.3f}")
+                 f"{hand['sem1']:.3f} {hand['t']:.3f} {hand['df']} {hand['sed']:.3f}")
         assert shown in text
     holm = sorted(o.p for r in c.rows for o in r.outcomes if o.test == "student")
     assert sorted(o.p_adj for r in c.rows for o in r.outcomes if o.test == "student") == pytest.approx(

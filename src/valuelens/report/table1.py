@@ -81,14 +81,14 @@ def section(comp: Comparisons, h: Headline) -> Section:
             for r in rows:
                 (na, ma, sa, ea), (nb, mb, sb, eb) = r.desc
                 o = r.outcome(r.t_test) if r.t_test else None
-                tcols = ([Cell(o.statistic, 2), Cell(o.df, 2), Cell(o.sed, 2),
+                tcols = ([Cell(o.statistic, 2), Cell(_df(o.df), 2), Cell(o.sed, 2),
                           Cell(o.p, 2, kind="p"), Cell(o.p_adj, 2, kind="p"), Cell(o.effect, 2),
                           Cell(f"[{_f(o.low)}, {_f(o.high)}]", 2), Cell(TEST_LABELS[o.test], 2)]
                          if o else [Cell("—", 2)] * 7 + [Cell("none of Student, Welch, paired t", 2)])
                 table1.append([Cell(r.entry.label, 2), c.a, na, ma, sa, ea, *tcols])
                 table1.append([c.b, nb, mb, sb, eb])
                 for x in r.outcomes:
-                    tests.append([r.entry.label, TEST_LABELS[x.test], x.n, x.statistic, x.df,
+                    tests.append([r.entry.label, TEST_LABELS[x.test], x.n, x.statistic, _df(x.df),
                                   Cell(x.p, kind="p"), Cell(x.p_adj, kind="p"), f"{x.effect_name} {_f(x.effect)}",
                                   f"[{_f(x.low)}, {_f(x.high)}]"])
             n_what = {"item": "items", "paired": "paired items", "model": "models"}[unit]
@@ -119,6 +119,11 @@ def section(comp: Comparisons, h: Headline) -> Section:
     if comp.skipped:
         sec.items([{"text": s, "flag": False, "detail": ""} for s in comp.skipped], "Not compared")
     return sec
+
+
+def _df(v: float) -> float | int:
+    """Degrees of freedom: an integer as an integer (Student, paired: n1 + n2 − 2, n − 1), Welch's as it is."""
+    return int(v) if math.isfinite(v) and float(v).is_integer() else v
 
 
 def _f(v: float) -> str:
