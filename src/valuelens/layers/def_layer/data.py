@@ -90,7 +90,7 @@ def load(settings: DEFSettings, countries: list[str]) -> Inputs:
     if settings.questions is not None:
         unknown = [n for n in settings.questions if not any(n in names(q) for q in qs)]
         if unknown:
-            raise ValueLensError(f"diversity.questions: {unknown[:5]} not in the questionnaire")
+            raise ValueLensError(f"layers.def.questions: {unknown[:5]} not in the questionnaire")
         qs = [q for q in qs if names(q) & set(settings.questions)]
     qs = qs[: settings.limit]
     weighted = d.weighted
@@ -103,7 +103,7 @@ def load(settings: DEFSettings, countries: list[str]) -> Inputs:
     for pair in settings.insensitivity.cv_pairs:  # CV items are always asked
         for n in (pair.a, pair.b):
             if _ensure(data, n) is None:
-                raise ValueLensError(f"diversity.insensitivity.cv_pairs: question {n!r} is not in the questionnaire")
+                raise ValueLensError(f"layers.def.insensitivity.cv_pairs: question {n!r} is not in the questionnaire")
     for q in data.questions:
         dim = next((settings.dimensions[n] for n in sorted(names(q)) if n in settings.dimensions), q.dimension)
         data.dimension[q.id] = "FACT" if q.id in data.factual else (dim or "")
@@ -153,7 +153,7 @@ def _add_factual(data: Inputs, settings: DEFSettings) -> None:
     for name, code in absent.items():
         q = extra.get(name)
         if q is None:
-            raise ValueLensError(f"diversity.insensitivity.factual: {name!r} is neither in the questionnaire nor in "
+            raise ValueLensError(f"layers.def.insensitivity.factual: {name!r} is neither in the questionnaire nor in "
                                  f"{ins.factual_source}")
         _check_code(q, name, code)
         data.questions.append(q)
@@ -163,4 +163,4 @@ def _add_factual(data: Inputs, settings: DEFSettings) -> None:
 
 def _check_code(q: Question, name: str, code: int) -> None:
     if code not in option_codes(q):
-        raise ValueLensError(f"diversity.insensitivity.factual: {name}: code {code} is not one of {list(option_codes(q))}")
+        raise ValueLensError(f"layers.def.insensitivity.factual: {name}: code {code} is not one of {list(option_codes(q))}")

@@ -1,4 +1,4 @@
-"""Audit-file settings of the DEF layer (``layers.diversity``).
+"""Audit-file settings of the DEF layer (``layers.def``; formerly ``layers.diversity``).
 
 Self-contained (pydantic only) so ``valuelens.config`` can import it without
 an import cycle.
