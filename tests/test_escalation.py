@@ -303,3 +303,14 @@ def test_vectorised_bootstrap_equals_the_scalar_measures_and_scipy():
         ref = escalation._stats(resampled)
         for k in ("rates", "ranks", "tau", "tau_mean", "tau_first_last", "volatility"):
             np.testing.assert_allclose(boots[k][b], ref[k], atol=1e-12, equal_nan=True, err_msg=f"{k} resample {b}")
+
+
+def test_interval_beside_its_estimate_is_marked():
+    b = np.linspace(0.6, 0.9, 101)
+    beside = escalation._ci(0.5, b, 12)
+    assert (beside["ci_low"], beside["ci_high"]) == pytest.approx((0.6075, 0.8925)) and beside["ci_excludes_estimate"]
+    assert not escalation._ci(0.7, b, 12)["ci_excludes_estimate"]
+    undefined = escalation._ci(0.7, np.append(b, np.nan), 12)  # one resample undefined: no interval, no mark
+    assert math.isnan(undefined["ci_low"]) and not undefined["ci_excludes_estimate"]
+    ranked = escalation._ci(2.0, np.append(np.full(100, 2.0), np.nan), 12, skip_undefined=True)
+    assert (ranked["ci_low"], ranked["ci_high"]) == (2.0, 2.0)

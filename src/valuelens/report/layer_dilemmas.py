@@ -91,7 +91,11 @@ def _escalation(sec: Section, t: dict, wins) -> None:
                   "Per value (label set, model, language): volatility (mean |rank change| per step) with its 95% "
                   "interval in each context mode, and the mean rank; the last rows give each mode's mean τ-b. "
                   + (f"'volatile' marks volatility > {vol_at:g}; " if vol_at is not None else "")
-                  + (f"'unstable' marks τ-b < {tau_at:g}." if tau_at is not None else ""), max_rows=MAX_ROWS)
+                  + (f"'unstable' marks τ-b < {tau_at:g}. " if tau_at is not None else "")
+                  + "† the interval lies beside its estimate: resampling chains repeats some and drops others, "
+                  "which unbalances the value pairs met at each step and adds noise (τ-b pulled toward 0, "
+                  "volatility up); read it as the spread under resampling, not as centred on the estimate.",
+                  max_rows=MAX_ROWS)
     for name, caption in (("dilemma_chain_contexts", "Per context mode: chains, invalid share, mean and first-last "
                            "τ-b, the most volatile value, the position bias of the chain answers."),
                           ("dilemma_chain_context_contrast", "Each mode minus the first listed mode (baseline), "
@@ -108,10 +112,10 @@ def stability_by_value(vol, stab, vol_at: float | None, tau_at: float | None):
     model, language) with each mode's mean τ-b."""
     import pandas as pd
 
-    def cell(est, lo, hi, flag):
+    def cell(est, lo, hi, flag, beside=False):
         if pd.isna(est):
             return "–"
-        ci = f" [{lo:.2f}, {hi:.2f}]" if pd.notna(lo) and pd.notna(hi) else ""
+        ci = f" [{lo:.2f}, {hi:.2f}]{'†' if beside is True else ''}" if pd.notna(lo) and pd.notna(hi) else ""
         return f"{est:.2f}{ci}" + (" volatile" if flag else "")
 
     keys = [c for c in ("label_set", "model", "language") if c in vol.columns]
@@ -123,7 +127,8 @@ def stability_by_value(vol, stab, vol_at: float | None, tau_at: float | None):
         ctx = r.get("context")
         sfx = f" {ctx}" if ctx is not None else ""
         out["volatility" + sfx] = cell(r["estimate"], r.get("ci_low"), r.get("ci_high"),
-                                       vol_at is not None and pd.notna(r["estimate"]) and r["estimate"] > vol_at)
+                                       vol_at is not None and pd.notna(r["estimate"]) and r["estimate"] > vol_at,
+                                       r.get("ci_excludes_estimate"))
         if "mean_rank" in r:
             out["mean rank" + sfx] = "–" if pd.isna(r["mean_rank"]) else f"{r['mean_rank']:.2f}"
     if stab is not None and "transition" in stab.columns:
@@ -132,7 +137,7 @@ def stability_by_value(vol, stab, vol_at: float | None, tau_at: float | None):
             out = rows.setdefault(k, {**{c: r.get(c) for c in keys}, "value": "(mean τ-b)"})
             ctx = r.get("context")
             out["volatility" + (f" {ctx}" if ctx is not None else "")] = cell(
-                r["estimate"], r.get("ci_low"), r.get("ci_high"), False) + (
+                r["estimate"], r.get("ci_low"), r.get("ci_high"), False, r.get("ci_excludes_estimate")) + (
                 " unstable" if tau_at is not None and pd.notna(r["estimate"]) and r["estimate"] < tau_at else "")
     cols = [*keys, "value"] + [f"{m} {c}".strip() if c else m for c in ctxs for m in ("volatility", "mean rank")]
     return pd.DataFrame(list(rows.values())).reindex(columns=[c for c in cols if c])

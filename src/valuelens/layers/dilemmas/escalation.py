@@ -24,7 +24,12 @@ consecutive steps and of the first and the last step; volatility = mean
 ``mft`` (the steps' ``values``) and ``schwartz`` (their ``schwartz`` labels,
 where the corpus has them). Intervals: 95 % percentile bootstrap over chains
 (seeded; NaN when some resample leaves the statistic undefined, e.g. with
-very few chains). Modes are compared on the same resampled chains
+very few chains). A resample repeats some chains and drops others, which
+unbalances the value pairs met at each step: that adds noise to the win
+rates, so resampled τ-b is pulled toward 0 and resampled volatility up, and a
+percentile interval can lie beside its estimate (``ci_excludes_estimate``);
+read such an interval as the spread under resampling, not as centred on the
+estimate. Rank intervals are over the resamples where the value was at stake. Modes are compared on the same resampled chains
 (``dilemma_chain_context_contrast``: τ and volatility of each mode minus the
 first listed mode's). A chain is asked in the audit languages it has, else in
 its own (MMD: English).
@@ -209,7 +214,8 @@ def _ci(estimate: float, boot: np.ndarray, n: int, skip_undefined: bool = False)
         low = high = np.nan
     else:
         low, high = (float(q) for q in np.percentile(b, [2.5, 97.5]))
-    return {"estimate": float(estimate), "ci_low": low, "ci_high": high, "n": n}
+    return {"estimate": float(estimate), "ci_low": low, "ci_high": high, "n": n,
+            "ci_excludes_estimate": bool(np.isfinite(low) and not low - 1e-12 <= estimate <= high + 1e-12)}
 
 
 def _frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
@@ -217,9 +223,11 @@ def _frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
 
 
 WIN_COLS = [*GROUP, "step", "value", *CI, "rank", "rank_ci_low", "rank_ci_high", "n_invalid"]
-STAB_COLS = [*GROUP, "transition", *CI, "n_values"]
-VOL_COLS = [*GROUP, "value", *CI, "mean_rank", "n_transitions"]
-CONTRAST_COLS = ["context", "baseline", "label_set", "source", "language", "measure", "value", *CI]
+# ci_excludes_estimate: the percentile interval lies beside its estimate (resampling bias, see the docstring)
+STAB_COLS = [*GROUP, "transition", *CI, "ci_excludes_estimate", "n_values"]
+VOL_COLS = [*GROUP, "value", *CI, "ci_excludes_estimate", "mean_rank", "n_transitions"]
+CONTRAST_COLS = ["context", "baseline", "label_set", "source", "language", "measure", "value", *CI,
+                 "ci_excludes_estimate"]
 CONTEXT_COLS = [*GROUP, "n_chains", "n_steps", "invalid_share", "tau_mean", "tau_first_last",
                 "most_volatile", "most_volatile_volatility", "position_tv", "position_dominated"]
 
