@@ -206,6 +206,11 @@ def test_every_ranked_headline_number_has_an_interval_or_a_reason(family_run):
     assert h.cis[("def_kl|China", "m0")] == bootstrap_ci_strata(parts, n_resamples=500, seed=3)
     assert h.cis[("def_kl|China", "m0")].estimate == pytest.approx(h.values.at["m0", "def_kl|China"])
     assert h.no_ci[("country_gap", "m0")] == "no per-item values"
+    ins = pd.read_parquet(family_run / "results" / "def_insensitivity_items.parquet")
+    ff = ins[(ins["model"] == "m0") & (ins["country"] == "China") & (ins["kind"] == "FF") & ins["valid"]]
+    parts = [g["flagged"].to_numpy(float) for _, g in ff.groupby("language")]
+    assert h.cis[("def_ff|China", "m0")] == bootstrap_ci_strata(parts, n_resamples=500, seed=3)
+    assert {e.label for e in h.entries if (e.key, "m0") in h.no_ci} == {"country gap (JSD)"}  # all others have one
     note = h.describe()
     assert "500 resamples, seed 3" in note
     assert re.search(r"No interval \(no per-item values\): [^.]*country gap \(JSD\)", note), note

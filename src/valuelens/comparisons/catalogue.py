@@ -150,10 +150,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("def_bias_match", "DEF majority match", "def_summary", "bias_match_rate", "higher", by="country",
            items=("def_bias", "match"), strata=("language",)),
     Metric("def_ff", "DEF false-fact rate", "def_summary", "ff_rate", "lower", by="country", flag=(">", 0.5),
-           profile="states false facts",
+           profile="states false facts", items=("def_insensitivity_items", "flagged"), strata=("language",),
+           item_where=(("kind", "FF"), ("valid", "True")),
            meaning="most answers to the factual knowledge items (FF) are wrong"),
     Metric("def_cv", "DEF value-conflict rate", "def_summary", "cv_rate", "lower", by="country", flag=(">", 0.5),
-           profile="contradicts its own values",
+           profile="contradicts its own values", items=("def_insensitivity_items", "flagged"), strata=("language",),
+           item_where=(("kind", "CV"), ("valid", "True")),
            meaning="most answers to pairs of opposite value items contradict each other (CV)"),
     Metric("def_position_tv", "DEF position bias (TV)", "def_summary", "position_tv", None, by="country",
            flag=(">", POSITION_FLAG), flag_also=POSITION_P, no_interval=POSITION_NO_CI,
@@ -206,6 +208,7 @@ ITEM_KEYS: dict[str, tuple[str, ...]] = {
     "def_questions": ("language", "country", "question_id"),
     "def_bias": ("language", "country", "question_id"),
     "mark_responses": ("language", "respondent_id", "question_id"),
+    "def_insensitivity_items": ("language", "country", "participant", "pass", "item"),
 }
 
 BY_METRIC = {m.key: m for m in METRICS}
