@@ -17,7 +17,8 @@ prefer action 1 over action 2?"), Compare-Reverse (the actions swapped).
   chain step; they are never dropped from a denominator.
 
 Details: kidder.py (consequence and steering conditions), escalation.py
-(chains: both choice orders averaged, win rates, τ, volatility),
+(chains: context modes full / none / causal — escalation_context.py —, both
+choice orders averaged, win rates, τ, volatility),
 moralchoice.py (six forms, answer matching; English). ``check`` reads every
 corpus before the run starts.
 
@@ -30,7 +31,9 @@ against ½ / ½, per part, language and form), ``dilemma_agreement`` (Figure
 10), ``dilemma_consequence_flips`` (Figure 9), ``dilemma_steering``; chains:
 ``dilemma_chain_responses``, ``dilemma_chain_steps``,
 ``dilemma_chain_winrates``, ``dilemma_chain_stability``,
-``dilemma_chain_volatility`` and, across models (``combine``),
+``dilemma_chain_volatility``, ``dilemma_chain_contexts``,
+``dilemma_chain_context_contrast`` (each with ``context`` and ``label_set``)
+and, across models (``combine``),
 ``dilemma_chain_model_agreement``; MoralChoice:
 ``dilemma_moralchoice_responses``, ``dilemma_moralchoice_scenarios``,
 ``dilemma_moralchoice_summary``. Summary tables carry ``estimate, ci_low,
