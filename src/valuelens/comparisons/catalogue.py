@@ -120,7 +120,8 @@ METRICS: tuple[Metric, ...] = (
            flag=(">", POSITION_FLAG), flag_also=POSITION_P, no_interval=POSITION_NO_CI,
            profile="position-dominated escalation answers",
            where=(("part", "chains"), ("forms", "all")), meaning=POSITION_MEANING.format(what="chosen label")),
-    Metric("chain_tau", "escalation ranking stability (mean τ-b)", "dilemma_chain_stability", "estimate", "higher",
+    # Escalation: shown and flagged, not ranked (a steadier ranking is not a better set of values).
+    Metric("chain_tau", "escalation ranking stability (mean τ-b)", "dilemma_chain_stability", "estimate", None,
            by="context", where=(("transition", "mean"), ("label_set", "mft")), no_interval=CHAIN_NO_CI,
            flag=("<", CHAIN_TAU_FLAG), profile="value ranking unstable",
            meaning=f"value ranking unstable: the MFT value ranking changes from step to step of the escalation "
