@@ -5,7 +5,7 @@ run's with no row lost and none counted twice. Two runs started at once on
 the same output directory: one is refused, the other finishes.
 
 The audit covers every layer that has landed in ``config.Layers`` among
-first_token (ZS, ZS[ctrl], free answers), diversity, dilemmas and mark, with
+first_token (ZS, ZS[ctrl], free answers), def (DEF), dilemmas and mark, with
 tiny settings, for two models: one behind the fake OpenAI-compatible server
 (with a small delay per request so kills land mid-run) and a ``scripted:``
 model whose rules give a valid reply at every MARK stage (stress, type with a
@@ -66,14 +66,14 @@ LIMIT = 10 if LONG else 3  # first_token questions
 CHUNK = 4  # calls committed per transaction
 SCRIPT_DELAY = 0.008  # seconds per request of the scripted model, so kills land inside its layers too
 # Layers other than first_token, if they have landed: tiny settings for the settings fields they have.
-OTHER_LAYERS = ("dilemmas", "diversity", "mark")
+OTHER_LAYERS = ("dilemmas", "def", "mark")
 TINY = {"dilemmas": {"limit": 1, "n_resamples": 100},
-        "diversity": {"participants": 1, "passes": 1, "limit": 2, "memory_max": 2, "max_tokens": 8},
+        "def": {"participants": 1, "passes": 1, "limit": 2, "memory_max": 2, "max_tokens": 8},
         "mark": {"questions": ["Q1", "Q46"], "respondents_per_country": 2, "max_retries": 1, "max_tokens": 16,
                  "baseline_max_tokens": 8, "bootstrap": 100}}
 CODEBOOK = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "wvs_codebook"
 # progress-task label (after "model: ") -> layer; anything else is first_token's
-LABEL_LAYER = (("mark", "mark"), ("dilemmas", "dilemmas"), ("DEF", "diversity"))
+LABEL_LAYER = (("mark", "mark"), ("dilemmas", "dilemmas"), ("DEF", "def"))
 
 
 def mark_data(d: Path) -> dict | None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pandas as pd
@@ -89,7 +89,6 @@ class LayerSpec:
     report_order: int = 100  # place in the report (the paper's order for the built-in layers); ties: registry order
     aliases: tuple[str, ...] = ()  # older audit-file keys, accepted with a deprecation note
     legacy_keys: tuple[str, ...] = ()  # keys older run.json files used under audit.layers (the report only)
-    description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         for k in self.config_keys:
@@ -160,24 +159,16 @@ def aliases() -> Mapping[str, str]:
     return {a: s.key for s in REGISTRY.values() for a in s.aliases}
 
 
-def owner(table: str) -> LayerSpec | None:
-    """The layer whose prefix a table name has."""
-    return next((s for s in REGISTRY.values() if s.owns(table)), None)
-
-
 # The built-in layers, in the order they run (first_token first: the cheapest, and the one most audits use).
 register(LayerSpec(
     "first_token", "First-token alignment", FirstTokenSettings, "first_token_", first_token.run,
-    check=first_token.check, section="first_token", report_order=30,
-    description="first-token probability alignment (Cao et al. 2025)"))
+    check=first_token.check, section="first_token", report_order=30))
 register(LayerSpec(
     "def", "DEF (Diversity-Enhanced Framework)", DEFSettings, "def_", def_layer.run, def_layer.combine,
-    def_layer.check, section="def", report_order=20, aliases=("diversity",),
-    description="virtual participants answering a survey (Liu et al. 2025a)"))
+    def_layer.check, section="def", report_order=20, aliases=("diversity",)))
 register(LayerSpec(
     "dilemmas", "Ethical dilemmas", DilemmaSettings, "dilemma_", dilemmas.run, dilemmas.combine, dilemmas.check,
-    section="dilemmas", report_order=10, legacy_keys=("dilemma", "moralchoice", "escalation"),
-    description="value-pair preferences, agreement, flips, steering, escalation, MoralChoice"))
+    section="dilemmas", report_order=10, legacy_keys=("dilemma", "moralchoice", "escalation")))
 register(LayerSpec(
     "mark", "MARK (personality-driven reasoning)", MarkSettings, "mark_", mark.run, mark.combine, mark.check,
-    section="mark", report_order=40, description="multi-stage personality-driven reasoning (Liu et al. 2025b)"))
+    section="mark", report_order=40))
