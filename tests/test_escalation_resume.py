@@ -2,7 +2,8 @@
 uninterrupted run's, no call is made twice, and the stored full-mode requests
 hold the model's own earlier answers (issue 22). Scripted model: its answers
 are a hash of the prompt, so every full/causal prompt depends on the answers
-before it. About 20-40 s."""
+before it. Marked slow (end to end, as test_kill_resume): about 80 s on a 2-core machine at load
+average 11, a few CPU-seconds per run."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from valuelens.data.dilemmas import builtin_chains
 from valuelens.store import STORE_NAME
@@ -57,6 +59,7 @@ def _stored(out: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_sigkill_mid_chain_then_resume_gives_identical_tables(tmp_path):
     ref_out, out = tmp_path / "ref", tmp_path / "killed"
     ref = _run(_audit(tmp_path, ref_out))
