@@ -314,3 +314,26 @@ def test_interval_beside_its_estimate_is_marked():
     assert math.isnan(undefined["ci_low"]) and not undefined["ci_excludes_estimate"]
     ranked = escalation._ci(2.0, np.append(np.full(100, 2.0), np.nan), 12, skip_undefined=True)
     assert (ranked["ci_low"], ranked["ci_high"]) == (2.0, 2.0)
+
+
+def test_mmd_chains_in_every_mode(tmp_path):
+    """MMD's JSON (English, MFT labels, an unlabelled choice, chains of different length) in all three modes;
+    asked in English in a [en, zh] audit; a missing label is at stake for no value."""
+    def step(i, a, b):
+        return {f"step {i}_situation": f"Situation {i}.", f"step {i}_dilemma": "What now?",
+                f"step {i}_choiceA": f"do a{i}.", f"step {i}_choiceB": f"do b{i}.",
+                f"step {i}_choiceA_value": a, f"step {i}_choiceB_value": b}
+    rows = [{"norm": "Be kind.", **step(1, "Care/Harm", "Authority"), **step(2, "Fairness", "None"),
+             **step(3, "Care", "Liberty")},
+            {"norm": "Obey.", **step(1, "Authority", "Care"), **step(2, "Loyalty", "Care")}]
+    p = tmp_path / "mmd.json"
+    p.write_text(json.dumps(rows))
+    res = run(tmp_path, {"m": {"rules": [{"contains": "A. do a", "probs": P_A}]}},
+              f"chains: none, mmd: {p}, escalation: {{context: [full, none, causal]}}", "[en, zh]")
+    steps = res.tables["dilemma_chain_steps"]
+    assert set(steps["language"]) == {"en"} and len(steps) == 3 * (3 + 2)
+    assert steps.loc[(steps.step == 2) & (steps.chain_id == "mmd00001"), "value_2"].isna().all()
+    w = res.tables["dilemma_chain_winrates"]
+    assert set(w["context"]) == {"full", "none", "causal"} and set(w["label_set"]) == {"mft"}
+    # step 3 exists in one chain only: Care vs Liberty
+    assert set(w.loc[(w.step == 3) & (w.n > 0), "value"]) == {"Care", "Liberty"}
