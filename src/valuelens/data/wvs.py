@@ -97,7 +97,8 @@ def load_codebook(codebook_path: str | Path, metadata_path: str | Path | None = 
             continue
         sources = {n: [o for o in sorted(recode) if recode[o] == n] for n in codes}
         labels = tuple(choices.get(n if n in sources[n] else sources[n][0], str(n)) for n in codes)
-        m = meta.get(var) if isinstance(meta.get(var), dict) else {}
+        m = meta.get(var)
+        m = m if isinstance(m, dict) else {}
         text = m.get("question") or entry.get("question") or var
         out[var] = Question(var, {"en": str(text)}, {"en": labels}, str(m.get("category") or ""),
                             m.get("answer_data_type", "ordinal") != "non_ordinal", "wvs7",

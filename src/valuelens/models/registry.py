@@ -147,8 +147,6 @@ class OpenAIOptions(_Options):
     max_retries: int = Field(default=5, ge=0, le=100)
     timeout: float = Field(default=60.0, gt=0, allow_inf_nan=False, description="seconds per read")
     deadline: float | None = Field(default=None, gt=0, allow_inf_nan=False,
-                                   description="seconds per whole request; default: twice timeout")
-    deadline: float | None = Field(default=None, gt=0, allow_inf_nan=False,
                                    description="seconds for a whole request (default: twice timeout)")
     backoff_base: float = Field(default=0.5, ge=0, allow_inf_nan=False, description="seconds")
     backoff_max: float = Field(default=30.0, ge=0, allow_inf_nan=False, description="seconds")
@@ -244,24 +242,28 @@ def _hf(spec: BackendSpec, batch_size: int, opts: dict[str, Any]) -> Backend:
     from valuelens.models.hf import HFBackend
 
     check_device(opts.get("device", "cpu"))
+    assert spec.path is not None  # parse_spec gives every hf spec a path
     return HFBackend.from_path(spec.path, batch_size=batch_size, **opts)
 
 
 def _openai(spec: BackendSpec, batch_size: int, opts: dict[str, Any]) -> Backend:
     from valuelens.models.openai_api import OpenAIBackend
 
+    assert spec.model is not None and spec.url is not None  # parse_spec gives every openai spec both
     return OpenAIBackend(model=spec.model, base_url=spec.url, **opts)
 
 
 def _vllm(spec: BackendSpec, batch_size: int, opts: dict[str, Any]) -> Backend:
     from valuelens.models.vllm_engine import VLLMBackend
 
+    assert spec.path is not None  # parse_spec gives every vllm spec a path
     return VLLMBackend(spec.path, batch_size=batch_size, **opts)
 
 
 def _scripted(spec: BackendSpec, batch_size: int, opts: dict[str, Any]) -> Backend:
     from valuelens.models.scripted import ScriptedBackend
 
+    assert spec.path is not None  # parse_spec gives every scripted spec a path
     return ScriptedBackend.from_file(spec.path)
 
 

@@ -21,7 +21,7 @@ dimension and overall (paper Figures 18, 19).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ def _label(group: str) -> tuple[str, str]:
     return parts.get("sex", "?"), parts.get("age", "?")
 
 
-def top_groups(cells: dict[str, Sequence[float]], tol: float = 1e-12) -> list[list[str]]:
+def top_groups(cells: Mapping[str, Sequence[float]], tol: float = 1e-12) -> list[list[str]]:
     """Per option: the group(s) with the highest share of that option (sorted; >1 = a tie)."""
     names = sorted(cells)
     m = np.array([cells[g] for g in names], dtype=float)  # groups × options
@@ -78,7 +78,7 @@ def human_groups(cells: list[HumanDistribution], country_dists: list[HumanDistri
                                        "group_share", "human_share", "majority"])
 
 
-def _tops(groups: dict[str, Sequence[float]], j: int, tol: float = 1e-12) -> list[str]:
+def _tops(groups: Mapping[str, Sequence[float]], j: int, tol: float = 1e-12) -> list[str]:
     best = max(v[j] for v in groups.values())
     return sorted(g for g, v in groups.items() if v[j] >= best - tol)
 

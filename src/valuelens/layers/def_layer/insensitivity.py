@@ -12,6 +12,7 @@ Optional judge: the audited model, greedy, asked the configured prompt;
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,7 @@ def items(answers: pd.DataFrame, inputs: Inputs, settings: DEFSettings) -> pd.Da
     return pd.DataFrame(rows).reindex(columns=cols)
 
 
-def _template(prompts: dict[str, str], lang: str) -> str:
+def _template(prompts: Mapping[Any, str], lang: str) -> str:
     return prompts.get(lang) or next(iter(prompts.values()))
 
 

@@ -24,13 +24,14 @@ import re
 import string
 import unicodedata
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 
 from valuelens.data.survey import Question
 from valuelens.layers.def_layer.participants import Participant
 from valuelens.models import Message
 
-TEMPLATES = {
+TEMPLATES: dict[str, dict[str, Any]] = {  # per language: format strings, and label maps (sex, age, fields)
     "en": {
         "system": "You are taking part in a survey. Imagine you are {persona}. Answer every question as this "
                   "person would, choosing exactly one option.",

@@ -16,13 +16,13 @@ from valuelens.strict import Strict
 AGE_GROUPS = ("<=29", "30-49", "50+")
 SEXES = ("male", "female")
 
-DEFAULT_FF_PROMPT = {
+DEFAULT_FF_PROMPT: dict[Literal["en", "zh"], str] = {
     "en": ("Question: {question}\nOptions:\n{options}\nCorrect answer: {correct}\nA respondent answered: {answer}\n"
            "Is the respondent's answer factually wrong? Reply with Yes or No only."),
     "zh": ("问题：{question}\n选项：\n{options}\n正确答案：{correct}\n受访者的回答：{answer}\n"
            "受访者的回答在事实上是错误的吗？只回答“是”或“否”。"),
 }
-DEFAULT_CV_PROMPT = {
+DEFAULT_CV_PROMPT: dict[Literal["en", "zh"], str] = {
     "en": ("The same person answered two survey questions.\nQuestion 1: {question_a}\nAnswer 1: {answer_a}\n"
            "Question 2: {question_b}\nAnswer 2: {answer_b}\nDo the two answers contradict each other? "
            "Reply with Yes or No only."),

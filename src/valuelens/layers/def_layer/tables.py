@@ -73,8 +73,8 @@ def question_tables(answers: pd.DataFrame, inputs: Inputs, eps: float) -> tuple[
             "human_top": _top(h[:-1], q.labels) if h is not None else None,
             "kl_raw": kl(model, h, normalize=True) if h is not None else np.nan,
             "kl_eps": kl(model, h, eps=eps, normalize=True) if h is not None else np.nan,
-            "kl_valid_raw": kl(counts, h[:-1], normalize=True) if both else np.nan,
-            "kl_valid_eps": kl(counts, h[:-1], eps=eps, normalize=True) if both else np.nan,
+            "kl_valid_raw": kl(counts, h[:-1], normalize=True) if both and h is not None else np.nan,
+            "kl_valid_eps": kl(counts, h[:-1], eps=eps, normalize=True) if both and h is not None else np.nan,
             "model_expected": expected_option_value(counts, np.arange(k) / (k - 1), normalize=True) if n_valid else np.nan,
             "human_expected": expected_option_value(h[:-1], np.arange(k) / (k - 1), normalize=True) if h is not None else np.nan,
         })

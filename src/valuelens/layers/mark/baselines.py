@@ -33,8 +33,8 @@ def parse_answer(text: str, n_options: int) -> int | None:
         n = int(m.group(1))
         if 1 <= n <= n_options:
             return n
-    m = _LEADING.match(body)
-    return int(m.group(1)) if m and 1 <= int(m.group(1)) <= n_options else None
+    lead = _LEADING.match(body)
+    return int(lead.group(1)) if lead and 1 <= int(lead.group(1)) <= n_options else None
 
 
 def answer_format(n_options: int) -> ResponseFormat:
