@@ -10,6 +10,7 @@ run or has no data yet.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from .load import comparison_data, report_data
@@ -24,7 +25,7 @@ def build_report(out_dir: str | Path) -> Path:
     return write_html(out / REPORT_NAME, render(report_data(out)))
 
 
-def build_comparison(out_dirs: list[str | Path], dest: str | Path) -> Path:
+def build_comparison(out_dirs: Sequence[str | Path], dest: str | Path) -> Path:
     """One report over several runs (rows tagged with their run; clashing model names become MODEL@RUN).
 
     ``dest`` ending in ``.html`` is the file to write; otherwise it is a

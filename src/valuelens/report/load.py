@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +264,7 @@ def _unique_run_names(runs: list[Run]) -> list[str]:
     return [f"{n}-{i}" for i, n in enumerate(levels[0], start=1)]
 
 
-def comparison_data(out_dirs: list[str | Path]) -> ReportData:
+def comparison_data(out_dirs: Sequence[str | Path]) -> ReportData:
     """Several runs as one: every row tagged with its run; clashing model names renamed."""
     dirs = [Path(d) for d in out_dirs]
     if len(dirs) < 2:
