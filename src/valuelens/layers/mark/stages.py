@@ -339,9 +339,10 @@ def run_stage(model: CachedModel, stage: str, jobs: Sequence[Job], settings: Gen
         still = []
         for i, reply in zip(pending, replies):
             text = reply.texts[0]
-            if getattr(text, "failure", None):
-                outcomes[i].failure = text.failure
-                outcomes[i].attempts.append({"raw": "", "error": f"the backend could not answer: {text.failure}"})
+            failure = getattr(text, "failure", None)  # a FailedText (models.requests): the backend gave no reply
+            if failure:
+                outcomes[i].failure = failure
+                outcomes[i].attempts.append({"raw": "", "error": f"the backend could not answer: {failure}"})
                 continue
             try:
                 outcomes[i].parsed = parse_reply(stage, text, jobs[i].ctx)
