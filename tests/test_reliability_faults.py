@@ -3,7 +3,8 @@ faults (429 with and without Retry-After, 408, 500/502/503, 520, 529, connection
 timeouts, truncated and malformed JSON, empty choices) gives the results of a
 fault-free run, counts every fault in run.json, retries a bounded number of
 times with backoff; a permanent failure (a server that keeps failing, or one
-that returns no logprobs — an error by design, never a guess) ends with a
+that returns no logprobs under option_mode: logprobs — an error then, never a
+guess; by default such a server gets sampled estimates, test_openai_sampled.py) ends with a
 one-line message and exit 1, and leaves a store that a rerun against a
 healthy server completes with nothing lost and nothing counted twice.
 """
@@ -151,12 +152,14 @@ def test_permanent_failure_is_one_line_exit_1_and_resumable(tmp_path, reference)
 
 
 def test_missing_logprobs_fails_clearly_then_resumes(tmp_path, reference):
-    """A server without logprobs cannot give option distributions: exit 1 with
-    a message saying so (through the real command line), and no guessed rows."""
+    """With option_mode: logprobs a server without logprobs cannot give option
+    distributions: exit 1 with a message saying so (through the real command
+    line), and no guessed rows (the default, auto, estimates them by sampling)."""
     ref_out, ref_counts = reference
     out = tmp_path / "out"
     with FakeOpenAIServer(faults=[None] * 12, always="missing_logprobs") as srv:
-        audit = openai_audit(tmp_path / "a.yaml", srv.url, out, options=OPTS, limit=LIMIT)
+        audit = openai_audit(tmp_path / "a.yaml", srv.url, out, options={**OPTS, "option_mode": "logprobs"},
+                             limit=LIMIT)
         r = vl("run", str(audit), "-q", cwd=tmp_path)
         failed = store_counts(out)
         manifest = json.loads((out / "run.json").read_text())
