@@ -184,3 +184,37 @@ def test_registry_defaults_are_the_backend_defaults():
 
     assert OpenAIOptions.model_fields["samples"].default == DEFAULT_SAMPLES
     assert OpenAIOptions.model_fields["sample_tokens"].default == DEFAULT_SAMPLE_TOKENS
+
+
+def test_audit_on_a_no_logprobs_server_is_flagged_estimated(tmp_path, caplog):
+    """Through an audit: the estimates are counted in run.json and the models table, and the report says so."""
+    import json
+
+    import pandas as pd
+
+    from valuelens import api
+    from valuelens.report import build_report
+
+    out = tmp_path / "out"
+    with FakeOpenAIServer(always="missing_logprobs", sample_first_token=True) as srv:
+        path = tmp_path / "a.yaml"
+        path.write_text(f"""\
+name: nolp
+output_dir: {out}
+languages: [en]
+models:
+  - {{name: hosted, backend: "openai:m@{srv.url}", options: {{samples: 12, max_concurrency: 16}}}}
+layers:
+  first_token: {{limit: 2}}
+""", encoding="utf-8")
+        with caplog.at_level(logging.WARNING):
+            result = api.run_full(path)
+    rec = json.loads((out / "run.json").read_text())["models"][0]
+    items = result.tables["first_token_items"]
+    assert rec["options_estimated"] == len(items) > 0 and rec["faults"]["options_sampled"] == len(items)
+    assert pd.read_parquet(out / "results" / "models.parquet")["options_estimated"].tolist() == [len(items)]
+    assert items["top_option"].notna().any()  # a prompt whose 12 answers name no option has none, covered 0
+    assert (items.loc[items["top_option"].isna(), "covered_mass"] == 0).all()
+    report = build_report(out).read_text(encoding="utf-8")
+    assert f"hosted: {len(items)} option distributions estimated from sampled answers" in report
+    assert sum("returns no logprobs" in r.message for r in caplog.records) == 1
