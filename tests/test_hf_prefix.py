@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from valuelens.models import Message, OptionRequest
+from valuelens.models.requests import OptionResult
 from valuelens.models.hf import HFBackend
 from valuelens.models.hf_prefix import MIN_PREFIX, PrefixCache, common_prefix, plan_batches
 
@@ -323,4 +324,222 @@ def test_planned_batches_with_extensions_equal_the_plain_path(tiny_model_dir, mo
     got = HFBackend.from_path(tiny_model_dir, batch_size=4).option_distribution(reqs)
     assert any(k > 0 for k in extended)  # batches really ran on longer prefixes
     want = HFBackend.from_path(tiny_model_dir, batch_size=4, prefix_cache=False).option_distribution(reqs)
+    assert max_diff(got, want) < 1e-5
+
+
+# -- reuse across calls (PrefixStore) and chunk order ---------------------------
+def conversation_requests(step: int) -> list[OptionRequest]:
+    """A two-option question per country as a conversation: step k holds the
+    first k turns with an answer each, then turn k+1 in both option orders,
+    so the prompts of step k continue the given-order prompt of step k-1."""
+    turns = ["Is it raining?", "Do you take an umbrella, with a longer question text than the first?",
+             "Do you stay at home instead, although the shop closes soon?"]
+    out = []
+    for country in ("China", "United States"):
+        for rev in (False, True):
+            msgs = []
+            for k in range(step):
+                msgs += [Message("user", f"You live in {country}. {turns[k]}\n(A) yes\n(B) no"),
+                         Message("assistant", "Answer: A")]
+            opts = "(A) no\n(B) yes" if rev else "(A) yes\n(B) no"
+            msgs.append(Message("user", f"You live in {country}. {turns[step]}\n{opts}"))
+            out.append(OptionRequest(tuple(msgs), ("A", "B"), "Answer:"))
+    return out
+
+
+def counted_prefix_tokens(monkeypatch) -> list[int]:
+    """Tokens computed by prefix passes (builds and extensions)."""
+    import valuelens.models.hf_prefix as hp
+
+    done: list[int] = []
+    real = hp.PrefixCache._run.__func__
+
+    def run(cls, torch_, model, prefix, start, past):
+        done.append(len(prefix) - start)
+        return real(cls, torch_, model, prefix, start, past)
+
+    monkeypatch.setattr(hp.PrefixCache, "_run", classmethod(run))
+    return done
+
+
+def test_later_calls_start_from_stored_prefixes(tiny_model_dir, monkeypatch):
+    """Each step's call continues the previous one: the stored prefixes are
+    reused (fewer prefix tokens computed than with nothing stored) and every
+    probability equals the plain path's."""
+    import valuelens.models.hf_prefix as hp
+
+    monkeypatch.setitem(hp.BATCH_COST, "cpu", 0)
+    monkeypatch.setitem(hp.EXTEND_COST, "cpu", 0)
+    done = counted_prefix_tokens(monkeypatch)
+    reuse = HFBackend.from_path(tiny_model_dir, batch_size=2)
+    fresh = HFBackend.from_path(tiny_model_dir, batch_size=2)
+    fresh.prefix_store = hp.PrefixStore(max_bytes=0)  # keeps nothing
+    plain = HFBackend.from_path(tiny_model_dir, batch_size=2, prefix_cache=False)
+    spent = {"reuse": 0, "fresh": 0}
+    for step in range(3):
+        reqs = conversation_requests(step)
+        want = plain.option_distribution(reqs)
+        for name, b in (("reuse", reuse), ("fresh", fresh)):
+            done.clear()
+            got = b.option_distribution(reqs)
+            assert max_diff(got, want) < 1e-5, (name, step)
+            if step:
+                spent[name] += sum(done)
+    assert reuse.prefix_store.entries and not fresh.prefix_store.entries
+    assert spent["reuse"] < 0.75 * spent["fresh"]  # the earlier turns were not run again (here: 360 vs 645)
+
+
+def test_cropped_prefix_equals_a_built_one(tiny_model_dir):
+    b = HFBackend.from_path(tiny_model_dir)
+    seq = b.encode(conversation_requests(2)[:1])[0]
+    with torch.inference_mode():
+        long = PrefixCache.build(torch, b.model, seq[:40])
+        short = PrefixCache.build(torch, b.model, seq[:25])
+    cut = long.crop(25)
+    assert cut.length == 25 and long.length == 40 and long.cache.get_seq_length() == 40  # the original is kept
+    for x, y in zip(cut.cache.layers, short.cache.layers):
+        assert (x.keys - y.keys).abs().max() < 1e-5 and (x.values - y.values).abs().max() < 1e-5
+    assert long.crop(40) is long
+    with pytest.raises(ValueError):
+        long.crop(41)
+
+
+class _Sized:
+    def __init__(self, n):
+        self.length = n
+
+    def nbytes(self):
+        return 10 * self.length
+
+
+def test_prefix_store_keeps_the_longest_and_evicts_the_oldest():
+    from valuelens.models.hf_prefix import PrefixStore
+
+    s = PrefixStore(max_bytes=100)
+    s.add([1, 2, 3], _Sized(3))
+    s.add([1, 2, 3, 4, 5], _Sized(5))  # covers [1, 2, 3]
+    assert list(s.entries) == [(1, 2, 3, 4, 5)] and s.bytes == 50
+    pc, n = s.match([1, 2, 3, 9])
+    assert n == 3 and pc.length == 5
+    assert s.match([2, 2, 3]) == (None, 0)
+    s.add([7, 8, 9, 10], _Sized(4))
+    s.match([1, 2, 8])  # [1..5] used most recently
+    s.add([5, 6], _Sized(2))  # 50 + 40 + 20 > 100: the least recently used ([7..10]) goes
+    assert set(s.entries) == {(1, 2, 3, 4, 5), (5, 6)} and s.bytes == 70
+    s.add(list(range(20)), _Sized(20))  # larger than the store: not kept
+    assert s.bytes == 70 and (0, 1) not in s.entries
+    assert PrefixStore(max_bytes=0).match([1]) == (None, 0)
+
+
+def plan_cost_held(seqs, plan, base, held, batch_cost, extend_cost) -> float:
+    """The objective with stored prefixes: a batch's prefix is free up to what
+    a stored prefix holds for all its members, beyond it an extension."""
+    total = 0.0
+    for idx, length in plan:
+        members = [seqs[i] for i in idx]
+        free = min(min(held[i] for i in idx), length)
+        total += batch_cost + len(idx) * (max(map(len, members)) - length)
+        if length > free:
+            total += (length - free) + extend_cost
+    return total
+
+
+@settings(max_examples=300, deadline=None)
+@given(token_seqs, st.integers(1, 4), st.integers(0, 6), st.integers(0, 6), st.data())
+def test_plan_with_stored_prefixes_is_the_cheapest_split(seqs, batch_size, batch_cost, extend_cost, data):
+    import itertools
+
+    import valuelens.models.hf_prefix as hp
+
+    base = common_prefix(seqs)
+    avail = [data.draw(st.integers(base, len(s) - 1)) for s in seqs]
+    saved = hp.BATCH_COST["cpu"], hp.EXTEND_COST["cpu"]
+    hp.BATCH_COST["cpu"], hp.EXTEND_COST["cpu"] = batch_cost, extend_cost
+    try:
+        plan = hp.plan_batches(seqs, batch_size, base, "cpu", avail)
+    finally:
+        hp.BATCH_COST["cpu"], hp.EXTEND_COST["cpu"] = saved
+    assert sorted(i for idx, _ in plan for i in idx) == list(range(len(seqs)))
+    for idx, length in plan:
+        members = [seqs[i] for i in idx]
+        assert 1 <= len(idx) <= batch_size and base <= length
+        assert all(m[:length] == members[0][:length] and len(m) > length for m in members)
+    n, best = len(seqs), float("inf")
+    for order in (sorted(range(n), key=lambda i: (len(seqs[i]), seqs[i])), sorted(range(n), key=lambda i: seqs[i])):
+        for cuts in itertools.product([0, 1], repeat=n - 1):
+            runs, start = [], 0
+            for k, cut in enumerate(cuts, 1):
+                if cut:
+                    runs.append(order[start:k])
+                    start = k
+            runs.append(order[start:])
+            if any(len(r) > batch_size for r in runs):
+                continue
+            options = []
+            for r in runs:
+                ext = min(len(seqs[i]) for i in r) - 1 if len(r) == 1 else common_prefix([seqs[i] for i in r])
+                options.append({base, ext, min(min(avail[i] for i in r), ext)})
+            for lengths in itertools.product(*options):
+                best = min(best, plan_cost_held(seqs, list(zip(runs, lengths)), base, avail, batch_cost, extend_cost))
+    assert plan_cost_held(seqs, plan, base, avail, batch_cost, extend_cost) == best
+
+
+def test_plan_without_stored_prefixes_is_unchanged():
+    seqs = [[1, 2] + [3] * 10 + [k] * k for k in range(1, 9)] + [[1, 2] + [4] * 9 + [k] for k in range(8)]
+    base = common_prefix(seqs)
+    assert plan_batches(seqs, 4, base) == plan_batches(seqs, 4, base, "cpu", [base] * len(seqs))
+
+
+class _Ordered:
+    """A backend whose batch order is the reverse of the request order; it
+    answers each request with probabilities read from its prompt."""
+
+    supports_beams = False
+    stats: dict = {}
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def identity(self):
+        return {"backend": "ordered"}
+
+    def batch_order(self, requests):
+        return list(range(len(requests)))[::-1]
+
+    def option_distribution(self, requests):
+        self.calls.append([r.messages[0].content for r in requests])
+        return [OptionResult.from_mass([int(r.messages[0].content) / 100, 1 - int(r.messages[0].content) / 100])
+                for r in requests]
+
+
+def test_cached_model_sends_chunks_in_the_backend_batch_order(tmp_path):
+    from valuelens.models import CachedModel
+    from valuelens.store import Store
+
+    backend = _Ordered()
+    model = CachedModel(backend, Store(tmp_path / "s.sqlite"), "m", chunk_size=3)
+    reqs = [OptionRequest((Message("user", str(k)),), ("A", "B")) for k in range(1, 8)]
+    got = model.option_distribution(reqs)
+    assert backend.calls == [["7", "6", "5"], ["4", "3", "2"], ["1"]]
+    assert [round(r.probs[0] * 100) for r in got] == list(range(1, 8))  # each result is its own request's
+
+
+def test_cached_model_chunks_keep_planned_batches_together(tiny_model_dir, tmp_path):
+    from valuelens.models import CachedModel
+    from valuelens.store import Store
+
+    b = HFBackend.from_path(tiny_model_dir, batch_size=2)
+    sent: list[list[int]] = []
+    real = b.option_distribution
+    reqs = shared_requests()
+    position = {r: i for i, r in enumerate(reqs)}
+
+    def od(chunk):
+        sent.append([position[r] for r in chunk])
+        return real(chunk)
+
+    b.option_distribution = od
+    got = CachedModel(b, Store(tmp_path / "s.sqlite"), "m", chunk_size=4).option_distribution(reqs)
+    assert [i for c in sent for i in c] == b.batch_order(reqs)
+    want = HFBackend.from_path(tiny_model_dir, batch_size=2, prefix_cache=False).option_distribution(reqs)
     assert max_diff(got, want) < 1e-5

@@ -69,9 +69,13 @@ class CachedModel:
         compute: Callable[[list[int]], list[Any]],
         progress: Progress | None,
         to_json: Callable[[Any], Any] = lambda r: r,
+        order: Callable[[list[int]], list[int]] | None = None,
     ) -> list[Any]:
         """Each payload's result: a stored hit as its stored JSON, a fresh one as
-        ``compute`` returned it (stored as ``to_json`` of it)."""
+        ``compute`` returned it (stored as ``to_json`` of it). ``order``: the
+        backend's batch order of the misses, so that each chunk holds requests
+        it computes together (prompts sharing a prefix), not a slice of the
+        caller's order."""
         keys = [call_key(self.identity, p) for p in payloads]
         found = self.store.get_many(set(keys))
         out: list[Any] = [found.get(k) for k in keys]
@@ -86,6 +90,9 @@ class CachedModel:
             if k not in found and k not in first:
                 first[k] = i
         todo = list(first.values())
+        if order is not None and len(todo) > self.chunk_size:
+            planned = order(todo)
+            todo = planned if sorted(planned) == todo else todo
         for s in range(0, len(todo), self.chunk_size):
             idx = todo[s : s + self.chunk_size]
             responses = compute(idx)
@@ -121,7 +128,9 @@ class CachedModel:
                                      f"for {len(idx)} requests")
             return [self._checked(r, requests[i]) for r, i in zip(results, idx)]
 
-        raw = self._run([r.to_json() for r in requests], compute, progress, OptionResult.to_json)
+        plan = getattr(self.backend, "batch_order", None)
+        order = None if plan is None else (lambda idx: [idx[k] for k in plan([requests[i] for i in idx])])
+        raw = self._run([r.to_json() for r in requests], compute, progress, OptionResult.to_json, order)
         out = []
         for d, req in zip(raw, requests):
             if isinstance(d, OptionResult):  # computed in this call: checked once, in compute

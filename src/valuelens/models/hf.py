@@ -6,6 +6,12 @@ the last position only. The token prefix shared by all prompts of a call is
 run once and its KV cache reused by every batch; batches are planned so that
 their members share more, and that longer prefix too is run once per batch
 (``hf_prefix``; ``prefix_cache=False`` turns both off: length-sorted batches).
+Batch prefixes are kept across calls (``hf_prefix.PrefixStore``, LRU within
+``STORE_BYTES``): a later call's prompts start from the longest stored prefix
+they share (escalation steps that continue the previous step's conversation,
+in-context examples that repeat another call's prompt). ``batch_order`` tells
+``CachedModel`` the planned order, so its chunks of a long call keep prompts
+that share a prefix together.
 
 Label tokens: a label such as ``A`` can be written as the token ``A`` or the
 token `` A`` depending on what precedes it (after ``(`` SmolLM2 uses ``A``;
@@ -57,8 +63,8 @@ from valuelens.errors import ValueLensError
 from valuelens.models import grammar, prompting
 from valuelens.models.base import sample_seed
 from valuelens.models.hf_alloc import tune_malloc
-from valuelens.models.hf_prefix import (MIN_PREFIX, PrefixCache, common_prefix, input_device, length_batches,
-                                         plan_batches)
+from valuelens.models.hf_prefix import (MIN_PREFIX, PrefixCache, PrefixStore, common_prefix, input_device,
+                                         length_batches, plan_batches)
 from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult, cut_at_stop
 
 
@@ -112,6 +118,7 @@ class HFBackend:
         self.chat = prompting.has_chat_template(tokenizer, use_chat_template)
         self.stats: dict[str, int] = {}
         self.prefix_cache = prefix_cache  # set to False when the model gives no reusable cache
+        self.prefix_store = PrefixStore()  # batch prefixes kept across option_distribution calls (hf_prefix)
         self._label_ids: dict[str, list[int]] = {}
         self.finetuned: Path | None = None  # the checkpoint, for a fine-tuned handle
         self._grammar_set: grammar.Grammars | None = None
@@ -237,31 +244,47 @@ class HFBackend:
         n = common_prefix(seqs) if self.prefix_cache else 0
         if n < MIN_PREFIX:
             return None
-        with self.torch.inference_mode():
-            prefix = PrefixCache.build(self.torch, self.model, seqs[0][:n])
-        if prefix is None:
-            self.prefix_cache = False  # this model gives no reusable cache; do not try again
-        return prefix
+        return self._batch_prefix(None, seqs[0][:n])
 
     def _batch_prefix(self, base: PrefixCache | None, tokens: list[int]) -> PrefixCache | None:
-        """The cache of a batch's own shared prefix, on top of ``base``."""
+        """The cache of a batch's own shared prefix: from the longest stored
+        prefix it shares (cropped) or ``base``, extended by the tokens neither
+        holds; a newly built one is stored for later calls."""
         if base is not None and len(tokens) == base.length:
             return base
         if len(tokens) == 0 or not self.prefix_cache:
             return None
+        stored, n = self.prefix_store.match(tokens)
+        start = stored.crop(n) if stored is not None and n > (base.length if base else 0) else base
+        if start is not None and start.length == len(tokens):
+            return start
         with self.torch.inference_mode():
-            if base is None:
+            if start is None:
                 prefix = PrefixCache.build(self.torch, self.model, tokens)
             else:
-                prefix = base.extend(self.torch, self.model, tokens)
+                prefix = start.extend(self.torch, self.model, tokens)
         if prefix is None:
             self.prefix_cache = False
-        return prefix or base
+            return base
+        self.prefix_store.add(tokens, prefix)
+        return prefix
 
     def _plan(self, seqs: list[list[int]], base: PrefixCache | None) -> list[tuple[list[int], int]]:
         if self.prefix_cache:
-            return plan_batches(seqs, self.batch_size, base.length if base else 0, self.device.type)
+            avail = [min(self.prefix_store.match(s)[1], len(s) - 1) for s in seqs]  # tokens held by stored prefixes
+            return plan_batches(seqs, self.batch_size, base.length if base else 0, self.device.type, avail)
         return length_batches(seqs, self.batch_size)
+
+    def batch_order(self, requests: Sequence[OptionRequest]) -> list[int]:
+        """The requests' indices in the order :meth:`option_distribution` would
+        batch them (CachedModel sends long calls in chunks in this order, so a
+        chunk keeps the prompts that share a prefix together)."""
+        seqs = self.encode(requests)
+        n = common_prefix(seqs) if self.prefix_cache else 0
+        if not self.prefix_cache:
+            return [i for idx, _ in length_batches(seqs, self.batch_size) for i in idx]
+        return [i for idx, _ in plan_batches(seqs, self.batch_size, n if n >= MIN_PREFIX else 0, self.device.type)
+                for i in idx]
 
     def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         torch = self.torch
@@ -276,6 +299,7 @@ class HFBackend:
                 if prefix is None:
                     raise
                 self.prefix_cache, base = False, None  # the model rejects a past_key_values batch
+                self.prefix_store.clear()
                 logp = self.last_logprobs([seqs[i] for i in idx])
             for row, i in enumerate(idx):
                 mass = [float(torch.exp(logp[row, self.label_ids(lab)]).sum()) for lab in requests[i].labels]

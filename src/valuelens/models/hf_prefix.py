@@ -29,6 +29,19 @@ the minimum of its neighbours' common prefixes); it minimises tokens computed
 (suffixes with their padding, plus each extension of the shared prefix run
 once) plus a fixed cost per batch and per extension. The plan changes which
 tokens are computed together, never what each prompt sees.
+
+Reuse across calls (``PrefixStore``): the prefixes built for batches are kept
+(least recently used out beyond ``STORE_BYTES`` of keys and values; an entry
+that is a prefix of a newer one is dropped, the newer one covers it), and a
+later call's prompts start from the longest stored prefix they share, cropped
+to what they share. Calls of one layer often continue each other: a
+conversation-style escalation step is the previous step's prompt plus the
+model's answer and the next turn; an in-context example is another
+dilemma's Direct prompt. The planner is told, per prompt, how many of its
+tokens a stored prefix covers (``avail``) and counts only the rest. Exact in
+the same sense as above: stored keys and values are those the prompt's own
+prefix would produce (computed at batch size 1, on top of the same shorter
+prefixes), so only the rounding of differently shaped matmuls differs.
 """
 
 from __future__ import annotations
@@ -56,16 +69,20 @@ def _lcp(a: list[int], b: list[int]) -> int:
 
 
 def plan_batches(seqs: list[list[int]], batch_size: int, base: int = 0,
-                 device: str = "cpu") -> list[tuple[list[int], int]]:
+                 device: str = "cpu", avail: list[int] | None = None) -> list[tuple[list[int], int]]:
     """Split ``seqs`` into batches of at most ``batch_size``: a list of
     (indices, prefix length), where the prefix length is ``base`` (the prefix
     all share, 0 for none) or the longer prefix the batch's members share.
-    Every index appears once; each prefix leaves every member a token."""
+    Every index appears once; each prefix leaves every member a token.
+    ``avail[i]`` (optional, ``base`` <= it < ``len(seqs[i])``): how many of
+    ``seqs[i]``'s first tokens a stored prefix already holds; a batch may then
+    start from the part of it all members share at no cost (a one-member batch
+    too)."""
     kind = "cpu" if device == "cpu" else "other"
     batch_cost, extend_cost = BATCH_COST[kind], EXTEND_COST[kind]
     by_len = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), seqs[i]))
     by_lex = sorted(range(len(seqs)), key=lambda i: seqs[i])
-    plans = [_plan(seqs, order, batch_size, base, batch_cost, extend_cost) for order in (by_len, by_lex)]
+    plans = [_plan(seqs, order, batch_size, base, batch_cost, extend_cost, avail) for order in (by_len, by_lex)]
     return min(plans)[1]
 
 
@@ -76,25 +93,28 @@ def length_batches(seqs: list[list[int]], batch_size: int, prefix: int = 0) -> l
     return [(order[s : s + batch_size], prefix) for s in range(0, len(order), batch_size)]
 
 
-def _plan(seqs, order, batch_size, base, batch_cost, extend_cost):
+def _plan(seqs, order, batch_size, base, batch_cost, extend_cost, avail=None):
     """Cheapest split of ``order`` into contiguous runs (dynamic programme)."""
     n = len(order)
     lens = [len(seqs[i]) for i in order]
+    held = [base] * n if avail is None else [max(base, avail[i]) for i in order]
     adj = [_lcp(seqs[order[k]], seqs[order[k + 1]]) for k in range(n - 1)]
     best: list[tuple[float, int, int]] = [(0.0, 0, 0)] + [(float("inf"), 0, 0)] * n  # (cost, start, prefix)
     for j in range(1, n + 1):
-        shared, longest, shortest = None, 0, None
+        shared, longest, shortest, stored = None, 0, None, None
         for i in range(j - 1, max(-1, j - 1 - batch_size), -1):  # run order[i:j], growing leftwards
             if i < j - 1:
                 shared = adj[i] if shared is None else min(shared, adj[i])
             longest = max(longest, lens[i])
             shortest = lens[i] if shortest is None else min(shortest, lens[i])
+            stored = held[i] if stored is None else min(stored, held[i])
             size = j - i
-            cost, prefix = size * (longest - base), base
+            ext = shortest - 1 if shared is None else min(shared, shortest - 1)
+            start = min(stored, ext)  # held by a stored prefix and shared by the run: free
+            cost, prefix = size * (longest - start), start
             if shared is not None:
-                ext = min(shared, shortest - 1)
-                if ext > base:
-                    c = (ext - base) + extend_cost + size * (longest - ext)
+                if ext > start:
+                    c = (ext - start) + extend_cost + size * (longest - ext)
                     if c < cost:
                         cost, prefix = c, ext
             total = best[i][0] + cost + batch_cost
@@ -165,6 +185,21 @@ class PrefixCache:
             return None
         return cls(cache, len(prefix))
 
+    def crop(self, n: int) -> PrefixCache:
+        """The cache of this prefix's first ``n`` tokens (a copy; this one is kept)."""
+        if n == self.length:
+            return self
+        if not 0 < n < self.length:
+            raise ValueError(f"cannot crop a {self.length}-token prefix to {n}")
+        cache = copy.deepcopy(self.cache)
+        for layer in cache.layers:
+            layer.keys = layer.keys[..., :n, :].clone()
+            layer.values = layer.values[..., :n, :].clone()
+        return PrefixCache(cache, n)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for layer in self.cache.layers for t in (layer.keys, layer.values))
+
     def expanded(self, n: int) -> Any:
         """A fresh cache holding the prefix n times (the forward pass appends
         to the cache it is given, so each batch gets its own copy)."""
@@ -185,6 +220,55 @@ class PrefixCache:
             mask[i, self.length + width - len(s):] = 1
         pos = (self.length + mask[:, self.length:].cumsum(-1) - 1).clamp(min=self.length)
         return ids, mask, pos
+
+
+STORE_BYTES = 1 << 30  # keys and values kept across calls (SmolLM2-135M in fp32: 46 KB per token, ~23k tokens)
+
+
+class PrefixStore:
+    """Prefix caches kept across ``option_distribution`` calls, by token ids.
+
+    ``match`` gives the entry sharing the most leading tokens with a prompt;
+    ``add`` keeps a new entry (dropping entries that are a prefix of it) and
+    evicts the least recently used beyond ``max_bytes``."""
+
+    def __init__(self, max_bytes: int | None = None):
+        self.max_bytes = STORE_BYTES if max_bytes is None else max_bytes
+        self.entries: dict[tuple[int, ...], PrefixCache] = {}  # insertion order = least recently used first
+        self.bytes = 0
+
+    def match(self, seq: list[int]) -> tuple[PrefixCache | None, int]:
+        """(entry, shared length) for the entry sharing the most leading tokens with ``seq``."""
+        best, n = None, 0
+        for toks, pc in self.entries.items():
+            if len(toks) <= n or len(seq) <= n or toks[0] != seq[0] or (n and toks[n - 1] != seq[n - 1]):
+                continue  # cannot beat the best so far
+            k = _lcp(toks, seq)
+            if k > n:
+                best, n = toks, k
+        if best is None:
+            return None, 0
+        pc = self.entries.pop(best)
+        self.entries[best] = pc  # most recently used
+        return pc, n
+
+    def add(self, tokens: list[int], pc: PrefixCache) -> None:
+        key = tuple(tokens[: pc.length])
+        if key in self.entries or not key:
+            return
+        for toks in [t for t in self.entries if len(t) < len(key) and key[: len(t)] == t]:
+            self.bytes -= self.entries.pop(toks).nbytes()  # covered by the new entry
+        size = pc.nbytes()
+        if size > self.max_bytes:
+            return
+        self.entries[key] = pc
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            self.bytes -= self.entries.pop(next(iter(self.entries))).nbytes()
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
 
 
 def input_device(model: Any) -> Any:
