@@ -75,29 +75,9 @@ def run_file(path: str, env: dict[str, str], tmp: Path) -> dict:
             "failures": [ln for ln in p.stdout.splitlines() if ln.startswith("FAILED")], "reasons": reasons}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--short", action="store_true", help="the default test versions instead of VALUELENS_LONG=1")
-    ap.add_argument("--only", nargs="+", metavar="PART",
-                    help="run only the test files whose name contains one of these (e.g. kills faults)")
-    ap.add_argument("--json", type=Path, help="also write the totals and per-file results here")
-    args = ap.parse_args()
-    files_to_run = [f for f in FILES if not args.only or any(part in Path(f).name for part in args.only)]
-    if not files_to_run:
-        ap.error(f"--only {' '.join(args.only)}: no test file matches (files: {', '.join(FILES)})")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        lines = Path(tmp) / "reliability.jsonl"
-        env = {**os.environ, "VALUELENS_RELIABILITY_OUT": str(lines), "PYTHONUNBUFFERED": "1"}
-        env.pop("VALUELENS_LONG", None)
-        if not args.short:
-            env["VALUELENS_LONG"] = "1"
-        files = []
-        for f in files_to_run:
-            files.append(run_file(f, env, Path(tmp)))
-            print(f"  {f}: {files[-1]['result']} ({files[-1]['seconds']} s)", file=sys.stderr, flush=True)
-        records = [json.loads(ln) for ln in lines.read_text().splitlines()] if lines.exists() else []
-
+def report(records: list[dict], files: list[dict], mode: str) -> tuple[list[str], dict[str, int]]:
+    """The summary lines and totals of the JSON records the tests wrote and the per-file results
+    (``run_file``'s dicts: file, returncode, seconds, result, failures, reasons)."""
     tot: dict[str, float] = defaultdict(float)
     for r in records:
         for k, v in r.items():
@@ -111,7 +91,6 @@ def main() -> int:
             struck[layer] += k
     where = ", ".join(f"{lay} {k}" for lay, k in struck.items())
     audits = sum(1 for r in records if r["test"] == "faults_at_rates")
-    mode = "default (make test)" if args.short else "VALUELENS_LONG=1"
     sections = {  # per test file: its lines of the summary
         "tests/test_reliability_faults.py": [
             f"faults:     injected {g('faults_injected', 0)}, survived {g('faults_survived', 0)}, "
@@ -165,6 +144,34 @@ def main() -> int:
     out.append("tests:      " + "; ".join(f"{Path(f['file']).name} {f['result']} in {f['seconds']} s" for f in files))
     failures = [x for f in files for x in f["failures"]]
     out += [f"FAILED:     {x}" for x in failures]
+    return out, n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--short", action="store_true", help="the default test versions instead of VALUELENS_LONG=1")
+    ap.add_argument("--only", nargs="+", metavar="PART",
+                    help="run only the test files whose name contains one of these (e.g. kills faults)")
+    ap.add_argument("--json", type=Path, help="also write the totals and per-file results here")
+    args = ap.parse_args()
+    files_to_run = [f for f in FILES if not args.only or any(part in Path(f).name for part in args.only)]
+    if not files_to_run:
+        ap.error(f"--only {' '.join(args.only)}: no test file matches (files: {', '.join(FILES)})")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = Path(tmp) / "reliability.jsonl"
+        env = {**os.environ, "VALUELENS_RELIABILITY_OUT": str(lines), "PYTHONUNBUFFERED": "1"}
+        env.pop("VALUELENS_LONG", None)
+        if not args.short:
+            env["VALUELENS_LONG"] = "1"
+        files = []
+        for f in files_to_run:
+            files.append(run_file(f, env, Path(tmp)))
+            print(f"  {f}: {files[-1]['result']} ({files[-1]['seconds']} s)", file=sys.stderr, flush=True)
+        records = [json.loads(ln) for ln in lines.read_text().splitlines()] if lines.exists() else []
+
+    mode = "default (make test)" if args.short else "VALUELENS_LONG=1"
+    out, n = report(records, files, mode)
     print("\n".join(out))
     if args.json:
         args.json.write_text(json.dumps({"mode": mode, "totals": n, "files": files, "records": records}, indent=2))
