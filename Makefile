@@ -32,14 +32,18 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 # The edit-test loop: unit tests only. Leaves out the slow marker (embedded model, end to end), the vLLM
-# tests and the files that run the CLI or whole audits in subprocesses (kill/resume, fault injection, bad
-# input, hardening, fuzzing). `make test` runs everything; README "Tests and benchmarks" has the timing.
+# tests, the files that run the CLI or whole audits in subprocesses or against the fake server (kill/resume,
+# fault injection, failure columns, bad input, hardening, fuzzing, real-data mappings), and by name the
+# remaining CLI, kill, browser, end-to-end and fine-tuning tests. `make test` runs everything; README "Tests
+# and benchmarks" has the timing.
 FAST_IGNORE := test_bad_input test_hardening_runtime test_kill_resume test_reliability_kills \
 	test_reliability_faults test_openai_faults test_fuzz_parsers test_secrets test_finetune_isolation \
-	test_training test_escalation_resume test_hf_alloc test_run_preflight test_cli test_view
+	test_training test_escalation_resume test_hf_alloc test_run_preflight test_cli test_view \
+	test_failures_column test_parallel_models test_def_answer_mapping
+FAST_DESELECT := not (cli_ or kill or browser or end_to_end or finetune)
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not vllm" $(foreach f,$(FAST_IGNORE),--ignore=tests/$(f).py) \
-		$(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -q -m "not slow and not vllm" -k "$(FAST_DESELECT)" \
+		$(foreach f,$(FAST_IGNORE),--ignore=tests/$(f).py) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-fast: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 # Lint (ruff, the rules in pyproject.toml) and type-check src/ (mypy); both must pass in CI.
