@@ -4,13 +4,13 @@ Engine: `llguidance <https://github.com/guidance-ai/llguidance>`_ (the Rust
 engine behind guidance, also used by vLLM and llama.cpp), the optional extra
 ``valuelens[grammar]``. Chosen over xgrammar, outlines-core and
 lm-format-enforcer by a measurement on SmolLM2-135M's tokenizer and MARK's
-stress schema (``bench/constrained.py --engines``; numbers in the README):
-llguidance compiles a schema in ~12 ms and masks a token in ~0.12 ms with no
-further dependency; xgrammar masks faster (~0.05 ms) but compiles the same
-schema in ~4 s (MARK builds a schema per persona / stack / option count) and
-pulls triton and tvm-ffi into a CPU install; outlines-core compiles in ~5 s
-and masks in ~3.4 ms; lm-format-enforcer 0.11.3 does not import with
-transformers 5.
+stress schema (``bench/constrained.py --engines``; numbers in the README and
+bench/README): llguidance compiles a schema in 3-12 ms and masks a token in
+0.12-0.18 ms with no further dependency; xgrammar masks about as fast
+(0.05-0.25 ms) but compiles the same schema in 4-6 s (MARK builds a schema
+per persona / stack / option count) and pulls triton and tvm-ffi into a CPU
+install; outlines-core compiles in 5-11 s and masks in 2-3.4 ms;
+lm-format-enforcer 0.11.3 does not import with transformers 5.
 
 Semantics (what the cache key's ``response_format`` stands for): JSON is
 written compactly (no whitespace between tokens: ``whitespace_flexible``
