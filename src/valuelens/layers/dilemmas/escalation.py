@@ -114,7 +114,7 @@ def run(asker: Asker, chains: Sequence[Chain], languages: Sequence[str],
                    "chosen_label": o.label, "chosen_choice": None if act is None else act + 1,
                    "chosen_value": None if act is None else st.values[act],
                    "chosen_schwartz": None if act is None else st.schwartz[act],
-                   "valid": act is not None, "reply": o.reply}
+                   "valid": act is not None, "reply": o.reply, "failure": o.failure}
             resp.append(row)
             by_job.setdefault(j, []).append(row)
         for j, rows in by_job.items():
