@@ -296,6 +296,18 @@ def test_without_the_engine_the_hf_backend_falls_back_to_prompt_and_parse(tiny_m
         b.generate([(_req(fmt=fmt, max_tokens=4), 0)])
 
 
+def test_a_slow_tokenizer_is_not_constrained():
+    import types
+
+    from valuelens.models.hf import HFBackend
+
+    b = object.__new__(HFBackend)  # only the decision is tested
+    b.tok = types.SimpleNamespace(is_fast=False)
+    assert not b.honours(_req(fmt=answer_format(3, "en")))
+    b.tok = types.SimpleNamespace(is_fast=True)
+    assert b.honours(_req(fmt=answer_format(3, "en"))) == grammar_mod.available()
+
+
 # MARK stages -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("max_tokens", [64, 128, 512])
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -308,8 +308,10 @@ class HFBackend:
 
     # generation -------------------------------------------------------------
     def honours(self, request: GenerateRequest) -> bool:
-        """Every response format, when the grammar engine is installed."""
-        return request.response_format is not None and grammar.available()
+        """Every response format, when the grammar engine is installed and the tokenizer is a fast
+        (Rust) one, which llguidance needs; otherwise the cached model asks the plain prompt."""
+        return (request.response_format is not None and bool(getattr(self.tok, "is_fast", False))
+                and grammar.available())
 
     def _grammars(self) -> grammar.Grammars:
         if self._grammar_set is None:
