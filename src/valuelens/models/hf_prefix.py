@@ -47,6 +47,7 @@ prefixes), so only the rounding of differently shaped matmuls differs.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 import os
 from typing import Any
 
@@ -60,7 +61,7 @@ BATCH_COST = {"cpu": 96, "other": 4096}
 EXTEND_COST = {"cpu": 96, "other": 4096}
 
 
-def _lcp(a: list[int], b: list[int]) -> int:
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:
