@@ -28,7 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from valuelens.comparisons import ComparisonList
 from valuelens.data.catalogue import lookup, resolve, suggest
-from valuelens.data.survey import read_text
+from valuelens.data.survey import country_names, read_text
 from valuelens.errors import ValueLensError
 from valuelens.layers import LayerContext, registry
 from valuelens.layers.first_token_settings import (  # noqa: F401 - re-exported for older imports
@@ -266,8 +266,6 @@ class AuditConfig(Strict):
     @field_validator("countries")
     @classmethod
     def _known_countries(cls, v: list[str], info: Any) -> list[str]:
-        from valuelens.data.survey import country_names
-
         extra = info.data.get("country_names", {})
         for c in v:
             if c not in country_names() and c not in extra:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from valuelens.data.wvs import distributions
 from valuelens.errors import ValueLensError
 from valuelens.layers import LayerContext
 from valuelens.layers.def_layer import bias, insensitivity
@@ -74,8 +75,6 @@ def _bias(inputs: Inputs, questions: pd.DataFrame, rule: str = "cells") -> dict[
     if inputs.respondents is None or not inputs.micro_column:
         return {}
     if not hasattr(inputs, "_groups"):
-        from valuelens.data.wvs import distributions
-
         col_to_q = {c: q for q, c in inputs.micro_column.items()}
         whole = distributions(inputs.respondents, inputs.codebook, ("country",), inputs.weighted)  # type: ignore[arg-type]
         if rule == "marginal":
