@@ -212,3 +212,15 @@ def test_layers_get_a_plain_context(tmp_path):
 def test_a_damaged_layers_record_is_one_clear_line(tmp_path, layers, message):
     with pytest.raises(ValueLensError, match=message):
         check_manifest({"layers": layers}, tmp_path / "run.json")
+
+
+def test_an_older_run_json_keeps_its_layers(tmp_path):
+    """run.json written before the "layers" record, with DEF under its old key: the report still
+    knows the four layers and that DEF was part of the audit."""
+    (tmp_path / "run.json").write_text(json.dumps({
+        "status": "running", "audit": {"name": "old", "layers": {"diversity": {}, "first_token": None}}}), "utf-8")
+    data = report_data(tmp_path)
+    assert [x.key for x in data.layers] == ["dilemmas", "def", "first_token", "mark"]
+    by_key = {x.key: x for x in data.layers}
+    assert data.layer_status(by_key["def"])[0] == "no data yet"
+    assert data.layer_status(by_key["first_token"])[0] == "not run"
