@@ -20,7 +20,7 @@ from valuelens.terminal import fitted_table, transposed_tables
 if TYPE_CHECKING:
     from valuelens.config import AuditConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Audit LLMs for cross-cultural value alignment.")
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect or clear the call cache of an output directory.")
 app.add_typer(cache_app, name="cache")
@@ -31,6 +31,20 @@ err_console = Console(stderr=True)
 EXIT_CODES = """Exit codes: 0 done; 1 a failure outside your input (a backend or server, a full disk, an I/O
 error); 2 bad input (an audit or data file, an unusable output directory or store); 3 an internal error (a bug:
 please report it; VALUELENS_DEBUG=1 shows the traceback); 130 Ctrl-C; 143 SIGTERM."""
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from valuelens import __version__
+
+        console.print(f"valuelens {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Audit LLMs for cross-cultural value alignment."""
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
