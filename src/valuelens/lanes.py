@@ -26,6 +26,7 @@ the other lanes after their current chunk (their next store access raises
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -63,8 +64,8 @@ def lane_of(spec: str, options: Mapping[str, Any] | None = None) -> str:
     if lane:
         return str(lane).strip()
     kind, _, arg = spec.partition(":")
-    if kind == "openai":
-        return server_of(arg.rpartition("@")[2])
+    if kind == "openai":  # openai:MODEL without @URL: the server at $OPENAI_BASE_URL (models.registry)
+        return server_of(arg.rpartition("@")[2] if "@" in arg else os.environ.get("OPENAI_BASE_URL", ""))
     return LOCAL
 
 

@@ -11,6 +11,7 @@ types are errors, with a "did you mean" hint).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,14 +59,35 @@ def redact_url(url: str) -> str:
         return "(unparseable URL)"
 
 
+# The OpenAI SDK's conventions: ``openai:MODEL`` without ``@URL`` is MODEL at $OPENAI_BASE_URL, and a backend
+# without ``api_key_env`` whose URL is that one (or api.openai.com) sends $OPENAI_API_KEY when it is set. The
+# key goes to no other server.
+BASE_URL_ENV, API_KEY_ENV = "OPENAI_BASE_URL", "OPENAI_API_KEY"
+
+
+def default_key_env(url: str) -> str | None:
+    """``OPENAI_API_KEY`` for a URL that is $OPENAI_BASE_URL or api.openai.com (when the variable is set)."""
+    if not os.environ.get(API_KEY_ENV):
+        return None
+    base = os.environ.get(BASE_URL_ENV, "").strip().rstrip("/")
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return None
+    return API_KEY_ENV if (base and url.strip().rstrip("/") == base) or host == "api.openai.com" else None
+
+
 def _openai_spec(arg: str) -> BackendSpec:
     example = "e.g. openai:qwen2-7b@http://127.0.0.1:8000/v1"
+    if "@" not in arg and arg.strip() and os.environ.get(BASE_URL_ENV, "").strip():
+        arg = f"{arg.strip()}@{os.environ[BASE_URL_ENV].strip()}"
     # The model ends at the first "@" that starts a URL; a key pasted as user@ into the URL stays in the URL.
     m = re.fullmatch(r"(?P<model>.+?)@(?P<url>[A-Za-z][A-Za-z0-9+.\-]*://.*)", arg, re.S)
     if m is None:
         model, sep, url = arg.rpartition("@")
         if not sep or not model.strip() or not url.strip():
-            raise ValueLensError(f"backend 'openai:{arg}': expected openai:MODEL@URL, {example}")
+            raise ValueLensError(f"backend 'openai:{arg}': expected openai:MODEL@URL (or set {BASE_URL_ENV}), "
+                                 f"{example}")
         raise ValueLensError(f"backend 'openai:{model}@{redact_url(url)}': the URL must start with http:// or "
                              f"https://, {example}")
     model, url = m["model"], m["url"].strip()
@@ -250,6 +272,8 @@ def _openai(spec: BackendSpec, batch_size: int, opts: dict[str, Any]) -> Backend
     from valuelens.models.openai_api import OpenAIBackend
 
     assert spec.model is not None and spec.url is not None  # parse_spec gives every openai spec both
+    if "api_key_env" not in opts and (env := default_key_env(spec.url)):
+        opts = {**opts, "api_key_env": env}
     return OpenAIBackend(model=spec.model, base_url=spec.url, **opts)
 
 
