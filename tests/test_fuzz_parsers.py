@@ -201,7 +201,8 @@ def test_openai_responses_give_results_or_backend_errors(status, body, retry_aft
     resp = _Response(status, body, {"retry-after": retry_after} if retry_after is not None else {})
 
     async def call(parse):
-        return await b._call(_Client(resp), asyncio.Semaphore(1), "/chat/completions", {}, parse, lambda t: t)
+        b.limit.bind()  # the adaptive concurrency limit, bound to this event loop (as _run_all does)
+        return await b._call(_Client(resp), "/chat/completions", {}, parse, lambda t: t)
 
     try:
         res = _LOOP.run_until_complete(call(lambda c: b._option_result(labels, c)))
