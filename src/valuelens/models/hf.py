@@ -141,7 +141,7 @@ class HFBackend:
             placement = {"device_map": "auto"} if device == "auto" else {}
             model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra, **placement)
             if device not in ("auto", "cpu"):
-                model = model.to(device)
+                model = model.to(device)  # type: ignore[arg-type]  # transformers' stubs: to() takes a device
         except (OSError, ValueError) as e:
             raise ValueLensError(f"hf model path {path}: cannot load ({str(e).splitlines()[0]})") from None
         return cls(model, tok, name=name or str(path), digest=weights_digest(path), batch_size=batch_size, dtype=dtype, **kw)
@@ -475,8 +475,8 @@ class HFBackend:
                     if gens[row] is None:
                         tok = int(torch.argmax(scores, dim=-1))
                     else:
-                        for w in warps[row]:
-                            scores = w(None, scores)
+                        for warp in warps[row]:
+                            scores = warp(None, scores)
                         probs = torch.softmax(scores, dim=-1)
                         tok = int(torch.multinomial(probs, num_samples=1, generator=gens[row]))
                     tokens[row].append(tok)

@@ -714,10 +714,11 @@ class OpenAIBackend:
                         seed=sample_seed(st.seed, index), n=1)
             if self.honours(r):
                 fmt = r.response_format
+                assert fmt is not None  # honours() is true only for a request with a response format
                 body["response_format"] = {"type": "json_schema", "json_schema": {"name": fmt.name, "schema": fmt.schema}}
-            parse = self._text
+            parse: Callable[[dict[str, Any]], str] = self._text
             if self.mode == "chat" and self.prefill == "instruction" and r.prefill:
-                parse = lambda c, pre=r.prefill: self._cut_prefill(self._text(c), pre)  # noqa: E731
+                parse = lambda c, pre=r.prefill: self._cut_prefill(self._text(c), pre)  # type: ignore[misc]  # noqa: E731
             jobs.append((path, body, parse, False, FailedText))
         return self._run_all(jobs)
 

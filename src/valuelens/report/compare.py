@@ -156,7 +156,9 @@ def cross_run(data: ReportData, h: Headline) -> list[CrossRun]:
         frame = item_frame(data.tables, e.metric, e.by_value)
         if frame is None or not len(frame):
             continue
-        items = item_matrix(frame, [k for k in item_keys(e.metric.item_source()[0], frame) if k != e.metric.by])
+        source = e.metric.item_source()
+        assert source is not None  # item_frame found a frame, so the metric has per-item values
+        items = item_matrix(frame, [k for k in item_keys(source[0], frame) if k != e.metric.by])
         for model, names in by_model.items():
             a = names.get(first)
             for run in data.runs[1:]:

@@ -12,6 +12,7 @@ where neighbours' intervals overlap ("not distinguishable").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -223,7 +224,7 @@ def bias_profiles(h: Headline, raised: list[dict]) -> list[dict]:
     flagged = {(f["model"], f["key"]) for f in raised}
     out = []
     for model in h.models:
-        parts = []
+        parts: list[dict[str, Any]] = []
         for e in h.entries:
             v = h.values.at[model, e.key] if model in h.values.index else np.nan
             if pd.isna(v):

@@ -78,7 +78,7 @@ def _escalation(sec: Section, t: dict, wins) -> None:
                 sec.text(f"{getattr(r, 'model', '')} ({r.language}, {ctx} context): the chain answers are "
                          f"position-dominated (position TV {r.position_tv:.2f}); the ranks below follow the option "
                          "order, not the values: not a value finding.", "warn")
-        what = CONTEXT_TEXT.get(ctx, "")
+        what = CONTEXT_TEXT.get(ctx or "", "")
         sec.plot(fd.trajectories(g), f"Escalation: value rank per step ({name}, {ls.upper() if ls == 'mft' else ls})",
                  f"dilemma_chain_winrates.rank ({what}; label set {ls}): per step, each value ranked by its win "
                  "rate over the chains where it was at stake (1 = highest, ties averaged); error bars: the rank's "

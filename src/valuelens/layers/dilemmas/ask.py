@@ -64,7 +64,7 @@ class Asker:
         for p, texts in zip(prompts, self.texts([p.messages for p in prompts], desc)):
             labels = [parse_choice(t, p.yes_no) for t in texts]
             n = len(labels)
-            failure = next((t.failure for t in texts if getattr(t, "failure", None)), "")
+            failure = next((f for t in texts if (f := getattr(t, "failure", None))), "")  # a FailedText's reason
             out.append(Outcome(labels.count("A") / n, labels.count("B") / n, labels.count(None) / n,
                                math.nan, texts[0], failure))
         return out

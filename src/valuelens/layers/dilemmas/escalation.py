@@ -40,6 +40,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -236,7 +237,11 @@ def chain_tables(steps: pd.DataFrame, seed: int, n_resamples: int = 1000,
                  responses: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """Win rates and ranks per step, stability (τ-b), volatility, the modes
     side by side (``dilemma_chain_contexts``) and their paired contrasts."""
-    wins, stab, vol, contrast, modes = [], [], [], [], []
+    wins: list[dict] = []
+    stab: list[dict] = []
+    vol: list[dict] = []
+    contrast: list[dict] = []
+    modes: list[dict] = []
     if steps.empty:
         return {"dilemma_chain_winrates": _frame(wins, WIN_COLS), "dilemma_chain_stability": _frame(stab, STAB_COLS),
                 "dilemma_chain_volatility": _frame(vol, VOL_COLS),
@@ -316,6 +321,11 @@ def chain_tables(steps: pd.DataFrame, seed: int, n_resamples: int = 1000,
             "dilemma_chain_contexts": _frame(modes, CONTEXT_COLS)}
 
 
+def _fleiss_at(i: np.ndarray, table: np.ndarray) -> float:
+    """Fleiss' κ of the resampled rows ``i`` of a step × (choice 1, choice 2, invalid) count table."""
+    return fleiss_kappa(table[i.astype(int)])
+
+
 def model_agreement(steps: pd.DataFrame, seed: int, n_resamples: int = 1000) -> pd.DataFrame:
     """Cross-model consistency per value per step (per context mode and label
     set): over the chain steps where the value is at stake and every model
@@ -343,8 +353,8 @@ def model_agreement(steps: pd.DataFrame, seed: int, n_resamples: int = 1000) -> 
                 per_step.append(((h[c1].iloc[0], h[c2].iloc[0]), pairwise_agreement(outcomes), counts))
             for v in _values(g, c1, c2, known):
                 mine = [(a, c) for vals, a, c in per_step if v in vals]
-                counts = np.array([c for _, c in mine], dtype=float).reshape(-1, 3)
-                kap = (summary(np.arange(len(mine)), seed, n_resamples, stat=lambda i, M=counts: fleiss_kappa(M[i.astype(int)]))
+                table = np.array([c for _, c in mine], dtype=float).reshape(-1, 3)
+                kap = (summary(np.arange(len(mine)), seed, n_resamples, stat=partial(_fleiss_at, table=table))
                        if mine else {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan})
                 out.append({"context": ctx, "label_set": label_set, "source": source, "language": lang,
                             "step": int(step), "value": v, **summary([a for a, _ in mine], seed, n_resamples),

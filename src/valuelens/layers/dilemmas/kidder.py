@@ -68,9 +68,11 @@ def _prompt(a: Asked, pools: dict[tuple[str, str], list[Dilemma]], k: int, seed:
         outcomes = (d.negative[0], d.positive[1]) if c == 0 else (d.positive[0], d.negative[1])
         return form_prompt(d, a.lang, a.form, outcomes=outcomes)
     if a.condition == "guideline":
+        assert a.requested is not None  # set for every steering condition
         other = d.values[1 - d.values.index(a.requested)]
         return form_prompt(d, a.lang, a.form, guideline=(a.requested, other))
     if a.condition == "examples":
+        assert a.requested is not None
         return form_prompt(d, a.lang, a.form,
                            examples=_examples(d, pools[(d.pair, a.lang)], a.requested, a.lang, k, seed))
     return form_prompt(d, a.lang, a.form)

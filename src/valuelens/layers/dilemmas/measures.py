@@ -39,7 +39,7 @@ def label_to_action(label: str, first: int) -> int | None:
     return None
 
 
-def summary(values: Sequence[float], seed: int, n_resamples: int = 1000,
+def summary(values: Sequence[float] | np.ndarray, seed: int, n_resamples: int = 1000,
             stat: Callable[[np.ndarray], float] | None = None) -> dict[str, float]:
     """estimate, ci_low, ci_high (95 % percentile bootstrap, stats.bootstrap_ci)
     and n; NaN when empty. Non-finite values are left out. For the default

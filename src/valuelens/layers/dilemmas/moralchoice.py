@@ -146,7 +146,7 @@ def run(asker: Asker, scenarios: Sequence[MCScenario], templates: MCTemplates) -
             got = [match_answer(x, t, *options(sc, o), templates) for x in tx]
             shares[i] = {k: got.count(k) / len(got) for k in ("A", "B", "refusal", "invalid")}
             replies[i] = tx[0]
-            failures[i] = next((x.failure for x in tx if getattr(x, "failure", None)), "")
+            failures[i] = next((f for x in tx if (f := getattr(x, "failure", None))), "")  # a FailedText's reason
     rows = []
     for i, (sc, t, o) in enumerate(jobs):
         d = _dist(shares[i], o)

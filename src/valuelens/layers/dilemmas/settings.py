@@ -13,9 +13,9 @@ from pydantic import Field, field_validator, model_validator
 from valuelens.strict import Strict
 
 Form = Literal["direct", "direct_reverse", "compare", "compare_reverse"]
-FORMS: tuple[str, ...] = ("direct", "direct_reverse", "compare", "compare_reverse")
+FORMS: tuple[Form, ...] = ("direct", "direct_reverse", "compare", "compare_reverse")
 Context = Literal["full", "none", "causal"]
-CONTEXTS: tuple[str, ...] = ("full", "none", "causal")
+CONTEXTS: tuple[Context, ...] = ("full", "none", "causal")
 
 
 
@@ -32,7 +32,7 @@ class EscalationSettings(Strict):
     """Escalation chains (escalation_context.py): what a step's prompt shows of the earlier steps."""
 
     context: list[Context] = Field(
-        default_factory=lambda: ["full", "none"], min_length=1,
+        default_factory=lambda: list(CONTEXTS[:2]), min_length=1,  # full, none
         description="full: the chain as a conversation with the model's own earlier answers; none: each step "
                     "alone; causal: a short summary of the earlier situations and the model's choices")
 
