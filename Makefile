@@ -27,8 +27,12 @@ run: setup
 	$(VENV)/bin/valuelens run $(AUDIT)
 
 # pytest exits 5 when it collects no tests: that is a failure here, not a pass.
+# One pytest-xdist worker per core (TEST_WORKERS=1 runs serially): most of the
+# suite's time is subprocess runs of the CLI and single-threaded Python, which a
+# second core halves; tests/conftest.py gives each worker's torch cores/workers threads.
+TEST_WORKERS ?= auto
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 # The edit-test loop: unit tests only. Leaves out the slow marker (embedded model, end to end), the vLLM

@@ -8,6 +8,12 @@ from pathlib import Path
 # when other jobs hold the cores (seen on the shared 2-core machines). Arithmetic
 # is unchanged; only how waiting threads wait.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Under pytest-xdist (make test: one worker per core) each worker's torch, and
+# the CLI subprocesses it starts, get cores/workers threads instead of all cores
+# each, so two workers do not fight over the same two cores.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = max(1, (os.cpu_count() or 1) // max(1, int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
 
 import pytest
 

@@ -1,6 +1,8 @@
-"""DEF end to end on the embedded model (SmolLM2-135M-Instruct): 10 real WVS
-questions (Cao et al. 2025 file), United States and China, 5 participants × 2
+"""DEF end to end on the embedded model (SmolLM2-135M-Instruct): 6 real WVS
+questions (Cao et al. 2025 file), United States and China, 2 participants × 2
 passes, English and Chinese; a second identical run is served from the cache.
+(10 questions × 5 participants ran past the 900 s timeout on a loaded 2-core
+machine; the test needs the layer end to end on a real model, not its size.)
 
 Greedy (temperature 0, one beam) so the hf backend batches the waves; retries
 off (a greedy participant's retry would be a sampled, one-at-a-time call).
@@ -49,8 +51,8 @@ models:
 layers:
   diversity:
     data: {{kind: cao2025, path: {cao / 'sft_wvs_valid.json'}, path_zh: {cao / 'sft_wvs_zh_valid.json'}}}
-    limit: 10
-    participants: 5
+    limit: 6
+    participants: 2
     passes: 2
     memory_max: 2
     beams: [1, 1]
@@ -58,17 +60,16 @@ layers:
     retries: 0
     max_tokens: 24
     insensitivity: {{factual_source: null}}
-    dimensions: {{"164": TDI, "165": TDI, "166": EVI, "167": EVI, "168": USI, "169": USI, "170": USI,
-                  "171": EVI, "172": EVI, "173": TDI}}
+    dimensions: {{"164": TDI, "165": TDI, "166": EVI, "167": EVI, "168": USI, "169": USI}}
 """, "a.yaml")
     first = vl.run_full(cfg)
     t = first.tables
     answers = t["def_answers"]
-    assert len(answers) == 2 * 2 * 5 * 2 * 10  # languages × countries × participants × passes × questions
+    assert len(answers) == 2 * 2 * 2 * 2 * 6  # languages × countries × participants × passes × questions
     assert set(answers.language) == {"en", "zh"} and answers.final.all()
     assert first.manifest["calls"]["calls_made"] == len(answers)
     q = t["def_questions"]
-    assert len(q) == 2 * 2 * 10 and q.kl_def.notna().all() and np.isfinite(q.kl_def).all()
+    assert len(q) == 2 * 2 * 6 and q.kl_def.notna().all() and np.isfinite(q.kl_def).all()
     assert (q.kl_eps.notna()).all() and q.invalid_share.between(0, 1).all()
     dims = t["def_dimensions"]
     assert {"TDI", "EVI", "USI", "(all)"} <= set(dims.dimension)
