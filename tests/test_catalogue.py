@@ -197,9 +197,17 @@ def test_no_torch_for_the_catalogue():
 def _cli(*args: str):
     from typer.testing import CliRunner
 
-    from valuelens.cli import app
+    from valuelens import cli
 
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "240"})
+    # rich reads COLUMNS once, when the console is made (at the first import of
+    # valuelens.cli, perhaps by another test): set the width itself, so the wide
+    # catalogue keeps every column whatever ran before in this process.
+    width = cli.console.width
+    cli.console.width = 240
+    try:
+        return CliRunner().invoke(cli.app, list(args), env={"COLUMNS": "240"})
+    finally:
+        cli.console.width = width
 
 
 def test_models_lists_the_builtin_catalogue(tmp_path):
