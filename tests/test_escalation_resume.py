@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_kill_resume import _stored
 
 from valuelens.data.dilemmas import builtin_chains
 from valuelens.store import STORE_NAME
@@ -49,14 +50,6 @@ layers:
 def _run(audit: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "valuelens", "run", str(audit), "-q"], capture_output=True, text=True,
                           timeout=120)
-
-
-def _stored(out: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{out / STORE_NAME}?mode=ro", uri=True, timeout=5) as c:
-            return c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.mark.slow

@@ -5,32 +5,15 @@ from __future__ import annotations
 import math
 
 import pytest
-from fake_openai_server import FakeOpenAIServer, prompt_of, top_k
+from fake_openai_server import prompt_of, top_k
+from test_openai_backend import FAST, backend, serve  # noqa: F401 - serve is a fixture
 
 from valuelens.errors import BackendError
-from valuelens.models.openai_api import OpenAIBackend, resolve_prefill
+from valuelens.models.openai_api import resolve_prefill
 from valuelens.models.requests import GenerateRequest, GenerateSettings, Message, OptionRequest
 
 LABELS = ("A", "B", "C", "D", "E")
-FAST = dict(backoff_base=0.001, backoff_max=0.05, timeout=5.0)
 PREFILL = "If I had to choose, my answer would be ("
-
-
-@pytest.fixture
-def serve():
-    started: list[FakeOpenAIServer] = []
-
-    def start(**kw) -> FakeOpenAIServer:
-        started.append(FakeOpenAIServer(**kw).start())
-        return started[-1]
-
-    yield start
-    for s in started:
-        s.stop()
-
-
-def backend(srv, **kw) -> OpenAIBackend:
-    return OpenAIBackend(model="fake-model", base_url=srv.url, **{**FAST, **kw})
 
 
 def opt(text: str) -> OptionRequest:

@@ -9,35 +9,18 @@ from collections import Counter
 import pytest
 from fake_openai_server import FakeOpenAIServer, prompt_of, sampled_token, token_logprobs
 from scipy.stats import binomtest
+from test_openai_backend import FAST, backend, serve  # noqa: F401 - serve is a fixture
 
 from valuelens.layers.first_token import parse_letter
 from valuelens.models.base import sample_seed
 from valuelens.models.cached import CachedModel
-from valuelens.models.openai_api import DEFAULT_SAMPLES, OpenAIBackend
+from valuelens.models.openai_api import DEFAULT_SAMPLES
 from valuelens.models.registry import load_backend
 from valuelens.models.requests import Message, OptionRequest, OptionResult, checked
 from valuelens.models.sampled import estimate, parse_label, wilson
 from valuelens.store import Store
 
 LABELS = ("A", "B", "C", "D", "E")
-FAST = dict(backoff_base=0.001, backoff_max=0.05, timeout=5.0)
-
-
-@pytest.fixture
-def serve():
-    started: list[FakeOpenAIServer] = []
-
-    def start(**kw) -> FakeOpenAIServer:
-        started.append(FakeOpenAIServer(**kw).start())
-        return started[-1]
-
-    yield start
-    for s in started:
-        s.stop()
-
-
-def backend(srv, **kw) -> OpenAIBackend:
-    return OpenAIBackend(model="fake-model", base_url=srv.url, **{**FAST, **kw})
 
 
 def opt(text: str, prefill: str = "Answer: (") -> OptionRequest:
