@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from test_dilemmas_layer import run as run_dilemmas
 
-import valuelens.api as vl
 from valuelens.config import parse_audit
 from valuelens.data.dilemmas import MFT_VALUES, SCHWARTZ_VALUES, builtin_chains, load_chains
 from valuelens.errors import ValueLensError
@@ -42,13 +42,8 @@ def row(df, **where):
 
 
 def run(tmp_path, scripts: dict[str, dict], layer: str, languages: str = "[en]", name: str = "out"):
-    models = []
-    for m, script in scripts.items():
-        (tmp_path / f"{m}.json").write_text(json.dumps(script, ensure_ascii=False), encoding="utf-8")
-        models.append(f'  - {{name: {m}, backend: "scripted:{tmp_path / m}.json"}}')
-    text = (f"output_dir: {tmp_path / name}\nseed: 7\nlanguages: {languages}\nmodels:\n" + "\n".join(models)
-            + f"\nlayers:\n  dilemmas: {{corpus: none, n_resamples: 200, {layer}}}\n")
-    return vl.run_full(parse_audit(text, "a.yaml"))
+    """test_dilemmas_layer's audit of scripted models, without the dilemma corpus (chains only)."""
+    return run_dilemmas(tmp_path, scripts, "corpus: none, " + layer, languages, name)
 
 
 # ---- settings and data ------------------------------------------------------------------

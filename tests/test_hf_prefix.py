@@ -248,6 +248,21 @@ def check_plan(seqs, plan, batch_size, base):
 token_seqs = st.lists(st.lists(st.integers(0, 3), min_size=2, max_size=9), min_size=1, max_size=7)
 
 
+def contiguous_splits(order: list[int], batch_size: int):
+    """Every split of ``order`` into contiguous runs of at most ``batch_size`` (the brute-force search space)."""
+    import itertools
+
+    for cuts in itertools.product([0, 1], repeat=len(order) - 1):
+        runs, start = [], 0
+        for k, cut in enumerate(cuts, 1):
+            if cut:
+                runs.append(order[start:k])
+                start = k
+        runs.append(order[start:])
+        if all(len(r) <= batch_size for r in runs):
+            yield runs
+
+
 @settings(max_examples=300, deadline=None)
 @given(token_seqs, st.integers(1, 4), st.integers(0, 6), st.integers(0, 6))
 def test_plan_is_the_cheapest_contiguous_split(seqs, batch_size, batch_cost, extend_cost):
@@ -266,15 +281,7 @@ def test_plan_is_the_cheapest_contiguous_split(seqs, batch_size, batch_cost, ext
     check_plan(seqs, plan, batch_size, base)
     n, best = len(seqs), float("inf")
     for order in (sorted(range(n), key=lambda i: (len(seqs[i]), seqs[i])), sorted(range(n), key=lambda i: seqs[i])):
-        for cuts in itertools.product([0, 1], repeat=n - 1):
-            runs, start = [], 0
-            for k, cut in enumerate(cuts, 1):
-                if cut:
-                    runs.append(order[start:k])
-                    start = k
-            runs.append(order[start:])
-            if any(len(r) > batch_size for r in runs):
-                continue
+        for runs in contiguous_splits(order, batch_size):
             for lengths in itertools.product(*[{base, max(base, common_prefix([seqs[i] for i in r]))} for r in runs]):
                 best = min(best, plan_cost(seqs, list(zip(runs, lengths)), base, batch_cost, extend_cost))
     assert plan_cost(seqs, plan, base, batch_cost, extend_cost) == best
@@ -466,15 +473,7 @@ def test_plan_with_stored_prefixes_is_the_cheapest_split(seqs, batch_size, batch
         assert all(m[:length] == members[0][:length] and len(m) > length for m in members)
     n, best = len(seqs), float("inf")
     for order in (sorted(range(n), key=lambda i: (len(seqs[i]), seqs[i])), sorted(range(n), key=lambda i: seqs[i])):
-        for cuts in itertools.product([0, 1], repeat=n - 1):
-            runs, start = [], 0
-            for k, cut in enumerate(cuts, 1):
-                if cut:
-                    runs.append(order[start:k])
-                    start = k
-            runs.append(order[start:])
-            if any(len(r) > batch_size for r in runs):
-                continue
+        for runs in contiguous_splits(order, batch_size):
             options = []
             for r in runs:
                 ext = min(len(seqs[i]) for i in r) - 1 if len(r) == 1 else common_prefix([seqs[i] for i in r])
