@@ -36,10 +36,23 @@ def _color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
+def subplots(rows: int, cols: int, **kw) -> go.Figure:
+    """``make_subplots`` with the spacings clamped to what the grid allows.
+
+    plotly refuses a spacing above 1 / (n - 1) for n panels in a row or column
+    (a report over 46 countries then failed); the clamp keeps at most half of
+    each panel's share for the gaps, so wide grids get narrow gaps, never an error.
+    """
+    for key, n in (("horizontal_spacing", cols), ("vertical_spacing", rows)):
+        if key in kw and n > 1:
+            kw[key] = min(kw[key], 0.5 / (n - 1))
+    return make_subplots(rows=rows, cols=cols, **kw)
+
+
 def metric_bars(df: pd.DataFrame, metrics: list[tuple[str, str, float | None]], series: str | None,
                 x: str = "model") -> go.Figure:
     """One panel per (column, title, threshold); bars per ``x``, one colour per ``series`` value."""
-    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[t for _, t, _ in metrics], horizontal_spacing=0.06)
+    fig = subplots(rows=1, cols=len(metrics), subplot_titles=[t for _, t, _ in metrics], horizontal_spacing=0.06)
     levels = df[series].drop_duplicates().tolist() if series else [None]
     label = len(df) <= 12  # values on the bars while they fit
     for col_i, (col, _, threshold) in enumerate(metrics, start=1):
@@ -69,7 +82,7 @@ def distributions(options: pd.DataFrame, model: str, countries: list[str], langu
     human = "human_prob" in df.columns and df["human_prob"].notna().any()
     titles = [f"{c} · {lang}" for lang in languages for c in countries]
     row_px = 300 if human else 250
-    fig = make_subplots(rows=len(languages), cols=len(countries), subplot_titles=titles, shared_yaxes=True,
+    fig = subplots(rows=len(languages), cols=len(countries), subplot_titles=titles, shared_yaxes=True,
                         vertical_spacing=min(0.3, 110 / (row_px * len(languages))), horizontal_spacing=0.04)
     letters = sorted(df["option"].astype(str).unique())
     for r, lang in enumerate(languages, start=1):
@@ -120,7 +133,7 @@ def table2_bars(t2: pd.DataFrame, cells: list[str]) -> go.Figure:
 def group_dots(h, comparison, max_panels: int = 8) -> go.Figure:
     """Per tested metric, each model's value as a dot in its group, with the group mean as a bar."""
     tests = comparison.tests[:max_panels]
-    fig = make_subplots(rows=1, cols=len(tests), subplot_titles=[t.entry.label for t in tests],
+    fig = subplots(rows=1, cols=len(tests), subplot_titles=[t.entry.label for t in tests],
                         horizontal_spacing=0.05)
     for col, t in enumerate(tests, start=1):
         for i, (group, models) in enumerate(((comparison.a, comparison.models_a), (comparison.b, comparison.models_b))):
@@ -153,7 +166,7 @@ def grid_bars(df: pd.DataFrame, y: str, x: str | tuple[str, str], series: str, r
     rl, cl = levels(df, rows), levels(df, cols)
     titles = [" · ".join(str(v) for v in (r, c) if v is not None) for r in rl for c in cl]
     gap = 120 if isinstance(x, str) else 200  # a grouped axis has two rows of (often turned) labels
-    fig = make_subplots(rows=len(rl), cols=len(cl), subplot_titles=titles, shared_yaxes=shared_y,
+    fig = subplots(rows=len(rl), cols=len(cl), subplot_titles=titles, shared_yaxes=shared_y,
                         vertical_spacing=min(0.3, gap / (row_px * len(rl))),
                         horizontal_spacing=0.05 if shared_y else 0.08)
     sl = levels(df, series)

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from .figures import GREY, _color, _style, grid_bars, levels
+from .figures import GREY, _color, _style, grid_bars, levels, subplots
 from .load import HUMAN
 
 RATES = (("ff_rate", "FF: false facts"), ("cv_rate", "CV: value conflicts"),
@@ -66,7 +65,7 @@ def cultural_map(points: pd.DataFrame) -> go.Figure:
     """The 2-D PCA map: a line through each model · language's culture points and the humans' (black).
     Each run has its own PCA, so a comparison draws a panel per run."""
     runs = levels(points, "run") if "run" in points.columns else [None]
-    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=[str(r) for r in runs] if runs != [None] else None,
+    fig = subplots(rows=1, cols=len(runs), subplot_titles=[str(r) for r in runs] if runs != [None] else None,
                         horizontal_spacing=0.08)
     countries = levels(points, "country")
     symbol = {c: SYMBOLS[i % len(SYMBOLS)] for i, c in enumerate(countries)}

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from .figures import GREY, _color, _style, grid_bars, levels
+from .figures import GREY, _color, _style, grid_bars, levels, subplots
 
 NO_CHOICE = "(no choice)"
 CI = ("ci_low", "ci_high")
@@ -71,7 +70,7 @@ def trajectories(wins: pd.DataFrame) -> go.Figure:
     wins["_col"] = (wins["language"].astype(str) + (" · " + wins["source"].astype(str) if many else ""))
     models, cols = levels(wins, "model"), levels(wins, "_col")
     values = levels(wins, "value")
-    fig = make_subplots(rows=len(models), cols=len(cols), shared_xaxes=True, shared_yaxes=True,
+    fig = subplots(rows=len(models), cols=len(cols), shared_xaxes=True, shared_yaxes=True,
                         subplot_titles=[f"{m} · {c}" for m in models for c in cols],
                         vertical_spacing=min(0.3, 120 / (260 * len(models))), horizontal_spacing=0.05)
     shown: set = set()
