@@ -13,10 +13,11 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "valuelens"
 
 # floor → the floors it may import (besides itself). A floor is the first
 # component below valuelens ("models", "layers", "audit", ...).
-BASE = {"errors", "__init__", "strict"}
+BASE = {"errors", "__init__", "strict", "locking"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "strict": set(),
+    "locking": {"errors"},  # one exclusive lock file per folder (output directory, dataset cache)
     "__init__": {"errors"},
     "store": BASE,
     "results": BASE,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata
 import json
 import os
@@ -25,6 +24,7 @@ from valuelens.errors import Terminated, ValueLensError, os_error
 from valuelens.layers import registry
 from valuelens.models import CachedModel, load_backend
 from valuelens.lanes import Cancelled, model_failure, plan, run_lanes
+from valuelens.locking import exclusive
 from valuelens.preflight import preflight
 from valuelens.progress import LockedTracker, NullTracker, Tracker
 from valuelens.results import RESULTS_DIR, export_tables, retire_stale, write_json, write_json_best_effort
@@ -47,18 +47,8 @@ class AuditResult:
 def locked(out_dir: Path):
     """Refuse a second concurrent run on the same output directory."""
     check_out_dir(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        f = open(out_dir / LOCK_NAME, "a")
-    except OSError as e:
-        raise os_error(out_dir, e, "cannot use as the output directory") from None
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueLensError(f"{out_dir}: another valuelens run is using this output directory") from None
-        except OSError as e:
-            raise os_error(out_dir / LOCK_NAME, e, "cannot lock") from None
+    with exclusive(out_dir, LOCK_NAME, unusable="cannot use as the output directory",
+                   busy="another valuelens run is using this output directory"):
         yield
 
 

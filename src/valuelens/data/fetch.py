@@ -24,7 +24,6 @@ is installed (it comes with the ``hf`` extra), else with the same HTTP code as
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import json
@@ -41,7 +40,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from valuelens import __version__
-from valuelens.errors import ValueLensError, os_error
+from valuelens.errors import ValueLensError
+from valuelens.locking import exclusive
 
 PREFIX = "fetched:"
 MANIFEST = "valuelens-dataset.json"
@@ -391,22 +391,9 @@ def fetch(name: str, accept_licence: bool = False, force: bool = False, root: Pa
         return _fetch(ds, accept_licence, force, root, say, use_hub)
 
 
-@contextlib.contextmanager
 def _cache_lock(root: Path):
-    import fcntl  # POSIX, as the output-directory lock in audit.py; imported here so loaders never need it
-
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        f = open(root / LOCK, "a")
-    except OSError as e:
-        raise os_error(root, e, "cannot use as the dataset cache (set VALUELENS_DATA_DIR to another folder)") from None
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueLensError(f"{root}: another valuelens data fetch is using this cache; wait for it to "
-                                 f"finish") from None
-        yield
+    return exclusive(root, LOCK, unusable="cannot use as the dataset cache (set VALUELENS_DATA_DIR to another folder)",
+                     busy="another valuelens data fetch is using this cache; wait for it to finish")
 
 
 def _fetch(ds: Dataset, accept_licence: bool, force: bool, root: Path, say: Callable[[str], None],
