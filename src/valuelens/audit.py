@@ -260,7 +260,7 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
         model = CachedModel(backend, store, entry.name, chunk_size=audit.chunk_size)
         tables = []
         ctx = audit.layer_context(out, tracker)
-        for spec, settings in audit.layers.selected():
+        for spec, settings in audit.layers_for(entry.name):  # per-model layers: only those it runs
             for name, df in _owned(spec, spec.run(model, settings, ctx), "run").items():
                 df.insert(0, "model", entry.name)
                 tables.append((name, df))
@@ -325,6 +325,8 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
             "versions": _versions(), "audit_source": audit_source, "audit": audit.model_dump(mode="json"),
             "seed": audit.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
             "run_id": run_id, "lanes": {k: [audit.models[i].name for i in v] for k, v in lanes.items()},
+            # which model runs which layer (per-model layers:, per-layer models:); the report reads it
+            "model_layers": audit.model_layers(),
             # every registered layer's report record (report/load.py reads it; the report imports no layer code)
             "layers": [spec.report_record() for spec in registry.layers()],
             "models": [],
@@ -358,6 +360,9 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
             catalogue = pd.DataFrame([{k: v for k, v in m.items() if k not in {"identity", "faults"}}
                                       for m in manifest.data["models"]])
             catalogue = catalogue.drop(columns=[c for c in ("concurrency",) if c in catalogue.columns])
+            if "name" in catalogue.columns:  # the layers each model was given, whether or not it finished them
+                plan_of = audit.model_layers()
+                catalogue["layers"] = [", ".join(plan_of.get(n, [])) for n in catalogue["name"]]
             merged["models"] = catalogue
             export_tables(out, merged)
             _drop_stale_copies(out, set(merged))

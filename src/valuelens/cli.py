@@ -254,6 +254,16 @@ def validate(audit: Path = typer.Argument(..., help="audit YAML")):
         preflight(cfg)
         console.print(f"{audit}: ok ({len(cfg.models)} models, layers: "
                       f"{', '.join(k for k, v in cfg.layers if v is not None)})")
+        _plan_lines(cfg)
+
+
+def _plan_lines(cfg: AuditConfig) -> None:
+    """Which model runs which layer, when models were given different layers."""
+    plan = cfg.model_layers()
+    every = [spec.key for spec, _ in cfg.layers.selected()]
+    if any(keys != every for keys in plan.values()):
+        for name, keys in plan.items():
+            console.print(escape(f"  {name}: {', '.join(keys)}"), highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -6,6 +6,7 @@ key. See the README ("Audit file") for the format.
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from pathlib import Path
 import warnings
@@ -62,6 +63,16 @@ def _both_languages() -> list[Literal["en", "zh"]]:
     return ["en", "zh"]
 
 
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _located(key: tuple, message: str) -> PydanticCustomError:
+    """An error at ``key`` below the validated field (parse_audit appends it to the location, for its line)."""
+    return PydanticCustomError("located", "{message}", {"message": message, "key": key})
+
+
 _CATALOGUE_RULE = "; filled from the built-in catalogue when the model is a known one and the key is not set"
 
 
@@ -99,9 +110,31 @@ class ModelEntry(Strict):
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="backend options, checked against the backend's schema "
                                                 "(valuelens.models.registry.OPTIONS), e.g. max_concurrency, api_key_env")
+    layers: list[str] | None = Field(
+        default=None, min_length=1,
+        description="the layers this model runs (keys of the audit's layers:); default: every selected layer "
+                    "whose models: (if given) lists it")
     _known: str | None = PrivateAttr(default=None)
 
     _name_not_dots = field_validator("name")(_not_dots)
+
+    @field_validator("layers")
+    @classmethod
+    def _known_layers(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        keys = [s.key for s in registry.layers()]
+        out: list[str] = []
+        for j, name in enumerate(v):
+            try:
+                key = registry.get(name).key  # a deprecated alias (diversity) means its layer
+            except KeyError:
+                raise _located((j,), f"unknown layer {name!r}{_did_you_mean(name, keys)} "
+                                     f"(layers: {', '.join(keys)})") from None
+            if key in out:
+                raise _located((j,), f"layer {key} listed twice")
+            out.append(key)
+        return out
 
     @field_validator("backend")
     @classmethod
@@ -158,7 +191,7 @@ class ModelEntry(Strict):
         return self._known
 
     def catalogue(self) -> dict[str, Any]:
-        d = self.model_dump(exclude={"options", "batch_size"})
+        d = self.model_dump(exclude={"options", "batch_size", "layers"})
         d["display_name"] = self.display_name or self.name
         return d
 
@@ -196,13 +229,41 @@ class LayersBase(Strict):
 _LAYER_MODELS: dict[tuple, type[LayersBase]] = {}
 
 
+def _no_repeated_models(cls: Any, v: list[str] | None) -> list[str] | None:
+    for j, name in enumerate(v or []):
+        if name in v[:j]:  # type: ignore[index]
+            raise _located((j,), f"model {name!r} listed twice")
+    return v
+
+
+_SELECTABLE: dict[type[Strict], type[Strict]] = {}
+
+
+def selectable(settings: type[Strict]) -> type[Strict]:
+    """A layer's settings model with ``models:`` added: the audit's models that run the layer (None: every model
+    whose own ``layers:``, if given, lists it). A subclass, so the layer gets an instance of its own settings model
+    and ignores the field; the audit reads it (:meth:`AuditConfig.layers_for`)."""
+    if settings not in _SELECTABLE:
+        if "models" in settings.model_fields:
+            raise TypeError(f"{settings.__name__}: a layer setting may not be called 'models' (the audit's "
+                            "per-layer model selection)")
+        _SELECTABLE[settings] = create_model(
+            settings.__name__, __base__=settings, __module__=settings.__module__,
+            __validators__={"_models_once": field_validator("models")(_no_repeated_models)},
+            models=(Optional[list[str]], Field(  # noqa: UP045 - a runtime type, not an annotation
+                default=None, min_length=1,
+                description="names of the audit's models that run this layer; default: every model (whose own "
+                            "layers:, if given, lists it)")))
+    return _SELECTABLE[settings]
+
+
 def layers_model() -> type[LayersBase]:
     """The ``layers:`` model of the registry as it is now (one per registry state)."""
     specs = registry.layers()
     sig = tuple((s.key, s.settings, s.aliases) for s in specs)
     if sig not in _LAYER_MODELS:
         fields: dict[str, Any] = {
-            s.key: (Optional[s.settings], Field(  # noqa: UP045 - a runtime type, not an annotation
+            s.key: (Optional[selectable(s.settings)], Field(  # noqa: UP045 - a runtime type, not an annotation
                 default=None, description=s.title,
                 validation_alias=AliasChoices(s.key, *s.aliases) if s.aliases else None))
             for s in specs}
@@ -291,6 +352,56 @@ class AuditConfig(Strict):
             if "zh" in self.languages and c in self.country_names and "zh" not in self.country_names[c]:
                 raise ValueError(f"country {c!r} needs a zh name under country_names for Chinese prompts")
         return self
+
+    @model_validator(mode="after")
+    def _model_layers(self) -> AuditConfig:
+        """Per-model ``layers:`` and per-layer ``models:`` name what exists and agree (a model that lists a layer
+        must not be left out by that layer's ``models:``); every selected layer has a model and every model a
+        layer."""
+        selected = {spec.key: s for spec, s in self.layers.selected()}
+        names = [m.name for m in self.models]
+        for key, s in selected.items():
+            for j, name in enumerate(getattr(s, "models", None) or []):
+                if name not in names:
+                    raise _located(("layers", key, "models", j),
+                                   f"unknown model {name!r}{_did_you_mean(name, names)} (models: {', '.join(names)})")
+                own = self.models[names.index(name)].layers
+                if own is not None and key not in own:
+                    raise _located(("layers", key, "models", j),
+                                   f"model {name}'s own layers: ({', '.join(own)}) leave out {key}; add {key} there, "
+                                   f"or drop {name} here")
+        for i, m in enumerate(self.models):
+            for j, key in enumerate(m.layers or []):
+                if key not in selected:
+                    raise _located(("models", i, "layers", j),
+                                   f"layer {key} is not selected under layers: (selected: {', '.join(selected)}); "
+                                   f"add it there or remove it here")
+                listed = getattr(selected[key], "models", None)
+                if listed is not None and m.name not in listed:
+                    raise _located(("models", i, "layers", j),
+                                   f"layers.{key}.models does not list {m.name}; add it there, or drop {key} here")
+        plan = self.model_layers()
+        for i, m in enumerate(self.models):
+            if not plan[m.name]:
+                raise _located(("models", i), f"model {m.name} runs no layer: every selected layer's models: "
+                                              "leaves it out; add it to one or remove the model")
+        for key in selected:
+            if not any(key in keys for keys in plan.values()):
+                raise _located(("layers", key), "no model runs this layer (its models: and the models' layers: "
+                                                "leave out every model); remove it or give it a model")
+        return self
+
+    def layers_for(self, model: str) -> list[tuple[registry.LayerSpec, Strict]]:
+        """(layer, settings) of the layers one model runs, in run order: the selected layers that its own
+        ``layers:`` lists (default: all) and whose ``models:`` lists it (default: all models)."""
+        entry = next(m for m in self.models if m.name == model)
+        return [(spec, s) for spec, s in self.layers.selected()
+                if (entry.layers is None or spec.key in entry.layers)
+                and (getattr(s, "models", None) is None or model in getattr(s, "models"))]
+
+    def model_layers(self) -> dict[str, list[str]]:
+        """Model name → the keys of the layers it runs, in run order (run.json ``model_layers``)."""
+        return {m.name: [spec.key for spec, _ in self.layers_for(m.name)] for m in self.models}
 
     _origin: str = PrivateAttr(default="audit file")
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
@@ -459,7 +570,7 @@ def parse_audit(text: str, origin: str) -> AuditConfig:
             if loc[:1] == ("layers",) and len(loc) == 2 and loc[1] in registry.aliases():
                 msg = (f"deprecated name of layers.{registry.aliases()[str(loc[1])]}, which is given too; "
                        "keep only that one")
-        if err["type"] == "backend_option":  # the option's own key
+        if err["type"] in ("backend_option", "located"):  # the option's (or list item's) own key
             loc = (*loc, *err["ctx"]["key"])
         raise _fail(origin, lines, loc, msg) from None
     bad = _bool_as_number(AuditConfig, data, ())

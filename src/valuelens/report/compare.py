@@ -120,7 +120,23 @@ def compare(data: ReportData, h: Headline) -> Comparisons:
                                      h.n_resamples, h.seed))
     out.n_tests = adjust_all(out.done)
     out.families = family_sizes(out.done)
+    if not data.is_uniform():
+        for c in out.done:
+            _not_run_note(data, c)
     return out
+
+
+def _not_run_note(data: ReportData, c: Comparison) -> None:
+    """Group members that were not given a compared metric's layer: left out of it (the observations are the
+    models that ran it), never counted as 0."""
+    parts = []
+    for layer in data.layers:
+        if any(data.layer_of_table(r.entry.metric.table) == layer for r in c.rows):
+            missing = [m for m in [*c.models_a, *c.models_b] if data.cell(m, layer) == "not run"]
+            if missing:
+                parts.append(f"{layer.title}: {', '.join(missing)}")
+    if parts:
+        c.warnings.append("Not run (left out of that layer's metrics, not counted as 0): " + "; ".join(parts) + ".")
 
 
 @dataclass

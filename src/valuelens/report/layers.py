@@ -19,7 +19,7 @@ from . import figures, layer_def, layer_dilemmas, layer_mark
 from . import position as pos
 from .blocks import Section
 from .common import threshold as _threshold
-from .headline import headline_rows
+from .headline import headline_rows, model_order
 from .load import Layer, ReportData
 from .sections import synthetic_note
 
@@ -43,8 +43,23 @@ def layer_sections(data: ReportData, seed: int = 0) -> list[Section]:
         if status == "ok":
             position_note(sec, data, layer.key)
             synthetic_note(sec, data, layer)
+            who_ran(sec, data, layer)
         out.append(sec)
     return out
+
+
+def who_ran(sec: Section, data: ReportData, layer: Layer) -> None:
+    """At the top of a layer, when models were given different layers: which ran it, which did not."""
+    if data.is_uniform():
+        return
+    cells: dict[str, list[str]] = {}
+    for m in model_order(data):
+        cells.setdefault(data.cell(m, layer), []).append(m)
+    parts = [f"{what}: {', '.join(ms)}" for what, ms in cells.items() if what != "ran"]
+    sec.blocks.insert(0, {"kind": "text", "cls": "muted", "text": (
+        f"Run by {', '.join(cells.get('ran', [])) or 'no model'}"
+        + (f"; {'; '.join(parts)}" if parts else "") + ". A model that was not given this layer (not run) has "
+        "no rows in its tables and is in none of its figures, rankings or comparisons.")})
 
 
 def generic(sec: Section, data: ReportData, layer: Layer, seed: int = 0) -> None:

@@ -112,6 +112,58 @@ class ReportData:
             reasons.append(f"{r.name}: {why}" if self.is_comparison else why[0].upper() + why[1:])
         return "no data yet", "; ".join(reasons) + "."
 
+    def layer_of_table(self, table: str) -> Layer | None:
+        """The layer whose prefix the table name has."""
+        return next((x for x in self.layers if table.startswith(x.prefix)), None)
+
+    def model_layers(self) -> dict[str, set[str]]:
+        """Model name → the keys of the layers the audit gave it (run.json ``model_layers``, with comparison
+        renames); for a run.json without it (written before per-model layers), every configured layer."""
+        out: dict[str, set[str]] = {}
+        back = {(orig, new.rsplit("@", 1)[1]): new for new, orig in self.renamed.items()}
+        for r in self.runs:
+            planned = r.manifest.get("model_layers")
+            if not isinstance(planned, dict):
+                configured = {x.key for x in self.layers if _configured(r.manifest, x)}
+                names = [m.get("name") for m in (r.manifest.get("audit") or {}).get("models") or []]
+                planned = {n: sorted(configured) for n in names if isinstance(n, str)}
+            for name, keys in planned.items():
+                out.setdefault(back.get((name, r.name), name), set()).update(keys)
+        return out
+
+    def is_uniform(self) -> bool:
+        """Whether every model was given every layer the runs configured (no per-model selection in effect)."""
+        plan = self.model_layers()
+        every = set().union(*plan.values()) if plan else set()
+        return all(keys == every for keys in plan.values())
+
+    def cell(self, model: str, layer: Layer) -> str:
+        """What one model did with one layer: "ran" (it has rows in the layer's tables), "not run" (the audit
+        did not give it the layer), "failed" or "cancelled" (the model's run.json status), "pending" (the run
+        has not finished), or "no results" (finished with no rows)."""
+        plan = self.model_layers()
+        if model in plan and layer.key not in plan[model]:
+            return "not run"
+        for df in self.layer_tables(layer).values():
+            if "model" in df.columns and (df["model"] == model).any():
+                return "ran"
+        status = self._model_status(model)
+        if status in ("failed", "cancelled"):
+            return status
+        if any(r.manifest.get("status") != "finished" for r in self.runs):
+            return "pending"
+        return "no results"
+
+    def _model_status(self, model: str) -> str:
+        for r in self.runs:
+            for m in r.manifest.get("models") or []:
+                if not isinstance(m, dict):
+                    continue
+                name = m.get("name")
+                if name == model or (self.renamed.get(model) == name and model.endswith(f"@{r.name}")):
+                    return str(m.get("status") or "finished")
+        return ""
+
     def countries(self) -> list[str]:
         return _union(self, "countries", "country")
 
@@ -162,7 +214,7 @@ _STR, _INT, _DICT, _LIST = (str,), (int,), (dict,), (list,)
 MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
     "status": _STR, "error": _STR, "audit_source": _STR, "run_id": _STR, "started": _STR, "ended": _STR,
     "seed": _INT, "audit": _DICT, "models": _LIST, "calls": _DICT, "calls_all_runs": _DICT, "versions": _DICT,
-    "tables": _LIST, "lanes": _DICT, "layers": _LIST,
+    "tables": _LIST, "lanes": _DICT, "layers": _LIST, "model_layers": _DICT,
 }
 AUDIT_FIELDS: dict[str, tuple[type, ...]] = {
     "name": _STR, "seed": _INT, "layers": _DICT, "models": _LIST, "countries": _LIST, "languages": _LIST,
@@ -214,6 +266,9 @@ def check_manifest(m: Any, path: Path) -> None:
     for k, v in (m.get("versions") or {}).items():
         if not isinstance(v, str):
             raise _type_error(path, f"versions.{k}", _STR, v)
+    for name, keys in (m.get("model_layers") or {}).items():
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise _type_error(path, f"model_layers.{name}", _LIST, keys)
     for i, x in enumerate(m.get("layers") or []):
         if not isinstance(x, dict):
             raise _type_error(path, f"layers[{i}]", _DICT, x)

@@ -8,7 +8,7 @@ from typing import Any
 from . import position as pos
 from .blocks import Cell, Section
 from .headline import Headline, bias_profiles, flag_rules, flags
-from .table1 import ranking_table
+from .table1 import NOT_RUN, ranking_tables
 from .load import Layer, ReportData
 
 SYNTHETIC = "synthetic — not human data"  # valuelens.data.synthetic.LABEL (the report reads tables only)
@@ -53,9 +53,10 @@ def summary(data: ReportData, h: Headline) -> Section:
         status.append({"text": f"{layer.title}: {'included' if st == 'ok' else st}", "flag": st != "ok",
                        "detail": reason})
     sec.items(status, "Layers")
+    layer_matrix(sec, data, h.models)
     for text in failed_items(data):
         sec.text(text, "warn")
-    ranking_table(sec, h, countries)
+    ranking_tables(sec, h, countries, data)
     raised = flags(data, h)
     profiles = bias_profiles(h, raised)
     if profiles:
@@ -74,6 +75,28 @@ def summary(data: ReportData, h: Headline) -> Section:
         else:
             sec.text("Human oversight: no flag raised by the rules above.", "ok")
     return sec
+
+
+def layer_matrix(sec: Section, data: ReportData, models: list[str]) -> None:
+    """Which model ran which layer, when the audit gave models different layers (per-model ``layers:`` or
+    per-layer ``models:``)."""
+    if data.is_uniform():
+        return
+    given = set().union(*data.model_layers().values())
+    layers = [x for x in data.layers if x.key in given]
+    rows = []
+    for m in models:
+        cells: list = [m]
+        for x in layers:
+            c = data.cell(m, x)
+            cells.append(Cell(c, kind="notrun") if c == NOT_RUN else Cell(c, kind="flag") if c == "failed" else c)
+        rows.append(cells)
+    sec.table(["model", *[x.title for x in layers]], rows, "Which model ran which layer",
+              "ran: the model has rows in the layer's tables. not run: the audit did not give the model this "
+              "layer (its layers: or the layer's models:), so it has no value there — not a failure and not a 0. "
+              "failed / cancelled: the model failed or was stopped (see below). pending: the run has not "
+              "finished. no results: it ran the layer and the layer wrote no rows for it. Each layer's "
+              "ranking, flags and comparisons use only the models that ran it.")
 
 
 def position_summary(sec: Section, data: ReportData) -> None:

@@ -4,6 +4,7 @@ summary's ranking with intervals."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,9 +17,34 @@ from . import figures
 from .blocks import Cell, Section
 from .compare import Comparisons, CrossRun
 from .headline import Headline, ranking
+from .load import ReportData
 
 
-def ranking_table(sec: Section, h: Headline, countries: list[str]) -> None:
+NOT_RUN = "not run"  # a model the audit did not give a layer: no value there, not a failure and not a 0
+
+
+def ranking_tables(sec: Section, h: Headline, countries: list[str], data: ReportData | None = None) -> None:
+    """The summary's ranking. When the models ran different layers (per-model ``layers:``), one ranking per
+    layer, each over the models that ran it and that layer's metrics only: a mean rank over different metric
+    sets, or a rank among models some of which never ran the layer, would compare unlike things."""
+    if data is None or data.is_uniform():
+        ranking_table(sec, h, countries)
+        return
+    for layer in data.layers:
+        entries = [e for e in h.entries if data.layer_of_table(e.metric.table) == layer]
+        if not entries:
+            continue
+        ran = [m for m in h.models if data.cell(m, layer) == "ran"]
+        keys = [e.key for e in entries]
+        sub = replace(h, models=ran, entries=entries, values=h.values.reindex(index=ran, columns=keys))
+        not_run = [m for m in h.models if data.cell(m, layer) == NOT_RUN]
+        ranking_table(sec, sub, countries, f" · {layer.title}",
+                      f"Only the models that ran this layer ({', '.join(ran)})"
+                      + (f"; not run by {', '.join(not_run)} (the audit did not give them this layer)"
+                         if not_run else "") + ". ")
+
+
+def ranking_table(sec: Section, h: Headline, countries: list[str], suffix: str = "", scope: str = "") -> None:
     """The summary's ranking (per metric: rank, interval, which neighbours it cannot be told from); one model:
     its values and intervals, no rank."""
     ranked = ranking(h)
@@ -41,8 +67,8 @@ def ranking_table(sec: Section, h: Headline, countries: list[str]) -> None:
             rows.append(cells)
         cols = (["position", "model"] + [f"{e.label} ({e.metric.better} is better)" for e in entries]
                 + ["mean rank", "metrics where its interval overlaps neither neighbour"])
-        sec.table(cols, rows, f"Model ranking for {', '.join(countries) or 'the audited cultures'}",
-                  "Models ordered by their mean rank over the metrics shown that they have a value for (#1 = best "
+        sec.table(cols, rows, f"Model ranking for {', '.join(countries) or 'the audited cultures'}{suffix}",
+                  scope + "Models ordered by their mean rank over the metrics shown that they have a value for (#1 = best "
                   "on that metric; ties share the better rank). [low, high] = 95% interval; “not distinguishable "
                   "from X” = its interval overlaps that of X, a neighbour in that metric's order (or X has no "
                   "interval), so the two ranks are not a finding. " + h.describe())
@@ -57,10 +83,11 @@ def ranking_table(sec: Section, h: Headline, countries: list[str]) -> None:
             rows.append([e.label, v, f"[{ci.low:.3f}, {ci.high:.3f}]" if ci else
                          f"none ({h.no_ci.get((e.key, model), 'no per-item values')})",
                          e.metric.better or "not ranked"])
-        sec.table(["metric", "value", "95% interval", "better"], rows, f"Headline values of {model}",
-                  "One model with headline values: nothing to rank. " + h.describe())
+        sec.table(["metric", "value", "95% interval", "better"], rows, f"Headline values of {model}{suffix}",
+                  scope + "One model with headline values: nothing to rank. " + h.describe())
     else:
-        sec.text("No headline metric is available yet, so models are not ranked.", "muted")
+        sec.text(f"{suffix.removeprefix(' · ') + ': ' if suffix else ''}No headline metric is available yet, so "
+                 "models are not ranked.", "muted")
 
 
 def section(comp: Comparisons, h: Headline) -> Section:
