@@ -12,22 +12,29 @@ from pathlib import Path
 import pandas as pd
 
 from valuelens.audit import AuditResult, run_audit
-from valuelens.config import AuditConfig, demo_audit, load_audit
+from valuelens.config import AuditConfig, AuditFlags, audit_with_flags, demo_audit, load_audit
 from valuelens.progress import Tracker
 from valuelens.results import read_tables
 from valuelens.store import STORE_NAME, Store
 
 
-def load(audit: str | Path | AuditConfig | None = None) -> AuditConfig:
+def load(audit: str | Path | AuditConfig | None = None, flags: AuditFlags | None = None) -> AuditConfig:
+    """The audit: a file, the built-in demo (None), or with ``flags`` (the CLI's ``--model``, ``--layers``, ...)
+    a file or nothing with the flags applied (:func:`valuelens.config.audit_with_flags`)."""
+    if flags is not None:
+        if isinstance(audit, AuditConfig):
+            raise TypeError("flags apply to an audit file or to none, not to an AuditConfig")
+        return audit_with_flags(audit, flags)
     if audit is None:
         return demo_audit()
     return audit if isinstance(audit, AuditConfig) else load_audit(audit)
 
 
 def run_full(audit: str | Path | AuditConfig | None = None, out_dir: str | Path | None = None,
-             tracker: Tracker | None = None, force: bool = False) -> AuditResult:
+             tracker: Tracker | None = None, force: bool = False, source: str | None = None) -> AuditResult:
     cfg = load(audit)
-    source = str(audit) if isinstance(audit, (str, Path)) else ("builtin demo" if audit is None else "api")
+    if source is None:
+        source = str(audit) if isinstance(audit, (str, Path)) else ("builtin demo" if audit is None else "api")
     return run_audit(cfg, out_dir, tracker, audit_source=source, force=force)
 
 

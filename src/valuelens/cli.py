@@ -109,8 +109,22 @@ def run(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: 
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output (same as --progress none)"),
         progress: str = typer.Option("auto", "--progress",
                                      help="bar | plain (a line per task every 30 s, for logs) | none; auto: a bar "
-                                          "on a terminal, plain lines otherwise")):
-    """Run (or resume) an audit and write results, run.json and the store."""
+                                          "on a terminal, plain lines otherwise"),
+        model: Optional[list[str]] = typer.Option(
+            None, "--model", "-m", help="a model to audit: SPEC or NAME=SPEC (embedded, hf:PATH, openai:MODEL@URL, "
+                                        "vllm:PATH, scripted:FILE); repeat for more; replaces the file's models"),
+        layers: Optional[str] = typer.Option(None, "--layers", help="layers to run, comma-separated (first_token, "
+                                             "def, dilemmas, mark); replaces the file's selection"),
+        limit: Optional[str] = typer.Option(None, "--limit", help="first N questions / dilemmas in every layer "
+                                            "that has a limit"),
+        countries: Optional[str] = typer.Option(None, "--countries", help="comma-separated, e.g. "
+                                                "\"United States,China\""),
+        languages: Optional[str] = typer.Option(None, "--languages", help="comma-separated: en, zh"),
+        seed: Optional[str] = typer.Option(None, "--seed", help="seed of every sampled call")):
+    """Run (or resume) an audit and write results, run.json and the store.
+
+    Without AUDIT, --model and --layers build an audit from the flags (no YAML); with AUDIT, a flag overrides
+    the file's field (flag > file > default). Neither: the built-in demo audit."""
     from valuelens import api
     from valuelens.audit import check_out_dir, mark_failed
     from valuelens.progress import LineTracker, NullTracker, rich_tracker
@@ -124,18 +138,22 @@ def run(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: 
         if out is not None and not out.strip():
             raise ValueLensError("--out: empty path; give a directory (e.g. --out runs/NAME)")
         out_dir = Path(out) if out is not None else None
-        cfg = api.load(audit)  # bad input fails before any progress bar appears
+        flags = audit_flags(model, layers, limit, countries, languages, seed)
+        # bad input fails before any progress bar appears
+        cfg = api.load(audit, flags) if flags.given() else api.load(audit)
+        source = (f"{audit or 'command line'}: {flags.describe()}" if flags.given()
+                  else str(audit) if audit is not None else "builtin demo")
         _notes(cfg)
         check_out_dir(out_dir if out_dir is not None else cfg.out_dir())
         if mode == "none":
-            result = api.run_full(audit, out_dir, NullTracker(), force=force)
+            result = api.run_full(cfg, out_dir, NullTracker(), force=force, source=source)
         elif mode == "plain":
             interval = float(os.environ.get("VALUELENS_PROGRESS_INTERVAL", "30"))
             line = LineTracker(lambda text: console.print(escape(text), highlight=False, soft_wrap=True), interval)
-            result = api.run_full(audit, out_dir, line, force=force)
+            result = api.run_full(cfg, out_dir, line, force=force, source=source)
         else:
             with rich_tracker(console) as tracker:
-                result = api.run_full(audit, out_dir, tracker, force=force)
+                result = api.run_full(cfg, out_dir, tracker, force=force, source=source)
         try:
             _summary(result)
             from valuelens.report import build_report
@@ -144,6 +162,41 @@ def run(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: 
         except BaseException as e:  # the command failed: run.json must not say "finished"
             mark_failed(result.out_dir, e)
             raise
+
+
+def _listed(flag: str, value: str | None) -> list[str] | None:
+    """A comma-separated flag value as a list (None: not given); an empty item is an error."""
+    if value is None:
+        return None
+    items = [x.strip() for x in value.split(",")]
+    if not any(items):
+        raise ValueLensError(f"{flag}: empty; give a comma-separated list")
+    if not all(items):
+        raise ValueLensError(f"{flag}: {value!r} has an empty item (two commas, or one at an end)")
+    return items
+
+
+def _whole(flag: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise ValueLensError(f"{flag}: {value!r} is not a whole number") from None
+
+
+def audit_flags(model: list[str] | None, layers: str | None, limit: str | None, countries: str | None,
+                languages: str | None, seed: str | None):
+    """``valuelens run``'s audit flags, parsed (config.AuditFlags); a bad value is a one-line error naming the flag."""
+    from valuelens.config import AuditFlags
+
+    models = list(model or [])
+    for m in models:
+        if not m.strip():
+            raise ValueLensError("--model: empty; give a backend spec, e.g. --model embedded")
+    return AuditFlags(models=models, layers=_listed("--layers", layers), limit=_whole("--limit", limit),
+                      countries=_listed("--countries", countries), languages=_listed("--languages", languages),
+                      seed=_whole("--seed", seed))
 
 
 def _summary(result) -> None:

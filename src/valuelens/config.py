@@ -6,7 +6,10 @@ key. See the README ("Audit file") for the format.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import re
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 import warnings
@@ -382,6 +385,15 @@ class AuditConfig(Strict):
                                    f"layers.{key}.models does not list {m.name}; add it there, or drop {key} here")
         plan = self.model_layers()
         for i, m in enumerate(self.models):
+            for spec, s in self.layers_for(m.name):
+                problem = spec.fits(s, m.spec.kind) if spec.fits is not None else ""
+                if problem:
+                    listed = getattr(s, "models", None) or []
+                    where = (("models", i, "layers", m.layers.index(spec.key)) if m.layers else
+                             ("layers", spec.key, "models", listed.index(m.name)) if m.name in listed
+                             else ("models", i))
+                    raise _located(where, f"model {m.name} runs {spec.key}, but {problem}; give {spec.key} "
+                                          f"to other models (layers.{spec.key}.models: or the models' layers:)")
             if not plan[m.name]:
                 raise _located(("models", i), f"model {m.name} runs no layer: every selected layer's models: "
                                               "leaves it out; add it to one or remove the model")
@@ -534,14 +546,19 @@ def _bool_as_number(ann: Any, value: Any, loc: tuple) -> tuple[tuple, str] | Non
     return None
 
 
-def _fail(origin: str, lines: dict[tuple, int], loc: tuple, msg: str) -> ValueLensError:
-    line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
+def _fail(origin: str, lines: dict[tuple, int], loc: tuple, msg: str,
+          flags: dict[tuple, str] | None = None) -> ValueLensError:
     key = ".".join(str(p) for p in loc) or "(top level)"
+    flag = next((flags[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in flags), None) if flags else None
+    if flag is not None:  # a value the command line gave: name the flag, not a line of the file
+        return ValueLensError(f"{flag}: {key}: {msg}")
+    line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
     where = f" line {line}" if line else ""
     return ValueLensError(f"{origin}{where}: {key}: {msg}")
 
 
-def parse_audit(text: str, origin: str) -> AuditConfig:
+def _read_yaml(text: str, origin: str) -> tuple[dict[str, Any], dict[tuple, int]]:
+    """The audit file's mapping and the line of every key (safe loader; alias bombs and duplicate keys refused)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
@@ -558,7 +575,18 @@ def parse_audit(text: str, origin: str) -> AuditConfig:
         raise ValueLensError(f"{origin}: invalid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ValueLensError(f"{origin}: expected a mapping of audit settings at the top level")
-    lines = _line_map(node) if node is not None else {}
+    return data, _line_map(node) if node is not None else {}
+
+
+def parse_audit(text: str, origin: str) -> AuditConfig:
+    data, lines = _read_yaml(text, origin)
+    return _validated(data, origin, lines)
+
+
+def _validated(data: dict[str, Any], origin: str, lines: dict[tuple, int],
+               flags: dict[tuple, str] | None = None) -> AuditConfig:
+    """The audit settings validated; an error names the file and line, or the command-line flag (``flags``:
+    location → the flag that set it)."""
     try:
         cfg = AuditConfig.model_validate(data)
     except ValidationError as e:
@@ -572,10 +600,10 @@ def parse_audit(text: str, origin: str) -> AuditConfig:
                        "keep only that one")
         if err["type"] in ("backend_option", "located"):  # the option's (or list item's) own key
             loc = (*loc, *err["ctx"]["key"])
-        raise _fail(origin, lines, loc, msg) from None
+        raise _fail(origin, lines, loc, msg, flags) from None
     bad = _bool_as_number(AuditConfig, data, ())
     if bad:
-        raise _fail(origin, lines, *bad)
+        raise _fail(origin, lines, *bad, flags)
     cfg._origin, cfg._lines = origin, lines
     used = data.get("layers")
     used = used if isinstance(used, dict) else {}
@@ -584,8 +612,177 @@ def parse_audit(text: str, origin: str) -> AuditConfig:
             note = (f"{cfg.where('layers', old)}: deprecated name of layers.{new} (still accepted); "
                     f"rename it to {new}")
             cfg._notes.append(note)
-            warnings.warn(note, DeprecationWarning, stacklevel=2)
+            warnings.warn(note, DeprecationWarning, stacklevel=3)
     return cfg
+
+
+# the command line's audit flags (valuelens run --model ... --layers ...) ----------------------------------
+
+@dataclass
+class AuditFlags:
+    """``valuelens run`` flags that build or override an audit (None / empty: not given). Precedence: a flag
+    wins over the audit file's field, which wins over the default."""
+
+    models: list[str] = field(default_factory=list)  # SPEC or NAME=SPEC; replace the file's models
+    layers: list[str] | None = None  # the layers to run (the file's settings where it has them, else defaults)
+    limit: int | None = None  # every selected layer that has a limit setting
+    countries: list[str] | None = None
+    languages: list[str] | None = None
+    seed: int | None = None
+
+    def given(self) -> bool:
+        return bool(self.models) or any(v is not None for v in (self.layers, self.limit, self.countries,
+                                                                 self.languages, self.seed))
+
+    def describe(self) -> str:
+        """The flags as a command line (run.json ``audit_source``)."""
+        parts = [f"--model {m}" for m in self.models]
+        for flag, v in (("--layers", self.layers), ("--countries", self.countries), ("--languages", self.languages)):
+            if v is not None:
+                parts.append(f"{flag} {','.join(v)}")
+        parts += [f"{flag} {v}" for flag, v in (("--limit", self.limit), ("--seed", self.seed)) if v is not None]
+        return " ".join(parts)
+
+
+_NAME = re.compile(r"[A-Za-z0-9._\-]+")
+
+
+def flag_model(raw: str) -> tuple[str, str]:
+    """(name, backend spec) of a ``--model`` value: ``NAME=SPEC``, or a SPEC named after what it runs (the
+    MODEL of ``openai:ORG/MODEL@URL``, the last folder of ``hf:PATH``, the file of ``scripted:FILE.json``,
+    ``embedded``)."""
+    raw = raw.strip()
+    name, sep, spec = raw.partition("=")
+    if sep and _NAME.fullmatch(name):
+        return name, spec.strip()
+    kind, _, arg = raw.partition(":")
+    if kind == "openai":
+        base = (arg.rpartition("@")[0] if "@" in arg else arg).rstrip("/").rpartition("/")[2]
+    elif kind in ("hf", "vllm", "scripted"):
+        base = Path(arg.rstrip("/")).stem if kind == "scripted" else Path(arg.rstrip("/")).name
+    else:
+        base = kind
+    return re.sub(r"[^A-Za-z0-9._\-]+", "-", base).strip("-.") or "model", raw
+
+
+def audit_with_flags(path: str | Path | None, flags: AuditFlags) -> AuditConfig:
+    """An audit from an audit file (or none) with the command line's flags applied, validated like a file:
+    an error in a value a flag gave names the flag (``--countries: countries.0: unknown country ...``).
+
+    ``--model`` replaces the file's models (and with them its layers' ``models:`` lists, which name the file's
+    models); ``--layers`` chooses the layers (the file's settings for a layer it has, else the layer's
+    defaults), keeps only those in the models' own ``layers:``, and leaves out a file model that runs none
+    of them (with a note); ``--limit`` sets ``limit`` on every chosen layer that has one (MARK has none);
+    ``--countries``, ``--languages`` and ``--seed`` replace the file's. Without a file, ``--model`` and
+    ``--layers`` are needed."""
+    if path is not None:
+        origin = str(path)
+        data, lines = _read_yaml(read_text(Path(path), limit=MAX_AUDIT_BYTES), origin)
+    else:
+        origin, data, lines = "command line", {}, {}
+        if not flags.models:
+            raise ValueLensError("--model: give at least one model (e.g. --model embedded), or an audit file")
+        if flags.layers is None:
+            raise ValueLensError(f"--layers: name the layers to run ({', '.join(s.key for s in registry.layers())}), "
+                                 "or give an audit file")
+    data = copy.deepcopy(data)
+    at: dict[tuple, str] = {}
+    notes: list[str] = []
+    for key in ("countries", "languages", "seed"):
+        value = getattr(flags, key)
+        if value is not None:
+            data[key], at[(key,)] = value, f"--{key}"
+    file_layers: dict[str, Any] = data["layers"] if isinstance(data.get("layers"), dict) else {}
+    if flags.models:
+        models: list[dict[str, str]] = []
+        seen: set[str] = set()
+        for raw in flags.models:
+            name, spec = flag_model(raw)
+            if name in seen:
+                raise ValueLensError(f"--model {raw}: a second model named {name!r}; name them: --model NAME=SPEC")
+            seen.add(name)
+            at[("models", len(models))] = f"--model {raw}"
+            models.append({"name": name, "backend": spec})
+        data["models"], at[("models",)] = models, "--model"
+        file_layers = {k: ({kk: vv for kk, vv in v.items() if kk != "models"} if isinstance(v, dict) else v)
+                       for k, v in file_layers.items()}
+    if flags.layers is not None:
+        keys = [s.key for s in registry.layers()]
+        chosen: dict[str, Any] = {}
+        for name in flags.layers:
+            try:
+                layer = registry.get(name)
+            except KeyError:
+                raise ValueLensError(f"--layers: unknown layer {name!r}{_did_you_mean(name, keys)} "
+                                     f"(layers: {', '.join(keys)})") from None
+            if layer.key in chosen:
+                raise ValueLensError(f"--layers: {layer.key} given twice")
+            given = next((k for k in layer.config_keys if file_layers.get(k) is not None), None)
+            chosen[layer.key] = file_layers[given] if given else {}
+            if given is None:
+                at[("layers", layer.key)] = f"--layers {layer.key}"
+            elif given != layer.key:  # the file's old name (diversity): its lines under the current key
+                lines.update({("layers", layer.key, *k[2:]): v for k, v in list(lines.items())
+                              if k[:2] == ("layers", given)})
+        at[("layers",)] = "--layers"
+        data["layers"] = chosen
+        if not flags.models and isinstance(data.get("models"), list):
+            kept, left, index = [], [], []
+            for i, m in enumerate(data["models"]):
+                own = m.get("layers") if isinstance(m, dict) else None
+                if isinstance(own, list):
+                    inside = [k for k in own if isinstance(k, str) and _layer_key(k) in chosen]
+                    if not inside:
+                        left.append(str(m.get("name")))
+                        continue
+                    m["layers"] = inside
+                kept.append(m)
+                index.append(i)
+            if left and kept:
+                notes.append(f"--layers: {', '.join(left)} run{'s' * (len(left) == 1)} none of "
+                             f"{', '.join(chosen)}; left out of this run")
+                names = {m.get("name") for m in kept if isinstance(m, dict)}
+                for v in chosen.values():
+                    if isinstance(v, dict) and isinstance(v.get("models"), list):
+                        v["models"] = [n for n in v["models"] if n in names]
+                lines = _renumbered(lines, index)
+                data["models"] = kept
+            # every model left out: the validation's own error says so (a layer without a model)
+    elif "layers" in data:
+        data["layers"] = file_layers
+    if flags.limit is not None:
+        layers: dict[str, Any] = data["layers"] if isinstance(data.get("layers"), dict) else {}
+        hit = []
+        for key, v in layers.items():
+            try:
+                layer = registry.get(key)
+            except KeyError:
+                continue  # the validation names the unknown key
+            if v is not None and "limit" in layer.settings.model_fields:
+                layers[key] = {**v, "limit": flags.limit} if isinstance(v, dict) else v
+                at[("layers", key, "limit")] = "--limit"
+                hit.append(key)
+        if not hit:
+            raise ValueLensError(f"--limit: none of the layers ({', '.join(layers) or 'none'}) takes a limit")
+    cfg = _validated(data, origin, lines, at)
+    cfg._notes.extend(notes)
+    return cfg
+
+
+def _layer_key(name: str) -> str:
+    try:
+        return registry.get(name).key
+    except KeyError:
+        return name
+
+
+def _renumbered(lines: dict[tuple, int], kept: list[int]) -> dict[tuple, int]:
+    """The file's line map with ``models.I...`` keys moved to the kept models' new indices."""
+    out = {k: v for k, v in lines.items() if not (len(k) >= 2 and k[0] == "models" and isinstance(k[1], int))}
+    for new, old in enumerate(kept):
+        out.update({("models", new, *k[2:]): v for k, v in lines.items()
+                    if len(k) >= 2 and k[0] == "models" and k[1] == old})
+    return out
 
 
 def load_audit(path: str | Path) -> AuditConfig:

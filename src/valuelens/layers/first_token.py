@@ -313,6 +313,18 @@ def _metrics(human: tuple[float, ...] | None, probs: tuple[float, ...] | None) -
             "emd": ordinal_emd(human, probs, normalize=True)}
 
 
+TRAINABLE_KINDS = ("hf", "embedded")  # backends whose handle is models.base.Trainable
+
+
+def backend_problem(settings: FirstTokenSettings, kind: str) -> str:
+    """Why a model of backend ``kind`` cannot run this layer's settings ("" when it can): fine-tuning needs
+    the weights (checked when the audit file is read, so an audit that gives ``first_token`` with ``train`` to
+    an API model fails before any call)."""
+    if settings.train is not None and kind not in TRAINABLE_KINDS:
+        return f"first_token.train needs the weights: the {kind} backend cannot be fine-tuned (only hf, embedded)"
+    return ""
+
+
 def run(model: CachedModel, settings: FirstTokenSettings, ctx: LayerContext) -> dict[str, pd.DataFrame]:
     job = FirstTokenRun(settings, ctx)
     if settings.train is not None and not model.can_finetune:

@@ -68,6 +68,12 @@ class CombineFn(Protocol):
     def __call__(self, tables: Tables, settings: Any, ctx: LayerContext, /) -> Tables: ...
 
 
+class FitsFn(Protocol):
+    """Why a model of this backend kind (``hf``, ``openai``, ...) cannot run the layer with these settings, or ""."""
+
+    def __call__(self, settings: Any, kind: str, /) -> str: ...
+
+
 class CheckFn(Protocol):
     """Before anything is written: read the layer's inputs; bad input raises ValueLensError."""
 
@@ -89,6 +95,7 @@ class LayerSpec:
     report_order: int = 100  # place in the report (the paper's order for the built-in layers); ties: registry order
     aliases: tuple[str, ...] = ()  # older audit-file keys, accepted with a deprecation note
     legacy_keys: tuple[str, ...] = ()  # keys older run.json files used under audit.layers (the report only)
+    fits: FitsFn | None = None  # checked per model at config time (per-model layers: which model runs it)
 
     def __post_init__(self) -> None:
         for k in self.config_keys:
@@ -162,7 +169,7 @@ def aliases() -> Mapping[str, str]:
 # The built-in layers, in the order they run (first_token first: the cheapest, and the one most audits use).
 register(LayerSpec(
     "first_token", "First-token alignment", FirstTokenSettings, "first_token_", first_token.run,
-    check=first_token.check, section="first_token", report_order=30))
+    check=first_token.check, section="first_token", report_order=30, fits=first_token.backend_problem))
 register(LayerSpec(
     "def", "DEF (Diversity-Enhanced Framework)", DEFSettings, "def_", def_layer.run, def_layer.combine,
     def_layer.check, section="def", report_order=20, aliases=("diversity",)))

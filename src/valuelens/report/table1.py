@@ -35,8 +35,12 @@ def ranking_tables(sec: Section, h: Headline, countries: list[str], data: Report
         if not entries:
             continue
         ran = [m for m in h.models if data.cell(m, layer) == "ran"]
+        if not any(e.metric.better for e in entries) and len(ran) != 1:
+            continue  # nothing to rank (the layer's headline values are shown, not ranked)
         keys = [e.key for e in entries]
-        sub = replace(h, models=ran, entries=entries, values=h.values.reindex(index=ran, columns=keys))
+        sources = [x for x in h.sources if any(x.startswith(f"{e.metric.label} = ") for e in entries)]
+        sub = replace(h, models=ran, entries=entries, values=h.values.reindex(index=ran, columns=keys),
+                      sources=sources)
         not_run = [m for m in h.models if data.cell(m, layer) == NOT_RUN]
         ranking_table(sec, sub, countries, f" · {layer.title}",
                       f"Only the models that ran this layer ({', '.join(ran)})"
