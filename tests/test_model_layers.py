@@ -201,3 +201,31 @@ def test_validate_prints_the_plan(tmp_path):
     r = CliRunner().invoke(app, ["validate", str(p)], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     assert "local-ft: first_token" in r.output and "claude: def, dilemmas" in r.output
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mixed_fleet.yaml"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_mixed_fleet_example_validates_and_is_the_readme_quickstart(tmp_path, monkeypatch):
+    import yaml
+    from typer.testing import CliRunner
+
+    from valuelens.cli import app
+
+    monkeypatch.chdir(tmp_path)  # its output directory (runs/mixed-fleet) is checked relative to here
+    r = CliRunner().invoke(app, ["validate", str(EXAMPLE)], env={"COLUMNS": "200", "OPENAI_API_KEY": "sk-test"})
+    assert r.exit_code == 0, r.output
+    assert "llama3-8b: first_token" in r.output and "gpt-4o: def, dilemmas, mark" in r.output
+    cfg = parse_audit(EXAMPLE.read_text(encoding="utf-8"), str(EXAMPLE))
+    kinds = {m.name: m.spec.kind for m in cfg.models}
+    assert kinds == {"llama3-8b": "hf", "qwen2-7b": "openai", "gpt-4o": "openai"}
+    assert cfg.models[1].spec.url.startswith("http://127.0.0.1") and "api.openai.com" in cfg.models[2].spec.url
+    assert cfg.layers.first_token.train is not None  # fine-tuning, on the local weights only
+    # the README's quickstart shows this audit
+    quick = README.read_text(encoding="utf-8").split("## Quickstart on real models", 1)[1]
+    block = quick.split("```yaml", 1)[1].split("```", 1)[0]
+    assert yaml.safe_load(block) == yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    # without the API key the same file fails validation, naming the line
+    r = CliRunner().invoke(app, ["validate", str(EXAMPLE)], env={"COLUMNS": "200", "OPENAI_API_KEY": ""})
+    assert r.exit_code == 2 and "OPENAI_API_KEY" in r.output and "line 30" in r.output, r.output

@@ -24,8 +24,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings={
                   help="Audit LLMs for cross-cultural value alignment.")
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect or clear the call cache of an output directory.")
 app.add_typer(cache_app, name="cache")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)  # ":x:" in a spec or path is text, not an emoji
+err_console = Console(stderr=True, emoji=False)
 
 
 EXIT_CODES = """Exit codes: 0 done; 1 a failure outside your input (a backend or server, a full disk, an I/O
