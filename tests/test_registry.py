@@ -15,7 +15,7 @@ from pydantic import Field
 
 from valuelens import api
 from valuelens import audit as audit_mod
-from valuelens.config import Layers, layers_model, parse_audit
+from valuelens.config import Layers, layers_model, parse_audit, selectable
 from valuelens.errors import ValueLensError
 from valuelens.layers import LayerContext, registry
 from valuelens.models import GenerateRequest, GenerateSettings, Message
@@ -148,7 +148,9 @@ def test_config_audit_and_report_lists_are_the_registry():
     assert list(Layers.model_fields) == keys
     assert audit_mod.LAYERS is registry.REGISTRY
     for spec in registry.layers():
-        assert Layers.model_fields[spec.key].annotation == spec.settings | None
+        # the layer's settings model with the per-layer models: selection added (config.selectable)
+        assert Layers.model_fields[spec.key].annotation == selectable(spec.settings) | None
+        assert issubclass(selectable(spec.settings), spec.settings)
     # the report's copy for run.json files without a "layers" record is the registry's record
     records = [Layer(**{**r, "config_keys": tuple(r["config_keys"])})
                for r in (s.report_record() for s in registry.layers())]
