@@ -80,6 +80,24 @@ def test_per_model_layers_equal_separate_single_layer_audits(tmp_path):
     assert calls["b"] == single_calls["b"]
 
 
+def test_each_models_rows_equal_its_single_model_audit(tmp_path):
+    mixed, _ = _run(tmp_path, "mixed", [("a", ""), ("b", ", layers: [first_token]"), ("c", ", layers: [dilemmas]")],
+                    {"first_token": FIRST_TOKEN, "dilemmas": DILEMMAS})
+    for name, layers in (("a", {"first_token": FIRST_TOKEN, "dilemmas": DILEMMAS}),
+                         ("b", {"first_token": FIRST_TOKEN}), ("c", {"dilemmas": DILEMMAS})):
+        single, _ = _run(tmp_path, f"only-{name}", [(name, "")], layers)
+        prefixes = tuple("dilemma_" if k == "dilemmas" else f"{k}_" for k in layers)
+        assert {k for k in mixed.tables if k.startswith(prefixes)} == set(single.tables) - {"models"}
+        for table, want in single.tables.items():
+            if table == "models":
+                continue
+            got = mixed.tables[table]
+            pd.testing.assert_frame_equal(got[got["model"] == name].reset_index(drop=True), want, obj=table)
+        for table in set(mixed.tables) - set(single.tables):  # the layers it was not given: no row of it
+            if "model" in mixed.tables[table].columns and table != "models":
+                assert (mixed.tables[table]["model"] != name).all(), table
+
+
 def test_report_says_who_ran_what_and_never_shows_not_run_as_a_number(tmp_path):
     _, out = _run(tmp_path, "mixed", [("a", ""), ("b", ", layers: [first_token]"), ("c", ", layers: [dilemmas]")],
                   {"first_token": FIRST_TOKEN, "dilemmas": DILEMMAS})
@@ -229,3 +247,36 @@ def test_mixed_fleet_example_validates_and_is_the_readme_quickstart(tmp_path, mo
     # without the API key the same file fails validation, naming the line
     r = CliRunner().invoke(app, ["validate", str(EXAMPLE)], env={"COLUMNS": "200", "OPENAI_API_KEY": ""})
     assert r.exit_code == 2 and "OPENAI_API_KEY" in r.output and "line 30" in r.output, r.output
+
+
+def test_failed_is_not_not_run(tmp_path, monkeypatch):
+    from fake_openai_server import FakeOpenAIServer
+
+    monkeypatch.setenv("FLEET_BAD_KEY", "wrong-key")
+    scripts = _scripts(tmp_path)
+    out = tmp_path / "out"
+    with FakeOpenAIServer(api_key="right-key") as server:
+        text = f"""\
+name: failing
+output_dir: {out}
+countries: [United States, China]
+languages: [en]
+models:
+  - {{name: a, backend: 'scripted:{scripts["a"]}'}}
+  - name: bad
+    backend: "openai:fake@{server.url}"
+    options: {{api_key_env: FLEET_BAD_KEY, max_retries: 1, backoff_base: 0.001, backoff_max: 0.01}}
+    layers: [first_token]
+layers:
+  first_token: {FIRST_TOKEN}
+  dilemmas: {DILEMMAS}
+"""
+        api.run_full(parse_audit(text, "f.yaml"), out)
+    data = report_data(out)
+    layers = {x.key: x for x in data.layers}
+    assert data.cell("bad", layers["first_token"]) == "failed"
+    assert data.cell("bad", layers["dilemmas"]) == "not run"
+    assert data.cell("a", layers["dilemmas"]) == "ran"
+    html = build_report(out).read_text(encoding="utf-8")
+    matrix = html.split("Which model ran which layer", 1)[1].split("</table>", 1)[0]
+    assert '<strong class="flagged">failed</strong>' in matrix and '<em class="notrun">not run</em>' in matrix

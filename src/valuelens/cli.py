@@ -111,20 +111,21 @@ def run(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: 
                                      help="bar | plain (a line per task every 30 s, for logs) | none; auto: a bar "
                                           "on a terminal, plain lines otherwise"),
         model: Optional[list[str]] = typer.Option(
-            None, "--model", "-m", help="a model to audit: SPEC or NAME=SPEC (embedded, hf:PATH, openai:MODEL@URL, "
+            None, "--model", "-m", metavar="SPEC", help="a model to audit: SPEC or NAME=SPEC (embedded, hf:PATH, openai:MODEL@URL, "
                                         "vllm:PATH, scripted:FILE); repeat for more; replaces the file's models"),
-        layers: Optional[str] = typer.Option(None, "--layers", help="layers to run, comma-separated (first_token, "
+        layers: Optional[str] = typer.Option(None, "--layers", metavar="A,B", help="layers to run, comma-separated (first_token, "
                                              "def, dilemmas, mark); replaces the file's selection"),
-        limit: Optional[str] = typer.Option(None, "--limit", help="first N questions / dilemmas in every layer "
+        limit: Optional[str] = typer.Option(None, "--limit", metavar="N", help="first N questions / dilemmas in every layer "
                                             "that has a limit"),
-        countries: Optional[str] = typer.Option(None, "--countries", help="comma-separated, e.g. "
+        countries: Optional[str] = typer.Option(None, "--countries", metavar="A,B", help="comma-separated, e.g. "
                                                 "\"United States,China\""),
-        languages: Optional[str] = typer.Option(None, "--languages", help="comma-separated: en, zh"),
-        seed: Optional[str] = typer.Option(None, "--seed", help="seed of every sampled call")):
+        languages: Optional[str] = typer.Option(None, "--languages", metavar="en,zh", help="comma-separated: en, zh"),
+        seed: Optional[str] = typer.Option(None, "--seed", metavar="N", help="seed of every sampled call")):
     """Run (or resume) an audit and write results, run.json and the store.
 
-    Without AUDIT, --model and --layers build an audit from the flags (no YAML); with AUDIT, a flag overrides
-    the file's field (flag > file > default). Neither: the built-in demo audit."""
+    Without AUDIT, --model and --layers build the audit (no YAML); with AUDIT, flags override it.
+
+    Precedence: flag > audit file > default. No AUDIT and no flag: the built-in demo audit."""
     from valuelens import api
     from valuelens.audit import check_out_dir, mark_failed
     from valuelens.progress import LineTracker, NullTracker, rich_tracker

@@ -59,6 +59,13 @@ def summary(data: ReportData, h: Headline) -> Section:
     ranking_tables(sec, h, countries, data)
     raised = flags(data, h)
     profiles = bias_profiles(h, raised)
+    if not data.is_uniform():  # the layers a model was not given: said in words, never a value
+        plan = data.model_layers()
+        for p in profiles:
+            missing = [x.title for x in data.layers if x.key in set().union(*plan.values())
+                       and data.cell(p["model"], x) == NOT_RUN]
+            if missing:
+                p["parts"].append({"text": f"not run: {', '.join(missing)}", "flag": False})
     if profiles:
         sec.blocks.append({"kind": "profiles", "title": "Bias profile per model", "profiles": profiles})
     rules = flag_rules(h)
