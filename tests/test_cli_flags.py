@@ -197,3 +197,21 @@ def test_api_load_with_flags_equals_yaml():
     b = parse_audit("seed: 5\ncountries: [China]\nlanguages: [zh]\nmodels: [{name: embedded, backend: embedded}]\n"
                     "layers: {dilemmas: {limit: 2}}\n", "b.yaml")
     assert a.model_dump(mode="json") == b.model_dump(mode="json")
+
+
+def test_layers_flag_leaves_out_models_a_layers_models_list_excludes(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text("""\
+models:
+  - {name: x, backend: embedded}
+  - {name: y, backend: embedded, layers: [dilemmas]}
+  - {name: z, backend: embedded}
+layers:
+  first_token: {models: [x]}
+  dilemmas: {}
+""")
+    cfg = audit_with_flags(path, AuditFlags(layers=["first_token"]))
+    assert cfg.model_layers() == {"x": ["first_token"]} and cfg.notes == [
+        "--layers: y, z run none of first_token; left out of this run"]
+    cfg = audit_with_flags(path, AuditFlags(layers=["dilemmas"]))
+    assert cfg.model_layers() == {"x": ["dilemmas"], "y": ["dilemmas"], "z": ["dilemmas"]} and not cfg.notes

@@ -730,11 +730,15 @@ def audit_with_flags(path: str | Path | None, flags: AuditFlags) -> AuditConfig:
             kept, left, index = [], [], []
             for i, m in enumerate(data["models"]):
                 own = m.get("layers") if isinstance(m, dict) else None
+                inside = ([k for k in own if isinstance(k, str) and _layer_key(k) in chosen]
+                          if isinstance(own, list) else list(chosen))
+                name = m.get("name") if isinstance(m, dict) else None
+                admitted = [k for k in inside if not (isinstance(chosen.get(_layer_key(k)), dict) and isinstance(
+                    chosen[_layer_key(k)].get("models"), list) and name not in chosen[_layer_key(k)]["models"])]
+                if not admitted:  # it runs none of the chosen layers (its own layers:, or theirs models:)
+                    left.append(str(name))
+                    continue
                 if isinstance(own, list):
-                    inside = [k for k in own if isinstance(k, str) and _layer_key(k) in chosen]
-                    if not inside:
-                        left.append(str(m.get("name")))
-                        continue
                     m["layers"] = inside
                 kept.append(m)
                 index.append(i)
