@@ -732,11 +732,11 @@ def audit_with_flags(path: str | Path | None, flags: AuditFlags) -> AuditConfig:
                 own = m.get("layers") if isinstance(m, dict) else None
                 inside = ([k for k in own if isinstance(k, str) and _layer_key(k) in chosen]
                           if isinstance(own, list) else list(chosen))
-                name = m.get("name") if isinstance(m, dict) else None
+                mname = m.get("name") if isinstance(m, dict) else None
                 admitted = [k for k in inside if not (isinstance(chosen.get(_layer_key(k)), dict) and isinstance(
-                    chosen[_layer_key(k)].get("models"), list) and name not in chosen[_layer_key(k)]["models"])]
-                if not admitted:  # it runs none of the chosen layers (its own layers:, or theirs models:)
-                    left.append(str(name))
+                    chosen[_layer_key(k)].get("models"), list) and mname not in chosen[_layer_key(k)]["models"])]
+                if not admitted:  # it runs none of the chosen layers (its own layers:, or their models:)
+                    left.append(str(mname))
                     continue
                 if isinstance(own, list):
                     m["layers"] = inside

@@ -82,6 +82,7 @@ class ReportData:
     tables: dict[str, pd.DataFrame]
     catalogue: pd.DataFrame
     renamed: dict[str, str] = field(default_factory=dict)  # "MODEL@RUN" -> original name, comparison only
+    _ran: dict[str, set[str]] = field(default_factory=dict, repr=False, compare=False)  # layer key -> models
 
     @property
     def is_comparison(self) -> bool:
@@ -144,9 +145,11 @@ class ReportData:
         plan = self.model_layers()
         if model in plan and layer.key not in plan[model]:
             return "not run"
-        for df in self.layer_tables(layer).values():
-            if "model" in df.columns and (df["model"] == model).any():
-                return "ran"
+        if layer.key not in self._ran:  # the models with rows in the layer's tables, found once per layer
+            self._ran[layer.key] = {m for df in self.layer_tables(layer).values() if "model" in df.columns
+                                    for m in df["model"].dropna().unique()}
+        if model in self._ran[layer.key]:
+            return "ran"
         status = self._model_status(model)
         if status in ("failed", "cancelled"):
             return status
