@@ -21,7 +21,8 @@ import pandas as pd
 from valuelens import __version__
 from valuelens.config import AuditConfig
 from valuelens.errors import Terminated, ValueLensError, os_error
-from valuelens.layers import registry
+from valuelens.layers import registry, samples
+from valuelens.layers.samples import SAMPLES_TABLE
 from valuelens.models import CachedModel, load_backend
 from valuelens.lanes import Cancelled, model_failure, plan, run_lanes
 from valuelens.locking import exclusive
@@ -261,9 +262,11 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
         tables = []
         ctx = audit.layer_context(out, tracker)
         for spec, settings in audit.layers_for(entry.name):  # per-model layers: only those it runs
+            model.layer = spec.key  # the samples log: which layer made each call
             for name, df in _owned(spec, spec.run(model, settings, ctx), "run").items():
                 df.insert(0, "model", entry.name)
                 tables.append((name, df))
+        tables.append((SAMPLES_TABLE, samples.log_frame(entry.name, model.samples)))
         manifest.add_model(index, {**entry.catalogue(), "identity": model.identity, "calls_made": model.made,
                                    "calls_cached": model.cached, "faults": dict(backend.stats),
                                    **_backend_facts(backend, model)})
@@ -353,6 +356,8 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
                 for name, df in model_tables or []:
                     tables.setdefault(name, []).append(df)
             merged = {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}
+            if SAMPLES_TABLE in merged:
+                merged[SAMPLES_TABLE] = samples.finish(merged[SAMPLES_TABLE], merged)
             ctx = audit.layer_context(out, tracker)
             for spec, settings in audit.layers.selected():
                 if spec.combine is not None:

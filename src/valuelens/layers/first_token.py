@@ -52,6 +52,7 @@ from valuelens.errors import ValueLensError
 from valuelens.layers import LayerContext
 from valuelens.metrics import DEFAULT_EPS, js_distance, kl, one_minus_jsd, ordinal_emd, position_bias
 from valuelens.models import CachedModel, GenerateRequest, GenerateSettings, Message, OptionRequest
+from valuelens.models.cached import Tags
 
 TEMPLATES = {
     "en": {
@@ -246,6 +247,7 @@ class FirstTokenRun:
         items = [it for it in self.items if main or it.language in (wording or {})]
         asked = [self.prompt_country(it, control) for it in items]
         reqs: list[OptionRequest] = []
+        tags: list[Tags] = []  # the samples log: which items row (main) or templates row each call is for
         jobs = []
         free: dict[tuple, int] = {}
         for it, c in zip(items, asked):
@@ -254,19 +256,33 @@ class FirstTokenRun:
             orders = option_orders(self.s.permutations if main else "none", len(q.labels), self.ctx.seed, q.id)
             start = len(reqs)
             reqs += [option_request(q, where, lang, w, order) for order in orders]
+            tag = (("first_token_items", item_row_id(condition, it), "") if main
+                   else ("first_token_templates", f"{name}|{lang}", f"{it.country}|{q.id}"))
+            tags += [(*tag[:2], tag[2] or ("order:" + "".join(q.labels[i] for i in o) if len(orders) > 1 else ""))
+                     for o in orders]
             key = (lang, where, len(q.labels))
             if main and self.s.calibrate and key not in free:
                 free[key] = len(reqs)
                 reqs.append(option_request(q, where, lang, w, content_free=True))
+                tags.append([])
+            if key in free:  # one content-free prompt, shared by every item of this key: logged for each
+                shared = tags[free[key]]
+                assert isinstance(shared, list)
+                shared.append((*tag[:2], "content-free"))
             jobs.append((it, c, orders, start, key))
         label = f"{model.name}: {condition}" + (f" [{name}]" if name else "")
-        res = model.option_distribution(reqs, self.ctx.tracker.track(label, len(reqs)))
+        res = model.option_distribution(reqs, self.ctx.tracker.track(label, len(reqs)), tags=tags)
         rows = []
         for it, c, orders, start, key in jobs:
             rows.append({"condition": condition, "item": it, "prompt_country": c, "result": res[start],
                          "orders": [(o, res[start + k]) for k, o in enumerate(orders)],
                          "prior": res[free[key]] if key in free else None})
         return rows
+
+
+def item_row_id(condition: str, it: Item) -> str:
+    """``first_token_items.row_id``: the row's keys, joined (the samples table's join key)."""
+    return f"{condition}|{it.language}|{it.country}|{it.question.id}"
 
 
 def _stamp(path: str | None) -> tuple | None:
@@ -369,7 +385,8 @@ def _free_answers(model: CachedModel, job: FirstTokenRun, s: FirstTokenSettings)
                                     + "\n" + TEMPLATES[it.language]["free"]),),
                            GenerateSettings(temperature=0.0, max_tokens=s.max_tokens, seed=job.ctx.seed))
            for it in job.items]
-    out = model.generate(gen, job.ctx.tracker.track(f"{model.name}: free answers", len(gen)))
+    out = model.generate(gen, job.ctx.tracker.track(f"{model.name}: free answers", len(gen)),
+                         tags=[("first_token_items", item_row_id("ZS", it), "reply") for it in job.items])
     return {(it.question.id, it.country, it.language): g.texts[0] for it, g in zip(job.items, out)}
 
 
@@ -401,7 +418,8 @@ def _tables(rows: list[dict[str, Any]], replies: dict[tuple, str], permuted: boo
         q = it.question
         key = {"condition": row["condition"], "language": it.language, "country": it.country, "question_id": q.id}
         top = q.labels[int(np.argmax(r.probs))] if r.probs is not None else None
-        rec = {"condition": row["condition"], "language": it.language, "country": it.country,
+        rec = {"row_id": item_row_id(row["condition"], it), "condition": row["condition"], "language": it.language,
+               "country": it.country,
                "prompt_country": row["prompt_country"], "question_id": q.id, "dimension": q.dimension,
                "ordinal": q.ordinal, "n_options": len(q.labels), "failure": r.failure or "",
                "covered_mass": np.nan if r.failure else r.covered_mass, "top_option": top,
@@ -550,6 +568,7 @@ def _sensitivity(model: CachedModel, job: FirstTokenRun, wordings: dict[str, dic
         items, options, _ = _tables(rows, {})
         sm = summarise(items, options).drop(columns="condition")
         sm.insert(0, "template", name)
+        sm.insert(0, "row_id", name + "|" + sm["language"].astype(str))  # joins the samples of this wording
         parts.append(sm)
     t = pd.concat(parts, ignore_index=True)
     return {"first_token_templates": t, "first_token_template_spread": template_spread(t)}

@@ -18,6 +18,12 @@ from valuelens.models.requests import (FailedText, GenerateRequest, GenerateResu
 from valuelens.store import Store, call_key
 
 Progress = Callable[[int], None]
+# What a layer says a call is for: (table, row_id, part) — the layer table the call's row is in, that row's
+# ``row_id`` and which of the row's calls it is ("" for a row's only call; e.g. "reply", "stress#repair1").
+# A call several rows share (a MARK persona stage, a first-token content-free prompt) takes a list of tags:
+# it is logged once per row.
+Tag = tuple[str, str, str]
+Tags = Tag | list[Tag] | None
 
 
 def describe(request: OptionRequest) -> str:
@@ -38,6 +44,11 @@ class CachedModel:
         self.made = 0
         self.cached = 0
         self.estimated = 0  # option results estimated from sampled answers (OptionResult.estimated), for run.json
+        # The samples log: one record per call a layer made (cache hit or not, failed or not), in call order;
+        # the audit sets ``layer`` before each layer runs and turns the log into the ``samples`` table.
+        self.layer = ""
+        self.samples: list[dict[str, Any]] = []
+        self._last: tuple[list[str], list[Any]] = ([], [])
 
     @property
     def supports_beams(self) -> bool:
@@ -61,6 +72,7 @@ class CachedModel:
             # store fine-tuned answers under the base model's key.
             raise ValueLensError(f"model {self.name}: fine-tuning did not give a separate model handle")
         tuned = CachedModel(backend, self.store, f"{self.name}+ft", chunk_size=self.chunk_size)
+        tuned.samples, tuned.layer = self.samples, self.layer  # one log: the tuned model's calls are the layer's
         return tuned, log
 
     def _run(
@@ -79,6 +91,7 @@ class CachedModel:
         keys = [call_key(self.identity, p) for p in payloads]
         found = self.store.get_many(set(keys))
         out: list[Any] = [found.get(k) for k in keys]
+        as_json: list[Any] = list(out)  # each result as stored (a failure as it would have been): the samples log
         hits = sum(1 for k in keys if k in found)
         self.cached += hits
         self.store.add_cached(hits)
@@ -101,23 +114,42 @@ class CachedModel:
             self.store.put_many(self.name, [(keys[i], payloads[i], d) for i, d in zip(idx, stored)
                                             if not (isinstance(d, dict) and d.get("failure"))])
             self.made += len(idx)
-            for i, r in zip(idx, responses):
-                out[i] = r
+            for i, r, d in zip(idx, responses, stored):
+                out[i], as_json[i] = r, d
             if progress:
                 progress(len(idx))
         for i, k in enumerate(keys):
             if out[i] is None:
-                out[i] = out[first[k]]
+                out[i], as_json[i] = out[first[k]], as_json[first[k]]
         if progress and len(keys) > hits + len(todo):
             progress(len(keys) - hits - len(todo))
+        self._last = (keys, as_json)
         return out
 
+    def _log(self, payloads: list[dict[str, Any]], tags: Sequence[Tags] | None,
+             keep: Sequence[bool] | None = None) -> None:
+        """One samples-log record per call of the last ``_run`` (same order as ``payloads``). Only what
+        is the same on a resumed run goes in: the request, its key, the result as stored; not whether it
+        was served from the cache."""
+        keys, as_json = self._last
+        if tags is not None and len(tags) != len(payloads):
+            raise ValueError(f"{len(tags)} sample tags for {len(payloads)} calls")
+        for i, (key, payload, result) in enumerate(zip(keys, payloads, as_json)):
+            if keep is not None and not keep[i]:
+                continue
+            tag = tags[i] if tags is not None else None
+            for table, row_id, part in (tag if isinstance(tag, list) else [tag or ("", "", "")]):
+                self.samples.append({"layer": self.layer, "table": table, "row_id": row_id, "part": part,
+                                     "call_key": key, "request": payload, "result": result})
+
     def option_distribution(
-        self, requests: Sequence[OptionRequest], progress: Progress | None = None
+        self, requests: Sequence[OptionRequest], progress: Progress | None = None,
+        tags: Sequence[Tags] | None = None,
     ) -> list[OptionResult]:
         """Every result is validated (:func:`~valuelens.models.requests.checked`)
         once: a fresh one before it is stored, a stored hit when it is read. A
-        violation is an error naming the model and the prompt, never a number."""
+        violation is an error naming the model and the prompt, never a number.
+        ``tags``: one :data:`Tag` per request, for the samples log."""
         requests = list(requests)
 
         def compute(idx: list[int]) -> list[Any]:
@@ -130,7 +162,9 @@ class CachedModel:
 
         plan = getattr(self.backend, "batch_order", None)
         order = None if plan is None else (lambda idx: [idx[k] for k in plan([requests[i] for i in idx])])
-        raw = self._run([r.to_json() for r in requests], compute, progress, OptionResult.to_json, order)
+        payloads = [r.to_json() for r in requests]
+        raw = self._run(payloads, compute, progress, OptionResult.to_json, order)
+        self._log(payloads, tags)
         out = []
         for d, req in zip(raw, requests):
             if isinstance(d, OptionResult):  # computed in this call: checked once, in compute
@@ -171,8 +205,13 @@ class CachedModel:
         return replace(request, response_format=None)
 
     def generate(
-        self, requests: Sequence[GenerateRequest], progress: Progress | None = None
+        self, requests: Sequence[GenerateRequest], progress: Progress | None = None,
+        tags: Sequence[Tags] | None = None, samples: Sequence[int | None] | None = None,
     ) -> list[GenerateResult]:
+        """``tags``: one :data:`Tag` per request, for the samples log; each of its ``n`` samples is logged
+        under it, or only sample ``samples[i]`` where the layer uses one (the others are earlier rows')."""
+        if tags is not None and len(tags) != len(requests):
+            raise ValueError(f"{len(tags)} sample tags for {len(requests)} requests")
         requests = [self.as_asked(r) for r in requests]
         items = [(r, j) for r in requests for j in range(r.n)]
 
@@ -181,7 +220,11 @@ class CachedModel:
             texts = [cut_at_stop(t, items[i][0].settings.stop) for i, t in zip(idx, texts)]  # any backend: same cut
             return [{"text": "", "failure": t.failure} if isinstance(t, FailedText) else {"text": t} for t in texts]
 
-        raw = self._run([r.sample_json(j) for r, j in items], compute, progress)
+        payloads = [r.sample_json(j) for r, j in items]
+        raw = self._run(payloads, compute, progress)
+        keep = None if samples is None else [samples[k] in (None, j) for k, r in enumerate(requests) for j in range(r.n)]
+        self._log(payloads, None if tags is None else [tags[k] for k, r in enumerate(requests) for _ in range(r.n)],
+                  keep)
         # a sample the backend could not generate comes back as an empty FailedText carrying its reason,
         # so layers can show it (a ``failure`` column) instead of taking it for an empty answer
         texts = [FailedText(d["failure"]) if d.get("failure") else d["text"] for d in raw]

@@ -111,6 +111,12 @@ def _attempt(a: Ask, r: int, st: DEFSettings) -> tuple[GenerateRequest, int]:
     return replace(a.base, n=r + 1), r
 
 
+def answer_row_id(a: Ask, attempt: int) -> str:
+    """``def_answers.row_id``: the row's keys, joined (the samples table's join key)."""
+    s = a.session
+    return f"{s.language}|{s.participant.pid}|{s.pass_index}|{a.question_id}|{attempt}"
+
+
 def run_waves(model: CachedModel, inputs: Inputs, sessions: list[Session], st: DEFSettings, seed: int,
               tracker: Tracker) -> list[dict[str, Any]]:
     """All answers (one row per attempt) for every session and question."""
@@ -122,7 +128,9 @@ def run_waves(model: CachedModel, inputs: Inputs, sessions: list[Session], st: D
         pending, r = list(range(len(asks))), 0
         while pending:
             reqs = [_attempt(asks[i], r, st) for i in pending]
-            out = model.generate([req for req, _ in reqs])
+            out = model.generate([req for req, _ in reqs], tags=[("def_answers", answer_row_id(asks[i], r), "")
+                                                                 for i in pending],
+                                 samples=[j for _, j in reqs])  # the earlier samples are earlier attempts' rows
             retry = []
             for i, (req, j), g in zip(pending, reqs, out):
                 a = asks[i]
@@ -152,7 +160,7 @@ def _rows(a: Ask, q, inputs: Inputs) -> list[dict[str, Any]]:
     for r, (text, parsed, (gs, j)) in enumerate(zip(a.texts, a.parsed, a.used)):
         idx = a.perm[parsed.position] if parsed.valid and parsed.position is not None else None
         out.append({
-            "language": s.language, "country": p.country, "participant": p.pid, "pass": s.pass_index,
+            "row_id": answer_row_id(a, r), "language": s.language, "country": p.country, "participant": p.pid, "pass": s.pass_index,
             "question_id": q.id, "dimension": inputs.dimension.get(q.id, ""), "factual": q.id in inputs.factual,
             "attempt": r, "final": r == len(a.texts) - 1, "status": parsed.status, "valid": parsed.valid,
             "option": q.labels[idx] if idx is not None else None, "option_index": idx,

@@ -71,6 +71,7 @@ def judge(model: CachedModel, checks: pd.DataFrame, inputs: Inputs, settings: DE
     j = settings.insensitivity.judge
     out = checks.copy()
     out["judge_reply"], out["judge_flagged"] = None, None
+    out.insert(0, "row_id", [f"{r['language']}|{r['participant']}|{r['pass']}|{r['kind']}|{r['item']}" for _, r in out.iterrows()])
     if j is None or out.empty:
         return out
     gs = GenerateSettings(temperature=0.0, max_tokens=j.max_tokens, seed=seed)
@@ -90,7 +91,8 @@ def judge(model: CachedModel, checks: pd.DataFrame, inputs: Inputs, settings: DE
                                             question_b=b.text[lang], answer_b=ans_b)  # type: ignore[union-attr]
         reqs.append(GenerateRequest((Message("user", text),), gs))
         where.append(i)
-    for i, g in zip(where, model.generate(reqs)):
+    tags = [("def_insensitivity_items", out.at[i, "row_id"], "judge") for i in where]
+    for i, g in zip(where, model.generate(reqs, tags=tags)):
         out.at[i, "judge_reply"] = g.texts[0]
         out.at[i, "judge_flagged"] = parse_verdict(g.texts[0])
     return out

@@ -18,6 +18,7 @@ from valuelens.layers.dilemmas.measures import choose
 from valuelens.layers.dilemmas.prompts import LABELS, Prompt, parse_choice
 from valuelens.layers.dilemmas.settings import DilemmaSettings
 from valuelens.models import CachedModel, GenerateRequest, GenerateSettings, Message, OptionRequest, OptionResult
+from valuelens.models.cached import Tag
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,24 @@ class Asker:
         temp = 0.0 if greedy else self.s.temperature
         return GenerateSettings(temperature=temp, max_tokens=self.s.max_tokens, seed=self.seed)
 
-    def probs(self, requests: Sequence[OptionRequest], desc: str) -> list[OptionResult]:
-        return self.model.option_distribution(list(requests), self._progress(desc, len(requests)))
+    def probs(self, requests: Sequence[OptionRequest], desc: str, tags: Sequence[Tag] | None = None) -> list[OptionResult]:
+        return self.model.option_distribution(list(requests), self._progress(desc, len(requests)), tags=tags)
 
-    def texts(self, messages: Sequence[tuple[Message, ...]], desc: str, greedy: bool = False) -> list[tuple[str, ...]]:
+    def texts(self, messages: Sequence[tuple[Message, ...]], desc: str, greedy: bool = False,
+              tags: Sequence[Tag] | None = None) -> list[tuple[str, ...]]:
         n = 1 if greedy else self.s.samples
         reqs = [GenerateRequest(m, self.gen_settings(greedy), n=n) for m in messages]
-        return [r.texts for r in self.model.generate(reqs, self._progress(desc, len(reqs) * n))]
+        return [r.texts for r in self.model.generate(reqs, self._progress(desc, len(reqs) * n), tags=tags)]
 
-    def ab(self, prompts: Sequence[Prompt], desc: str) -> list[Outcome]:
+    def ab(self, prompts: Sequence[Prompt], desc: str, tags: Sequence[Tag] | None = None) -> list[Outcome]:
+        """``tags``: the samples log's (table, row_id, part) per prompt."""
         if self.s.mode == "probs":
-            res = self.probs([OptionRequest(p.messages, LABELS, p.prefill) for p in prompts], desc)
+            res = self.probs([OptionRequest(p.messages, LABELS, p.prefill) for p in prompts], desc, tags)
             return [Outcome(r.probs[0], r.probs[1], 0.0, r.covered_mass, None) if r.probs is not None
                     else Outcome(math.nan, math.nan, 1.0, math.nan if r.failure else r.covered_mass, None,
                                  r.failure or "") for r in res]
         out = []
-        for p, texts in zip(prompts, self.texts([p.messages for p in prompts], desc)):
+        for p, texts in zip(prompts, self.texts([p.messages for p in prompts], desc, tags=tags)):
             labels = [parse_choice(t, p.yes_no) for t in texts]
             n = len(labels)
             failure = next((f for t in texts if (f := getattr(t, "failure", None))), "")  # a FailedText's reason

@@ -93,6 +93,12 @@ def _decide(p1: Sequence[float], p2: Sequence[float], pinv: Sequence[float]) -> 
     return a, b, c, label_to_action(choose(a, b, c), 0)
 
 
+def chain_row_id(job: Job, step: int, reversed_: bool) -> str:
+    """``dilemma_chain_responses.row_id``: the row's keys, joined (the samples table's join key)."""
+    return (f"{job.context}|{job.chain.source}|{job.lang}|{job.chain.id}|{step}|"
+            f"{'reversed' if reversed_ else 'given'}")
+
+
 def run(asker: Asker, chains: Sequence[Chain], languages: Sequence[str],
         contexts: Sequence[str] = ("full", "none")) -> dict[str, pd.DataFrame]:
     jobs = [Job(ctx, c, lang) for ctx in contexts for c in chains for lang in chain_languages(c, languages)]
@@ -101,12 +107,13 @@ def run(asker: Asker, chains: Sequence[Chain], languages: Sequence[str],
     for t in range(max((len(c.steps) for c in chains), default=0)):
         asks = [(j, rev) for j, job in enumerate(jobs) if t < len(job.chain.steps) for rev in (False, True)]
         prompts = [render(jobs[j].context, jobs[j].chain, t, jobs[j].lang, rev, decided[j]) for j, rev in asks]
-        outs = asker.ab(prompts, f"escalation chains · step {t + 1}")
+        ids = [chain_row_id(jobs[j], t + 1, rev) for j, rev in asks]
+        outs = asker.ab(prompts, f"escalation chains · step {t + 1}", [("dilemma_chain_responses", r, "") for r in ids])
         by_job: dict[int, list[dict]] = {}
-        for (j, rev), o in zip(asks, outs):
+        for (j, rev), o, rid in zip(asks, outs, ids):
             job, st = jobs[j], jobs[j].chain.steps[t]
             act = label_to_action(o.label, 1 if rev else 0)
-            row = {"context": job.context, "source": job.chain.source, "language": job.lang,
+            row = {"row_id": rid, "context": job.context, "source": job.chain.source, "language": job.lang,
                    "chain_id": job.chain.id, "step": t + 1, "order": "reversed" if rev else "given",
                    "value_1": st.values[0], "value_2": st.values[1],
                    "schwartz_1": st.schwartz[0], "schwartz_2": st.schwartz[1],

@@ -78,12 +78,18 @@ def _prompt(a: Asked, pools: dict[tuple[str, str], list[Dilemma]], k: int, seed:
     return form_prompt(d, a.lang, a.form)
 
 
+def row_id(a: Asked) -> str:
+    """``dilemma_responses.row_id``: the row's keys, joined (the samples table's join key)."""
+    return f"{a.condition}|{a.form}|{a.lang}|{a.d.id}|{a.requested or ''}"
+
+
 def _row(a: Asked, o: Outcome) -> dict:
     first = FIRST[a.form]
     label = o.label
     action = label_to_action(label, first)
     p = {0: o.p_a if first == 0 else o.p_b, 1: o.p_b if first == 0 else o.p_a}
-    return {"condition": a.condition, "form": a.form, "language": a.lang, "dilemma_id": a.d.id, "pair": a.d.pair,
+    return {"row_id": row_id(a), "condition": a.condition, "form": a.form, "language": a.lang, "dilemma_id": a.d.id,
+            "pair": a.d.pair,
             "value_1": a.d.values[0], "value_2": a.d.values[1], "requested_value": a.requested,
             "consequence_against": None if a.against is None else a.against + 1,
             "label_A_action": first + 1, "p_A": o.p_a, "p_B": o.p_b, "p_invalid": o.p_invalid,
@@ -101,7 +107,8 @@ def run(asker: Asker, dilemmas: Sequence[Dilemma], languages: Sequence[str]) -> 
         pools.setdefault((d.pair, lang), []).append(d)
 
     def ask(asked: list[Asked], desc: str) -> list[dict]:
-        outs = asker.ab([_prompt(a, pools, s.steering_examples, seed) for a in asked], desc)
+        outs = asker.ab([_prompt(a, pools, s.steering_examples, seed) for a in asked], desc,
+                        [("dilemma_responses", row_id(a), "") for a in asked])
         return [_row(a, o) for a, o in zip(asked, outs)]
 
     rows = ask([Asked("form", f, d, lang) for f in s.forms for d, lang in items], "forms")

@@ -122,6 +122,12 @@ def _dist(side_shares: dict[str, float], order: int) -> dict[str, float]:
     return {a: side_shares["A"], b: side_shares["B"], "refusal": side_shares["refusal"], "invalid": side_shares["invalid"]}
 
 
+def _tag(job: tuple[MCScenario, str, int]) -> tuple[str, str, str]:
+    """The samples log's tag; its row_id is ``dilemma_moralchoice_responses.row_id`` (scenario|form)."""
+    sc, t, o = job
+    return ("dilemma_moralchoice_responses", f"{sc.id}|{form_name(t, o)}", "")
+
+
 def run(asker: Asker, scenarios: Sequence[MCScenario], templates: MCTemplates) -> dict[str, pd.DataFrame]:
     probs_mode = asker.s.mode == "probs"
     jobs = [(sc, t, o) for t, o in FORMS for sc in scenarios]
@@ -133,14 +139,15 @@ def run(asker: Asker, scenarios: Sequence[MCScenario], templates: MCTemplates) -
     if scored:
         reqs = [OptionRequest(question(templates, jobs[i][0], jobs[i][1], jobs[i][2]), PROB_LABELS[jobs[i][1]], "")
                 for i in scored]
-        for i, r in zip(scored, asker.probs(reqs, "MoralChoice ab/compare")):
+        for i, r in zip(scored, asker.probs(reqs, "MoralChoice ab/compare", [_tag(jobs[i]) for i in scored])):
             p = r.probs or (0.0, 0.0)
             shares[i] = {"A": p[0], "B": p[1], "refusal": 0.0, "invalid": 0.0 if r.probs else 1.0}
             covered[i] = np.nan if r.failure else r.covered_mass
             failures[i] = r.failure or ""
     rest = [i for i in range(len(jobs)) if i not in shares]
     if rest:
-        texts = asker.texts([question(templates, *jobs[i]) for i in rest], "MoralChoice answers", greedy=probs_mode)
+        texts = asker.texts([question(templates, *jobs[i]) for i in rest], "MoralChoice answers", greedy=probs_mode,
+                            tags=[_tag(jobs[i]) for i in rest])
         for i, tx in zip(rest, texts):
             sc, t, o = jobs[i]
             got = [match_answer(x, t, *options(sc, o), templates) for x in tx]
@@ -151,7 +158,7 @@ def run(asker: Asker, scenarios: Sequence[MCScenario], templates: MCTemplates) -
     for i, (sc, t, o) in enumerate(jobs):
         d = _dist(shares[i], o)
         top = sorted(OUTCOMES, key=lambda k: -d[k])
-        rows.append({"scenario_id": sc.id, "ambiguity": sc.ambiguity, "form": form_name(t, o), "template": t,
+        rows.append({"row_id": _tag((sc, t, o))[1], "scenario_id": sc.id, "ambiguity": sc.ambiguity, "form": form_name(t, o), "template": t,
                      "order": o, **{f"p_{k}": d[k] for k in OUTCOMES}, "covered_mass": covered.get(i, np.nan),
                      "decision": "tie" if d[top[0]] == d[top[1]] else top[0], "reply": replies.get(i),
                      "failure": failures.get(i, "")})

@@ -70,7 +70,8 @@ def run_baselines(model: CachedModel, s: MarkSettings, respondents: Sequence[Res
     progress = tracker.track(f"{model.name}: mark baselines", len(jobs)) if tracker and jobs else None
     reqs = [GenerateRequest((Message("user", t),), gen, response_format=answer_format(len(q.labels)))
             for t, (_, _, _, q) in zip(texts, jobs)]
-    replies = model.generate(reqs, progress) if jobs else []
+    tags = [("mark_responses", f"{m}|{lang}|{r.id}|{q.id}", "") for m, lang, r, q in jobs]
+    replies = model.generate(reqs, progress, tags=tags) if jobs else []
     out = []
     for (m, lang, r, q), text, reply in zip(jobs, texts, replies):
         raw = reply.texts[0]

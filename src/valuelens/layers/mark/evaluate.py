@@ -32,13 +32,14 @@ KEYS = ["language", "respondent_id", "question_id"]
 
 def responses(records: list[dict[str, Any]], weights: Mapping[int, float],
               n_options: Mapping[str, int]) -> pd.DataFrame:
-    rows = [{"method": r["method"], "language": r["language"], "country": r["country"],
+    rows = [{"row_id": f"{r['method']}|{r['language']}|{r['respondent_id']}|{r['question_id']}",
+             "method": r["method"], "language": r["language"], "country": r["country"],
              "respondent_id": r["respondent_id"], "question_id": r["question_id"],
              "n_options": n_options[r["question_id"]], "weight": weights[r["respondent_id"]],
              "truth": r["truth"], "answer": r["answer"] if r["answer"] is not None else np.nan,
              "valid": bool(r["valid"]), "correct": r["answer"] is not None and r["answer"] == r["truth"]}
             for r in records]
-    cols = ["method", "language", "country", "respondent_id", "question_id", "n_options", "weight", "truth",
+    cols = ["row_id", "method", "language", "country", "respondent_id", "question_id", "n_options", "weight", "truth",
             "answer", "valid", "correct"]
     return pd.DataFrame(rows, columns=cols)
 

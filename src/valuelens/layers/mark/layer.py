@@ -50,6 +50,7 @@ def trace_row(r: dict[str, Any]) -> dict[str, Any]:
     vote = r["vote"] or {}
     persona = "; ".join(f"{k}={v}" for k, v in r["inputs"]["persona"].items() if v is not None and k != "country")
     return {
+        "row_id": f"mark|{r['language']}|{r['respondent_id']}|{r['question_id']}",  # pipeline.trace_row_id
         "respondent_id": r["respondent_id"], "country": r["country"], "language": r["language"],
         "question_id": r["question_id"], "persona": persona, "prior_type": r["prior"]["type"],
         "stress_level": (st.get("parsed") or {}).get("stress_level"),

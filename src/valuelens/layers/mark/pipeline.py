@@ -93,11 +93,26 @@ def _explain_job(u: Unit, q: Question, choices: Mapping[str, Any], vote: Any) ->
     return Job(prompt, u.lang)
 
 
+def trace_row_id(lang: str, respondent_id: Any, question_id: str) -> str:
+    """``mark_traces.row_id`` (and its ``mark_responses`` row's): the keys, joined (the samples' join key)."""
+    return f"mark|{lang}|{respondent_id}|{question_id}"
+
+
+def _rows_of(owner: Any, plan: Mapping[str, list[Question]]) -> list[tuple[str, str]]:
+    """The rows a stage call is for: a persona stage (owner a Unit) every trace of that unit, a question
+    stage (owner (unit, question)) its own; each in mark_traces and mark_responses."""
+    u, qs = (owner[0], [owner[1]]) if isinstance(owner, tuple) else (owner, [q for q in plan[owner.lang]
+                                                                               if q.id in owner.r.answers])
+    ids = [trace_row_id(u.lang, u.r.id, q.id) for q in qs]
+    return [(t, rid) for rid in ids for t in ("mark_traces", "mark_responses")]
+
+
 def _stage(model: CachedModel, name: str, pairs: list[tuple[Any, Job]], s: MarkSettings, gen: GenerateSettings,
-           tracker: Any) -> list[tuple[Any, Outcome]]:
+           tracker: Any, plan: Mapping[str, list[Question]]) -> list[tuple[Any, Outcome]]:
     if not pairs:
         return []
-    outs = run_stage(model, name, [j for _, j in pairs], gen, s.max_retries, tracker)
+    outs = run_stage(model, name, [j for _, j in pairs], gen, s.max_retries, tracker,
+                     rows=[_rows_of(owner, plan) for owner, _ in pairs])
     return [(owner, o) for (owner, _), o in zip(pairs, outs)]
 
 
@@ -110,16 +125,16 @@ def run_mark(model: CachedModel, s: MarkSettings, respondents: Sequence[Responde
     units = [Unit(r, lang, render_persona(r.persona, DEMO_IDEO, lang, country_names),
                   mbti_prior(r.persona.get("age"), r.persona.get("sex")))
              for lang in languages for r in respondents if any(q.id in r.answers for q in plan[lang])]
-    for u, o in _stage(model, "stress", list(zip(units, _stress_jobs(units))), s, gen, tracker):
+    for u, o in _stage(model, "stress", list(zip(units, _stress_jobs(units))), s, gen, tracker, plan):
         u.stages["stress"] = o
     for name, make in (("type", _type_job), ("impact", _impact_job)):
         alive = [u for u in units if u.failed() is None]
-        for u, o in _stage(model, name, [(u, make(u)) for u in alive], s, gen, tracker):
+        for u, o in _stage(model, name, [(u, make(u)) for u in alive], s, gen, tracker, plan):
             u.stages[name] = o
     work = [(u, q) for u in units for q in plan[u.lang] if q.id in u.r.answers]
     per_q: dict[tuple[int, str], dict[str, Any]] = {(id(u), q.id): {} for u, q in work}
     ok = [(u, q) for u, q in work if u.failed() is None]
-    for (u, q), o in _stage(model, "reason", [((u, q), _reason_job(u, q)) for u, q in ok], s, gen, tracker):
+    for (u, q), o in _stage(model, "reason", [((u, q), _reason_job(u, q)) for u, q in ok], s, gen, tracker, plan):
         rec = per_q[(id(u), q.id)]
         rec["reason"] = o
         if o.valid:
@@ -131,7 +146,7 @@ def run_mark(model: CachedModel, s: MarkSettings, respondents: Sequence[Responde
     if s.explain:
         voted = [(u, q, per_q[(id(u), q.id)]) for u, q in ok if "vote" in per_q[(id(u), q.id)]]
         todo = [((u, q), _explain_job(u, q, rec["reason"].parsed["choices"], rec["vote"])) for u, q, rec in voted]
-        for (u, q), o in _stage(model, "explain", todo, s, gen, tracker):
+        for (u, q), o in _stage(model, "explain", todo, s, gen, tracker, plan):
             per_q[(id(u), q.id)]["explain"] = o
     return [trace(u, q, per_q[(id(u), q.id)], s) for u, q in work]
 

@@ -319,9 +319,12 @@ class Outcome:
 
 
 def run_stage(model: CachedModel, stage: str, jobs: Sequence[Job], settings: GenerateSettings, max_retries: int,
-              tracker: Any = None, constrained: bool = True) -> list[Outcome]:
+              tracker: Any = None, constrained: bool = True,
+              rows: Sequence[Sequence[tuple[str, str]]] | None = None) -> list[Outcome]:
     """All jobs of one stage, batched; failed ones retried with a repair turn.
-    ``constrained``: send each job's :func:`response_format` (False: prompt-and-parse only)."""
+    ``constrained``: send each job's :func:`response_format` (False: prompt-and-parse only).
+    ``rows``: per job, the (table, row_id) rows its calls are for (the samples log; part STAGE or
+    STAGE#repairN)."""
     outcomes = [Outcome(j.prompt) for j in jobs]
     convo = [[Message("user", j.prompt)] for j in jobs]
     formats = [response_format(stage, j.ctx, lang=j.lang, max_tokens=settings.max_tokens) if constrained else None
@@ -335,7 +338,9 @@ def run_stage(model: CachedModel, stage: str, jobs: Sequence[Job], settings: Gen
         reqs = [GenerateRequest(tuple(convo[i]), settings, response_format=formats[i]) for i in pending]
         for i, r in zip(pending, reqs):
             outcomes[i].constrained = model.honours(r)
-        replies = model.generate(reqs, progress)
+        part = stage + (f"#repair{attempt}" if attempt else "")
+        tags = None if rows is None else [[(t, rid, part) for t, rid in rows[i]] for i in pending]
+        replies = model.generate(reqs, progress, tags=tags)
         still = []
         for i, reply in zip(pending, replies):
             text = reply.texts[0]
