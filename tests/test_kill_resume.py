@@ -87,3 +87,12 @@ def test_sigkill_at_several_points_then_resume(tmp_path, tiny_model_dir):
         b = pd.read_parquet(out / "results" / f"{name}.parquet")
         # Floats may differ in the last bits when a resumed batch pads differently.
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-7)
+    # the samples table (issue 23): the same calls, prompts, replies and keys; probabilities to the same bits
+    a, b = (pd.read_parquet(d / "results" / "samples.parquet") for d in (ref_out, out))
+    pd.testing.assert_frame_equal(a.drop(columns="probs"), b.drop(columns="probs"), check_exact=False, rtol=1e-5,
+                                  atol=1e-7)
+    for pa, pb in zip(a["probs"], b["probs"]):
+        assert (pa is None) == (pb is None)
+        if pa is not None:
+            x, y = json.loads(pa), json.loads(pb)
+            assert list(x) == list(y) and all(abs(x[k] - y[k]) <= 1e-7 + 1e-5 * abs(y[k]) for k in x)
