@@ -57,6 +57,7 @@ class PageReport:
     # per trace viewer: {"id", "options", "before", "chosen", "after", "text"}
     traces: list[dict] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
+    acted: object = None  # what open_page's ``act`` returned
     screenshot: Path | None = None
     seconds: float = 0.0
 
@@ -91,7 +92,9 @@ def unavailable() -> str | None:
     return None
 
 
-def open_page(html: Path, screenshot: Path | None = None, timeout: float = 20.0) -> PageReport:
+def open_page(html: Path, screenshot: Path | None = None, timeout: float = 20.0, act=None) -> PageReport:
+    """``act(driver)``: run on the loaded page (clicks, reads) before the console is read; its result is
+    ``PageReport.acted``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
@@ -118,6 +121,8 @@ def open_page(html: Path, screenshot: Path | None = None, timeout: float = 20.0)
         report.traces = driver.execute_script(TRACES_JS)
         report.sections = driver.execute_script(
             "return Array.from(document.querySelectorAll('section')).map(s => s.id)")
+        if act is not None:
+            report.acted = act(driver)
         report.console = [{"level": e["level"], "message": e["message"]} for e in driver.get_log("browser")]
         for entry in driver.get_log("performance"):
             msg = json.loads(entry["message"])["message"]

@@ -186,3 +186,65 @@ def test_samples_are_the_same_after_sigkill_and_resume(tmp_path):
     b = pd.read_parquet(out / "results" / "samples.parquet")
     assert len(a) > 100
     pd.testing.assert_frame_equal(a, b)  # the scripted identity is the script's content, not its path
+
+
+# --- the report's sample browser ---------------------------------------------------------------------
+
+# Click the first flag's link as a person would; then read what the browser shows.
+CLICK_FLAG_JS = """
+const a = document.querySelector('ul.flag-links a');
+if (!a) return null;
+a.click();
+"""
+READ_BROWSER_JS = """
+const root = document.getElementById('sample-browser');
+const items = Array.from(root.querySelectorAll('.sample-list > li'));
+items.slice(0, 3).forEach(li => li.querySelector('details').open = true);
+const f = {};
+root.querySelectorAll('[data-filter]').forEach(i => f[i.getAttribute('data-filter')] = i.value);
+const r = root.getBoundingClientRect();
+return {hash: location.hash, filters: f, matches: Number(root.getAttribute('data-matches')), shown: items.length,
+        texts: items.slice(0, 3).map(li => li.innerText), visible: r.top < window.innerHeight && r.bottom > 0};
+"""
+
+
+def test_report_flag_opens_the_samples_behind_it(demo, demo_out, tmp_path):
+    import os
+
+    import browser
+    from valuelens.report import build_report
+    from valuelens.report.samples import CAP, embedded
+
+    why = browser.unavailable()
+    if why and os.environ.get("VALUELENS_REQUIRE_BROWSER"):
+        pytest.fail(f"VALUELENS_REQUIRE_BROWSER is set but {why}")
+    if why:
+        pytest.skip(f"browser check skipped: {why}")
+    html = build_report(demo_out)
+
+    def act(driver):
+        driver.execute_script(CLICK_FLAG_JS)
+        time.sleep(0.3)
+        return driver.execute_script(READ_BROWSER_JS)
+
+    artifacts = Path(os.environ.get("VALUELENS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+    page = browser.open_page(html, artifacts / "report-samples.png", timeout=40, act=act)
+    assert page.errors == [], page.errors
+    assert page.foreign_requests == []
+    got = page.acted
+    assert got is not None, "no flag link in the report"
+    f = got["filters"]
+    assert got["hash"].startswith("#samples?") and f["model"] and f["layer"] and got["visible"]
+    # the samples the page shows are exactly the embedded ones of that model, layer (and language)
+    s = embedded(demo["samples"], CAP)
+    want = s[(s["model"] == f["model"]) & (s["layer"] == f["layer"])
+             & ((s["language"] == f["language"]) if f["language"] else True)]
+    assert got["matches"] == len(want) > 0 and got["shown"] == min(len(want), 200)
+    # and each opened one shows its prompt and its reply (or its probabilities)
+    for text, row in zip(got["texts"], want.itertuples()):
+        first = json.loads(row.messages)[0]["content"].split("\n")[0].strip()
+        assert first[:40] in text
+        if row.kind == "generate":
+            assert (row.reply or "—").split("\n")[0].strip()[:30] in text
+        else:
+            assert "Option probabilities" in text

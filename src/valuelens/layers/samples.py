@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 SAMPLES_TABLE = "samples"
-COLUMNS = ["model", "layer", "table", "row_id", "part", "seq", "kind", "call_key", "sample", "messages", "prefill",
+COLUMNS = ["model", "layer", "table", "row_id", "part", "language", "seq", "kind", "call_key", "sample", "messages", "prefill",
            "labels", "settings", "response_format", "reply", "probs", "covered_mass", "failure", "parsed", "valid"]
 
 
@@ -70,7 +70,7 @@ def log_frame(model: str, log: list[dict[str, Any]]) -> pd.DataFrame:
         probs = res.get("probs") if kind == "option_distribution" else None
         rows.append({
             "model": model, "layer": rec["layer"], "table": rec["table"], "row_id": rec["row_id"],
-            "part": rec["part"], "seq": seq, "kind": kind, "call_key": rec["call_key"],
+            "part": rec["part"], "language": None, "seq": seq, "kind": kind, "call_key": rec["call_key"],
             "sample": int(req.get("sample_index", 0)), "messages": _json(req.get("messages")),
             "prefill": req.get("prefill", ""), "labels": _json(labels), "settings": _json(req.get("settings")),
             "response_format": _json(req.get("response_format")),
@@ -97,24 +97,27 @@ def finish(samples: pd.DataFrame, tables: Mapping[str, pd.DataFrame]) -> pd.Data
     out = samples.copy()
     parsed: list[str | None] = []
     valid: list[bool] = []
+    language: list[str | None] = []
     index: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
     for table, model, row_id, part, kind, probs, failure in zip(out["table"], out["model"], out["row_id"],
                                                               out["part"], out["kind"], out["probs"], out["failure"]):
+        df = tables.get(table)
+        if df is not None and "row_id" in df.columns and table not in index:
+            index[table] = {(str(m), str(r)): rec for m, r, rec in
+                            zip(df["model"], df["row_id"], df.to_dict("records"))}
+        row = index.get(table, {}).get((str(model), str(row_id)))
+        language.append(_text(row.get("language")) if row is not None else None)
         if kind == "option_distribution":
             p = json.loads(probs) if probs else None
             top = max(p, key=lambda k: p[k]) if p else None
             parsed.append(top)
             valid.append(top is not None and not failure)
             continue
-        spec, df = specs.get(table), tables.get(table)
-        if spec is None or df is None or "row_id" not in df.columns:
+        spec = specs.get(table)
+        if spec is None or row is None:
             parsed.append(None)
             valid.append(False)
             continue
-        if table not in index:
-            index[table] = {(str(m), str(r)): rec for m, r, rec in
-                            zip(df["model"], df["row_id"], df.to_dict("records"))}
-        row = index[table].get((str(model), str(row_id)))
         pcol, vcol = spec.parts.get(part, (spec.parsed, spec.valid))
         value = _text(row.get(pcol)) if row is not None and pcol else None
         parsed.append(value)
@@ -122,6 +125,7 @@ def finish(samples: pd.DataFrame, tables: Mapping[str, pd.DataFrame]) -> pd.Data
         valid.append(bool(ok) and not failure)
     out["parsed"] = pd.Series(parsed, index=out.index, dtype="object")
     out["valid"] = pd.Series(valid, index=out.index, dtype="bool")
+    out["language"] = pd.Series(language, index=out.index, dtype="object")  # the row's prompt language
     return out
 
 

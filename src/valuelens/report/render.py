@@ -21,6 +21,7 @@ from plotly.offline import get_plotlyjs
 from valuelens import __version__
 
 from . import compare, headline, sections, table1
+from . import samples as sample_browser
 from .blocks import Cell, Section
 from .layers import layer_sections
 from .load import ReportData
@@ -77,7 +78,12 @@ def render(data: ReportData) -> str:
     secs: list[Section] = [sections.summary(data, h), *layer_sections(data, seed),
                            table1.section(compare.compare(data, h), h),
                            *([table1.cross_run_section(compare.cross_run(data, h))] if data.is_comparison else []),
-                           sections.run_facts(data), sections.catalogue(data), sections.about(h)]
+                           sample_browser.section(data), sections.run_facts(data), sections.catalogue(data),
+                           sections.about(h)]
+    tables = {e.key: e.metric.table for e in h.entries}
+    metrics = list({e.metric.key: {"label": e.metric.label, "table": e.metric.table} for e in h.entries}.values())
+    sample_browser.link_everything(data, secs, [{**f, "table": tables.get(f["key"], "")} for f in
+                                                headline.flags(data, h)], metrics)
     n = 0
     for s in secs:
         for b in s.blocks:

@@ -1,0 +1,136 @@
+"""The sample browser (issue 23): what the model was asked and what it said, behind every number.
+
+Reads ``results/samples`` (see valuelens.layers.samples; the report imports
+no layer code, so the columns are named here). The browser is one section
+(``#samples``) with the samples inline as JSON and a filter by model, layer,
+language and free text (item, prompt, reply). Links elsewhere in the report
+open it filtered: ``#samples?model=M&layer=L&language=X``. For large audits
+at most :data:`CAP` samples per (model, layer, table, language) are embedded,
+spread evenly over the cell; the report says so and names the Parquet file
+that has them all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+import pandas as pd
+from markupsafe import Markup
+
+from .blocks import Section
+from .load import ReportData
+
+CAP = 40  # samples embedded per (model, layer, table, language); all are in results/samples.parquet
+SECTION_ID = "samples"
+
+# Every fixed text of the browser, for a translation table (issue 23 item 7).
+TEXTS: dict[str, str] = {
+    "title": "Sample browser",
+    "intro": "Every model call the layers made: the prompt as sent, the reply or the option probabilities, the "
+             "parsed answer and whether it was valid. Filter by model, layer, language or any text (an item id, "
+             "words of the prompt or reply). Links beside flags, headline metrics and figures open it filtered to "
+             "the samples behind them.",
+    "capped": "{shown} of {total} samples are embedded: at most {cap} per model × layer × table × language, spread "
+              "evenly over each; all are in {path} (one row per call; join key: model, table, row_id).",
+    "all": "All {total} samples are embedded ({path} has them as a table; join key: model, table, row_id).",
+    "none": "No samples table in this run (results/samples.parquet is written by valuelens runs since issue 23).",
+    "model": "model", "layer": "layer", "language": "language", "search": "search", "any": "any",
+    "matches": "{n} matching samples", "first": "(first {n} shown)", "prompt": "Prompt", "reply": "Reply",
+    "probs": "Option probabilities", "parsed": "parsed", "valid": "valid", "invalid": "invalid",
+    "failure": "failure", "key": "cache key", "link": "Samples behind this",
+    "flag_links": "Samples behind each flag", "metric_links": "Samples behind each headline metric",
+    "figure_link": "Samples behind this figure",
+}
+
+PATH = "results/samples.parquet"
+
+
+def href(**filters: Any) -> str:
+    """A link that opens the browser filtered (empty filters left out)."""
+    q = urlencode({k: str(v) for k, v in filters.items() if v not in (None, "")})
+    return f"#{SECTION_ID}" + (f"?{q}" if q else "")
+
+
+def _layer_of(data: ReportData, table: str) -> str:
+    return next((ly.key for ly in data.layers if table.startswith(ly.prefix)), "")
+
+
+def embedded(samples: pd.DataFrame, cap: int = CAP) -> pd.DataFrame:
+    """At most ``cap`` rows per (model, layer, table, language), evenly spaced in call order."""
+    parts = []
+    for _, g in samples.groupby(["model", "layer", "table", samples["language"].fillna("")], sort=False):
+        if len(g) > cap:
+            step = len(g) / cap
+            g = g.iloc[[int(i * step) for i in range(cap)]]
+        parts.append(g)
+    return pd.concat(parts).sort_index() if parts else samples.iloc[:0]
+
+
+def _v(x: Any) -> Any:
+    return None if x is None or (isinstance(x, float) and x != x) else x
+
+
+def records(df: pd.DataFrame) -> list[list[Any]]:
+    """Compact rows for the page: model, layer, table, row_id, part, language, kind, messages, prefill, reply,
+    probs, parsed, valid, failure, cache key (first 16 hex digits)."""
+    out = []
+    for r in df.itertuples(index=False):
+        msgs = json.loads(r.messages) if _v(r.messages) else []
+        out.append([r.model, r.layer, r.table, r.row_id, r.part, _v(r.language) or "", r.kind,
+                    [[m.get("role", ""), m.get("content", "")] for m in msgs], _v(r.prefill) or "", _v(r.reply),
+                    json.loads(r.probs) if _v(r.probs) else None, _v(r.parsed), bool(r.valid), _v(r.failure) or "",
+                    str(r.call_key)[:16]])
+    return out
+
+
+def section(data: ReportData, cap: int = CAP) -> Section:
+    sec = Section(SECTION_ID, TEXTS["title"])
+    samples = data.tables.get("samples")
+    if samples is None or samples.empty:
+        sec.status, sec.reason = "no data yet", TEXTS["none"]
+        return sec
+    if "run" in samples.columns and data.is_comparison:  # a comparison: the run name goes with the model
+        samples = samples.assign(model=samples["run"].astype(str) + " · " + samples["model"].astype(str))
+    shown = embedded(samples, cap)
+    sec.text(TEXTS["intro"])
+    note = (TEXTS["capped"].format(shown=len(shown), total=len(samples), cap=cap, path=PATH) if len(shown) < len(samples)
+            else TEXTS["all"].format(total=len(samples), path=PATH))
+    payload = json.dumps(records(shown), ensure_ascii=False, separators=(",", ":"))
+    sec.blocks.append({"kind": "samples", "note": note, "texts": TEXTS, "cap": cap, "total": len(samples),
+                       "models": sorted(shown["model"].astype(str).unique()),
+                       "layers": sorted(shown["layer"].astype(str).unique()),
+                       "languages": sorted(x for x in shown["language"].dropna().astype(str).unique()),
+                       # inside <script type="application/json">: only "</" could end it early
+                       "json": Markup(payload.replace("</", "<\\/"))})
+    return sec
+
+
+def link_everything(data: ReportData, secs: list[Section], flags: list[dict], metrics: list[dict]) -> None:
+    """Links into the browser: every figure (its layer's samples), and in the summary one list of links per
+    raised flag (model, layer, language) and per headline metric (its layer)."""
+    if data.tables.get("samples") is None:
+        return
+    for s in secs:
+        key = s.id[len("layer-"):] if s.id.startswith("layer-") else ""
+        for b in s.blocks:
+            if b["kind"] == "plot" and key:
+                b["samples_href"] = href(layer=key)
+                b["samples_text"] = TEXTS["figure_link"]
+    summary = next((s for s in secs if s.id == "summary"), None)
+    if summary is None:
+        return
+    if flags:
+        links = []
+        for f in flags:
+            lang = re.search(r"language (\w+)", str(f.get("where", "")))
+            layer = _layer_of(data, f.get("table", ""))
+            links.append({"text": f"{f['model']} · {f['metric']} · {f.get('where', '')}",
+                          "href": href(model=f["model"], layer=layer, language=lang.group(1) if lang else "")})
+        summary.blocks.append({"kind": "links", "title": TEXTS["flag_links"], "links": links, "cls": "flag-links"})
+    if metrics:
+        summary.blocks.append({"kind": "links", "title": TEXTS["metric_links"], "cls": "metric-links",
+                               "links": [{"text": m["label"], "href": href(layer=_layer_of(data, m["table"]))}
+                                         for m in metrics]})
