@@ -248,3 +248,34 @@ def test_report_flag_opens_the_samples_behind_it(demo, demo_out, tmp_path):
             assert (row.reply or "—").split("\n")[0].strip()[:30] in text
         else:
             assert "Option probabilities" in text
+
+
+def test_first_token_orders_content_free_prompts_and_wordings_have_their_samples(tmp_path):
+    """permutations, calibrate and prompt_variants: one sample per order (part order:LETTERS), the shared
+    content-free prompt once per item it calibrates, the other wordings under first_token_templates."""
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps({"rules": [], "default_text": "(B) yes"}))
+    out = tmp_path / "out"
+    vl.run(parse_audit(f"""\
+name: ft
+countries: [United States, China]
+languages: [en, zh]
+output_dir: {out}
+models: [{{name: s, backend: "scripted:{script}"}}]
+layers:
+  first_token: {{limit: 3, permutations: cyclic, calibrate: true, prompt_variants: true}}
+""", "ft.yaml"))
+    t = read_tables(out)
+    s, items = t["samples"], t["first_token_items"]
+    assert unjoined(s, t) == ([], [])
+    main = s[s["table"] == "first_token_items"]
+    orders = main[main["part"].str.startswith("order:")]
+    per_row = orders.groupby("row_id").size()
+    assert (per_row.reindex(items["row_id"]).to_numpy() == items["n_options"].to_numpy()).all()  # cyclic: k orders
+    assert set(orders["part"].str.len()) == {len("order:") + n for n in items["n_options"]}
+    free = main[main["part"] == "content-free"]
+    assert sorted(free["row_id"]) == sorted(items["row_id"])  # every item: its calibration prompt's sample
+    assert free["call_key"].nunique() < len(free)  # shared prompts, one call each
+    tpl = s[s["table"] == "first_token_templates"]
+    assert len(tpl) and set(tpl["row_id"]) <= set(t["first_token_templates"]["row_id"])
+    assert not tpl["row_id"].str.startswith("paper|").any()  # the paper's wording is the main run's rows

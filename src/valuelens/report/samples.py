@@ -92,8 +92,6 @@ def section(data: ReportData, cap: int = CAP) -> Section:
     if samples is None or samples.empty:
         sec.status, sec.reason = "no data yet", TEXTS["none"]
         return sec
-    if "run" in samples.columns and data.is_comparison:  # a comparison: the run name goes with the model
-        samples = samples.assign(model=samples["run"].astype(str) + " · " + samples["model"].astype(str))
     shown = embedded(samples, cap)
     sec.text(TEXTS["intro"])
     note = (TEXTS["capped"].format(shown=len(shown), total=len(samples), cap=cap, path=PATH) if len(shown) < len(samples)
