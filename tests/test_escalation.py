@@ -100,7 +100,7 @@ class FakeAsker:
     def __init__(self):
         self.seed, self.s, self.asked = 3, SimpleNamespace(n_resamples=100), []
 
-    def ab(self, prompts, desc):
+    def ab(self, prompts, desc, tags=None):
         out = []
         for p in prompts:
             self.asked.append(p)

@@ -196,6 +196,9 @@ const a = document.querySelector('ul.flag-links a');
 if (!a) return null;
 a.click();
 """
+CLICK_FIGURE_JS = """
+document.querySelector('[data-figure="dilemma-trajectories"]').closest('figure').querySelector('a.samples-link').click();
+"""
 READ_BROWSER_JS = """
 const root = document.getElementById('sample-browser');
 const items = Array.from(root.querySelectorAll('.sample-list > li'));
@@ -225,14 +228,22 @@ def test_report_flag_opens_the_samples_behind_it(demo, demo_out, tmp_path):
     def act(driver):
         driver.execute_script(CLICK_FLAG_JS)
         time.sleep(0.3)
-        return driver.execute_script(READ_BROWSER_JS)
+        flag = driver.execute_script(READ_BROWSER_JS)
+        driver.execute_script(CLICK_FIGURE_JS)
+        time.sleep(0.3)
+        return flag, driver.execute_script(READ_BROWSER_JS)
 
     artifacts = Path(os.environ.get("VALUELENS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
-    page = browser.open_page(html, artifacts / "report-samples.png", timeout=40, act=act)
+    page = browser.open_page(html, artifacts / "report-samples.png", timeout=120, act=act)
     assert page.errors == [], page.errors
     assert page.foreign_requests == []
-    got = page.acted
+    got, fig = page.acted
     assert got is not None, "no flag link in the report"
+    # a figure's link: its layer's samples of the table it is drawn from
+    trajectories = embedded(demo["samples"], CAP)
+    trajectories = trajectories[trajectories["table"] == "dilemma_chain_responses"]
+    assert fig["filters"]["table"] == "dilemma_chain_responses" and fig["filters"]["model"] == ""
+    assert fig["matches"] == len(trajectories) > 0
     f = got["filters"]
     assert got["hash"].startswith("#samples?") and f["model"] and f["layer"] and got["visible"]
     # the samples the page shows are exactly the embedded ones of that model, layer (and language)

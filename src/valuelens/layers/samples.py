@@ -23,6 +23,8 @@ from typing import Any
 import pandas as pd
 
 SAMPLES_TABLE = "samples"
+TEXT_COLUMNS = ("table", "row_id", "part", "messages", "prefill", "labels", "settings", "response_format", "reply",
+                "probs", "failure")
 COLUMNS = ["model", "layer", "table", "row_id", "part", "language", "seq", "kind", "call_key", "sample", "messages", "prefill",
            "labels", "settings", "response_format", "reply", "probs", "covered_mass", "failure", "parsed", "valid"]
 
@@ -82,6 +84,11 @@ def log_frame(model: str, log: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def _str(v: Any) -> str | None:
+    """A text cell, or None (a missing one may come back from concat or Parquet as NaN)."""
+    return v if isinstance(v, str) and v else None
+
+
 def _text(v: Any) -> str | None:
     if v is None or (isinstance(v, float) and v != v):
         return None
@@ -108,10 +115,10 @@ def finish(samples: pd.DataFrame, tables: Mapping[str, pd.DataFrame]) -> pd.Data
         row = index.get(table, {}).get((str(model), str(row_id)))
         language.append(_text(row.get("language")) if row is not None else None)
         if kind == "option_distribution":
-            p = json.loads(probs) if probs else None
+            p = json.loads(probs) if _str(probs) else None
             top = max(p, key=lambda k: p[k]) if p else None
             parsed.append(top)
-            valid.append(top is not None and not failure)
+            valid.append(top is not None and not _str(failure))
             continue
         spec = specs.get(table)
         if spec is None or row is None:
@@ -122,10 +129,14 @@ def finish(samples: pd.DataFrame, tables: Mapping[str, pd.DataFrame]) -> pd.Data
         value = _text(row.get(pcol)) if row is not None and pcol else None
         parsed.append(value)
         ok = bool(row.get(vcol)) if row is not None and vcol else value not in (None, "invalid")
-        valid.append(bool(ok) and not failure)
+        valid.append(bool(ok) and not _str(failure))
     out["parsed"] = pd.Series(parsed, index=out.index, dtype="object")
     out["valid"] = pd.Series(valid, index=out.index, dtype="bool")
     out["language"] = pd.Series(language, index=out.index, dtype="object")  # the row's prompt language
+    for c in TEXT_COLUMNS:  # one type per column for Parquet: text or None (concat may have made NaN)
+        out[c] = pd.Series([v if isinstance(v, str) else None for v in out[c]], index=out.index, dtype="object")
+    for c in ("failure", "prefill", "part", "row_id", "table"):
+        out[c] = out[c].fillna("")
     return out
 
 

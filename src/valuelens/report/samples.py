@@ -37,7 +37,7 @@ TEXTS: dict[str, str] = {
               "evenly over each; all are in {path} (one row per call; join key: model, table, row_id).",
     "all": "All {total} samples are embedded ({path} has them as a table; join key: model, table, row_id).",
     "none": "No samples table in this run (results/samples.parquet is written by valuelens runs since issue 23).",
-    "model": "model", "layer": "layer", "language": "language", "search": "search", "any": "any",
+    "model": "model", "layer": "layer", "table": "table", "language": "language", "search": "search", "any": "any",
     "matches": "{n} matching samples", "first": "(first {n} shown)", "prompt": "Prompt", "reply": "Reply",
     "probs": "Option probabilities", "parsed": "parsed", "valid": "valid", "invalid": "invalid",
     "failure": "failure", "key": "cache key", "link": "Samples behind this",
@@ -46,6 +46,12 @@ TEXTS: dict[str, str] = {
 }
 
 PATH = "results/samples.parquet"
+# A figure's samples, where its key names a finer set than its layer's: the per-call table it is drawn from.
+FIGURE_TABLES = {"dilemma-preferences": "dilemma_responses", "dilemma-flips": "dilemma_responses",
+                 "dilemma-agreement": "dilemma_responses", "position-dilemmas": "dilemma_responses",
+                 "dilemma-trajectories": "dilemma_chain_responses", "def-kl-dimensions": "def_answers",
+                 "def-kl-dimensions-def": "def_answers", "def-invalid": "def_answers", "def-map": "def_answers",
+                 "def-mismatch-sex": "def_answers", "def-mismatch-age-group": "def_answers"}
 
 
 def href(**filters: Any) -> str:
@@ -73,15 +79,19 @@ def _v(x: Any) -> Any:
     return None if x is None or (isinstance(x, float) and x != x) else x
 
 
+def _json(x: Any) -> Any:
+    return json.loads(x) if isinstance(x, str) and x else None
+
+
 def records(df: pd.DataFrame) -> list[list[Any]]:
     """Compact rows for the page: model, layer, table, row_id, part, language, kind, messages, prefill, reply,
     probs, parsed, valid, failure, cache key (first 16 hex digits)."""
     out = []
     for r in df.itertuples(index=False):
-        msgs = json.loads(r.messages) if _v(r.messages) else []
+        msgs = _json(r.messages) or []
         out.append([r.model, r.layer, r.table, r.row_id, r.part, _v(r.language) or "", r.kind,
                     [[m.get("role", ""), m.get("content", "")] for m in msgs], _v(r.prefill) or "", _v(r.reply),
-                    json.loads(r.probs) if _v(r.probs) else None, _v(r.parsed), bool(r.valid), _v(r.failure) or "",
+                    _json(r.probs), _v(r.parsed), bool(r.valid), _v(r.failure) or "",
                     str(r.call_key)[:16]])
     return out
 
@@ -100,6 +110,7 @@ def section(data: ReportData, cap: int = CAP) -> Section:
     sec.blocks.append({"kind": "samples", "note": note, "texts": TEXTS, "cap": cap, "total": len(samples),
                        "models": sorted(shown["model"].astype(str).unique()),
                        "layers": sorted(shown["layer"].astype(str).unique()),
+                       "tables": sorted(shown["table"].astype(str).unique()),
                        "languages": sorted(x for x in shown["language"].dropna().astype(str).unique()),
                        # inside <script type="application/json">: only "</" could end it early
                        "json": Markup(payload.replace("</", "<\\/"))})
@@ -115,7 +126,7 @@ def link_everything(data: ReportData, secs: list[Section], flags: list[dict], me
         key = s.id[len("layer-"):] if s.id.startswith("layer-") else ""
         for b in s.blocks:
             if b["kind"] == "plot" and key:
-                b["samples_href"] = href(layer=key)
+                b["samples_href"] = href(layer=key, table=FIGURE_TABLES.get(b.get("key", ""), ""))
                 b["samples_text"] = TEXTS["figure_link"]
     summary = next((s for s in secs if s.id == "summary"), None)
     if summary is None:
