@@ -83,17 +83,20 @@ def _json(x: Any) -> Any:
     return json.loads(x) if isinstance(x, str) and x else None
 
 
-def records(df: pd.DataFrame) -> list[list[Any]]:
-    """Compact rows for the page: model, layer, table, row_id, part, language, kind, messages, prefill, reply,
-    probs, parsed, valid, failure, cache key (first 16 hex digits)."""
-    out = []
+def records(df: pd.DataFrame) -> dict[str, list[Any]]:
+    """Compact rows for the page: model, layer, table, row_id, part, language, kind, prompt (an index into
+    ``prompts``: models asked the same prompt share it), prefill, reply, probs, parsed, valid, failure, cache
+    key (first 16 hex digits)."""
+    out: list[list[Any]] = []
+    prompts: dict[str, int] = {}
     for r in df.itertuples(index=False):
-        msgs = _json(r.messages) or []
+        text = r.messages if isinstance(r.messages, str) else "[]"
         out.append([r.model, r.layer, r.table, r.row_id, r.part, _v(r.language) or "", r.kind,
-                    [[m.get("role", ""), m.get("content", "")] for m in msgs], _v(r.prefill) or "", _v(r.reply),
+                    prompts.setdefault(text, len(prompts)), _v(r.prefill) or "", _v(r.reply),
                     _json(r.probs), _v(r.parsed), bool(r.valid), _v(r.failure) or "",
                     str(r.call_key)[:16]])
-    return out
+    return {"rows": out, "prompts": [[[m.get("role", ""), m.get("content", "")] for m in _json(t) or []]
+                                     for t in prompts]}
 
 
 def section(data: ReportData, cap: int = CAP) -> Section:
