@@ -63,9 +63,9 @@ from valuelens.errors import ValueLensError
 from valuelens.models import grammar, prompting
 from valuelens.models.base import sample_seed
 from valuelens.models.hf_alloc import tune_malloc
-from valuelens.models.hf_prefix import (MIN_PREFIX, PrefixCache, PrefixStore, common_prefix, input_device,
-                                         length_batches, plan_batches)
-from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult, cut_at_stop
+from valuelens.models.hf_prefix import (BATCH_COST, MIN_PREFIX, PrefixCache, PrefixStore, common_prefix,
+                                         input_device, length_batches, plan_batches)
+from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult, cut_at_stop, stop_index
 
 
 def _torch():
@@ -351,10 +351,8 @@ class HFBackend:
         mine = set(loop)
         beams = [i for i, (r, _) in enumerate(items) if i not in mine and r.settings.temperature == 0]
         alone = [i for i, (r, _) in enumerate(items) if i not in mine and r.settings.temperature > 0]
-        # Batches by prompt length (less padding); the order within and across batches does not matter.
-        loop.sort(key=lambda i: len(seqs[i]))
-        for s in range(0, len(loop), self.batch_size):
-            self._decode(loop[s: s + self.batch_size], items, seqs, out)
+        for idx, prefix in self._gen_batches(loop, items, seqs):
+            self._decode(idx, items, seqs, out, prefix)
         def group(i: int) -> tuple[int, int, bool]:  # constrained requests batch apart (their own EOS, see _gen_batch)
             r = items[i][0]
             return (r.settings.max_tokens, r.settings.num_beams, r.response_format is not None)
@@ -368,7 +366,54 @@ class HFBackend:
             s += len(idx)
         for i in alone:
             self._sample_alone(i, items, seqs, out)
-        return [cut_at_stop(t, items[i][0].settings.stop) for i, t in enumerate(out)]  # type: ignore[arg-type]
+        return [cut_at_stop(t, items[i][0].settings.stop, items[i][0].settings.stop_at)  # type: ignore[arg-type]
+                for i, t in enumerate(out)]
+
+    def _gen_batches(self, loop: list[int], items, seqs) -> list[tuple[list[int], PrefixCache | None]]:
+        """Batches of the own loop's rows, each with the prefix cache its prompts share (or None).
+
+        Without prefix reuse: consecutive runs of the length-sorted prompts. With it: ``plan_batches``
+        (as for option distributions) with a batch cost that counts the decoding steps a batch adds
+        (``GEN_STEP_COST`` per step up to the rows' largest ``max_tokens``), so it splits a batch only
+        where the prefix it saves outweighs them. The prefix all rows share is run once per call
+        and extended per batch; generation keeps no prefixes across calls, so a row's texts depend
+        only on the call's own rows (a resumed chunk recomputes exactly what it computed before)."""
+        if not loop:
+            return []
+        sub = [seqs[i] for i in loop]
+        if not self.prefix_cache:
+            return [([loop[k] for k in idx], None) for idx, _ in length_batches(sub, self.batch_size)]
+        n = common_prefix(sub)
+        kind = "cpu" if self.device.type == "cpu" else "other"
+        steps = max(items[i][0].settings.max_tokens for i in loop)
+        plan = plan_batches(sub, self.batch_size, n if n >= MIN_PREFIX else 0, self.device.type,
+                            batch_cost=BATCH_COST[kind] + GEN_STEP_COST[kind] * steps)
+        base: PrefixCache | None = None
+        out: list[tuple[list[int], PrefixCache | None]] = []
+        run = saved = 0  # prefix tokens run, and prompt tokens the rows did not run
+        with self.torch.inference_mode():
+            for idx, length in plan:
+                prefix = None
+                if length >= MIN_PREFIX and self.prefix_cache:
+                    if n >= MIN_PREFIX and base is None:
+                        base = PrefixCache.build(self.torch, self.model, sub[0][:n])
+                        if base is None:
+                            self.prefix_cache = False  # the model gives no reusable cache
+                        run += n
+                    if self.prefix_cache:
+                        tokens = sub[idx[0]][:length]
+                        on_base = base is not None and length >= n
+                        prefix = (base.extend(self.torch, self.model, tokens) if on_base  # type: ignore[union-attr]
+                                  else PrefixCache.build(self.torch, self.model, tokens))
+                        if prefix is None:
+                            self.prefix_cache = False
+                        else:
+                            run += length - n if on_base else length
+                            saved += len(idx) * length
+                out.append(([loop[k] for k in idx], prefix))
+        if saved:
+            self.stats["gen_prefix_saved_tokens"] = self.stats.get("gen_prefix_saved_tokens", 0) + saved - run
+        return out
 
     def _sample_alone(self, i: int, items, seqs, out) -> None:
         """Request ``i`` alone through ``model.generate`` under ``torch.manual_seed``
@@ -412,7 +457,7 @@ class HFBackend:
             self._sampling_plan = plan
         return self._sampling_plan
 
-    def _decode(self, idx: list[int], items, seqs, out) -> None:
+    def _decode(self, idx: list[int], items, seqs, out, prefix: PrefixCache | None = None) -> None:
         """Prefill, then one token per step on the KV cache, for the rows ``idx``.
 
         Per row: greedy rows take the argmax; sampled rows apply, to their own
@@ -422,8 +467,12 @@ class HFBackend:
         ``sample_seed(seed, j)``, so a row consumes exactly the random numbers
         it would consume alone under ``torch.manual_seed`` (the old path).
         Left padding with explicit position ids: padding does not shift
-        positions. A row stops at EOS, ``max_tokens`` or a stop string and
-        leaves the batch (its cache rows dropped).
+        positions. With ``prefix`` (the rows' prompts all start with its
+        tokens), only the rest of each prompt is run, on a copy of its cache
+        per row (padding then sits between prefix and suffix, masked, as in
+        ``hf_prefix``). A row stops at EOS, ``max_tokens``, a stop string or
+        its stop rule's first complete answer and leaves the batch (its cache
+        rows dropped).
         """
         torch = self.torch
         from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
@@ -449,10 +498,16 @@ class HFBackend:
         fmts = [items[i][0].response_format for i in idx]
         matchers = [None if f is None else self._grammars().matcher(f) for f in fmts]
         gm_eos = self._grammars().eos if any(m is not None for m in matchers) else frozenset()
-        ids, mask, pos = (t.to(dev) for t in self.pad([seqs[i] for i in idx]))
+        past = None
+        if prefix is None:
+            ids, mask, pos = (t.to(dev) for t in self.pad([seqs[i] for i in idx]))
+        else:
+            batch = prefix.batch(torch, [seqs[i][prefix.length:] for i in idx], self.tok.pad_token_id)
+            ids, mask, pos = (t.to(dev) for t in batch)
+            past = prefix.expanded(len(idx))
         tokens: list[list[int]] = [[] for _ in idx]
         active = list(range(len(idx)))
-        past, cur, first = None, ids, True
+        cur, first = ids, True
         params = self._forward_params()
         keep_kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.2x: ``cache``
@@ -493,7 +548,8 @@ class HFBackend:
                             continue
                     elif tok in eos or len(tokens[row]) >= st.max_tokens:
                         continue
-                    if st.stop and _has_stop(self.tok.decode(tokens[row], skip_special_tokens=True), st.stop):
+                    if (st.stop or st.stop_at) and stop_index(self.tok.decode(tokens[row], skip_special_tokens=True),
+                                                              st.stop, st.stop_at) is not None:
                         stats["stop_saved_tokens"] = stats.get("stop_saved_tokens", 0) + st.max_tokens - len(tokens[row])
                         stats["stopped_early"] = stats.get("stopped_early", 0) + 1
                         continue
@@ -535,6 +591,7 @@ _PLAIN_GENERATION: dict[str, tuple[Any, ...]] = {
 }
 
 
-def _has_stop(text: str, stop: Sequence[str]) -> bool:
-    return any(s in text for s in stop)
+# Decoding steps in units of one prompt token's compute (``hf_prefix`` units): a step is a forward pass whose
+# fixed cost on a CPU is ~15-20 ms against ~0.8 ms per token (SmolLM2-135M); on a GPU batches are what count.
+GEN_STEP_COST = {"cpu": 20, "other": 4096}
 
