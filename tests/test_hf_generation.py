@@ -134,11 +134,27 @@ def test_cache_key_without_stop_is_unchanged():
         GenerateSettings(stop_at="sentence")
 
 
-def test_beam_sampling_and_unusual_generation_configs_keep_the_old_path(tiny_model_dir):
+def test_beam_sampling_is_batched_by_settings_and_gives_the_old_texts(tiny_model_dir, monkeypatch):
+    """Beam-sampled requests with equal settings share a model.generate call, each row drawing from its own
+    generator: the texts of the old path (each request alone under torch.manual_seed), whatever the batch."""
+    base = _items()[:6]
+    # two settings groups of three requests each (same beams, temperature, top-p and length within a group)
+    beams = [(replace(r, settings=replace(r.settings, num_beams=(2, 3)[k % 2], temperature=(0.8, 1.3)[k % 2],
+                                          top_p=1.0)), j) for k, (r, j) in enumerate(base)]
+    ref = _old_path(_backend(tiny_model_dir, 1), beams)
+    assert len(set(ref)) == len(ref)
+    calls: list[int] = []
+    for size, seed in ((1, 0), (3, 1), (8, 2)):
+        b = _backend(tiny_model_dir, size)
+        assert b._row_seeded_beams()
+        gen_batch = b._gen_batch
+        monkeypatch.setattr(b, "_gen_batch", lambda idx, *a, **kw: (calls.append(len(idx)), gen_batch(idx, *a, **kw)))
+        assert _generate_shuffled(b, beams, seed) == ref, f"batch size {size}, shuffle {seed}"
+    assert calls == [1] * 6 + [3, 3] + [3, 3]  # batched within each settings group, never across
+
+
+def test_unusual_generation_configs_keep_the_old_path(tiny_model_dir):
     items = _items()[:5]
-    beams = [(replace(r, settings=replace(r.settings, num_beams=2)), j) for r, j in items]
-    b = _backend(tiny_model_dir, 3)
-    assert _generate_shuffled(b, beams, 5) == _old_path(b, beams)
     # a generation config with a processor the loop does not reproduce: one request at a time, as before
     c = _backend(tiny_model_dir, 3)
     c.model.generation_config.repetition_penalty = 1.3
