@@ -8,7 +8,8 @@ drawn per participant, retries of invalid answers included) in waves, as an
 audit does (question k of every session in one call; later questions carry
 the session's remembered answers). Every call it makes is recorded and
 replayed, call by call, for the other rows, on a fresh SQLite store each
-(every sample a miss). Rows:
+(every sample a miss); each row runs ``--rounds`` times in alternating order
+(ABCD DCBA ...), so a load that drifts during the run weighs on all alike. Rows:
 
 - valuelens sampled, as DEF asks: the ``run_waves`` run itself — the reply
   form (regex, through llguidance when installed), the stop rule
@@ -29,7 +30,7 @@ answers/s is the figure to compare. The projection is DEF's default size
 answers/s, for num_beams 1, at this ``--max-tokens``.
 
     .venv/bin/python bench/def_generation.py [--participants 2] [--passes 4] [--questions 2] [--max-tokens 96]
-        [--batch 8] [--threads N]
+        [--batch 8] [--threads N] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -156,45 +157,52 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=2, help="each row this many times, in alternating order")
     a = ap.parse_args()
     backend = embedded.load(batch_size=a.batch)
     if a.threads:
         backend.torch.set_num_threads(a.threads)
     st = DEFSettings(participants=a.participants, passes=a.passes, limit=a.questions, beams=(1, 1),
                      max_tokens=a.max_tokens, insensitivity={"factual": {}})  # only the first N questions
-    load0 = os.getloadavg()[0]
     def_run(backend, st.model_copy(update=dict(participants=1, passes=1, limit=1, max_tokens=4)))  # warm-up
+    load0 = os.getloadavg()[0]
     t0 = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
-    saved0 = backend.stats.get("stop_saved_tokens", 0)
-    reused0 = backend.stats.get("gen_prefix_saved_tokens", 0)
+    stats0 = dict(backend.stats)
     td, tok_d, calls, n_rows = def_run(backend, st)
-    saved = backend.stats.get("stop_saved_tokens", 0) - saved0
-    reused = backend.stats.get("gen_prefix_saved_tokens", 0) - reused0
+    saved = backend.stats.get("stop_saved_tokens", 0) - stats0.get("stop_saved_tokens", 0)
+    reused = backend.stats.get("gen_prefix_saved_tokens", 0) - stats0.get("gen_prefix_saved_tokens", 0)
     items = new_items(calls)
     n = sum(len(c) for c in items)
     plain = [[replace(r, response_format=None, settings=replace(r.settings, stop_at=None)) for r in c] for c in calls]
     greedy = [[replace(r, settings=replace(r.settings, temperature=0.0)) for r in c] for c in calls]
-    rows = [("valuelens sampled, as DEF asks", n / td, tok_d / td)]
-    tp, tok_p = replay(backend, plain)
-    rows.append(("valuelens sampled, plain", n / tp, tok_p / tp))
-    tb, tok_b = bare_batched(backend, new_items(plain), a.batch)
-    rows.append((f"bare model.generate(do_sample) x{a.batch}", n / tb, tok_b / tb))
-    tg, tok_g = replay(backend, greedy)
-    rows.append(("valuelens greedy, as DEF asks", n / tg, tok_g / tg))
+    paths = [lambda: replay(backend, calls), lambda: replay(backend, plain),
+             lambda: bare_batched(backend, new_items(plain), a.batch), lambda: replay(backend, greedy)]
+    # Rounds in alternating order (ABCD, DCBA, ...): a load that drifts during the run weighs on every row alike.
+    # The first round's DEF row is the run_waves run itself.
+    secs, toks = [td, 0.0, 0.0, 0.0], [tok_d, 0, 0, 0]
+    for k in range(a.rounds):
+        order = [1, 2, 3] if k == 0 else ([3, 2, 1, 0] if k % 2 else [0, 1, 2, 3])
+        for p in order:
+            dt, dtok = paths[p]()
+            secs[p] += dt
+            toks[p] += dtok
+    names = ["valuelens sampled, as DEF asks", "valuelens sampled, plain", f"bare model.generate(do_sample) x{a.batch}",
+             "valuelens greedy, as DEF asks"]
+    rows = [(name, a.rounds * n / sec, tok / sec) for name, sec, tok in zip(names, secs, toks)]
     reqs = [r for c in items for r, _ in c]
     err = padding_error(backend, reqs[: 2 * a.batch], a.batch)
     print(f"{t0}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; embedded SmolLM2-135M fp32 CPU, "
           f"{backend.torch.get_num_threads()} threads, load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
     print(f"DEF: {a.participants} participants x {a.passes} passes x 2 countries x 2 languages x {a.questions} "
           f"questions = {n_rows} answer rows, {n} samples in {len(calls)} calls (retries included); num_beams 1, "
-          f"max_tokens {a.max_tokens}, batch {a.batch}")
+          f"max_tokens {a.max_tokens}, batch {a.batch}; {a.rounds} rounds per row (tokens, seconds: all rounds)")
     print(f"{'path':40} {'answers/s':>10} {'tokens/s':>10} {'tokens':>8} {'seconds':>8}")
-    for (name, ans, tps), (secs, tok) in zip(rows, [(td, tok_d), (tp, tok_p), (tb, tok_b), (tg, tok_g)]):
-        print(f"{name:40} {ans:10.3f} {tps:10.1f} {tok:8d} {secs:8.1f}")
+    for (name, ans, tps), sec, tok in zip(rows, secs, toks):
+        print(f"{name:40} {ans:10.3f} {tps:10.1f} {tok:8d} {sec:8.1f}")
     print(f"ratio valuelens sampled / bare batched sampled (answers/s): as DEF asks {rows[0][1] / rows[2][1]:.2f}, "
           f"plain {rows[1][1] / rows[2][1]:.2f} (floor 0.8, target 1.0)")
-    print(f"stop rule: rows stopped before max_tokens saved <= {saved} tokens; generated {tok_d} tokens as DEF asks "
-          f"against {tok_p} plain; prefix reuse: {reused} prompt tokens not rerun")
+    print(f"first round as DEF asks: rows stopped before max_tokens saved <= {saved} tokens; prefix reuse: {reused} "
+          f"prompt tokens not rerun; all rounds: {toks[0]} tokens generated as DEF asks against {toks[1]} plain")
     print(f"max |logit difference| padded vs alone (prompt's last position): {err:.2e}")
     d = DEFSettings()
     total = d.participants * d.passes * len(load_questionnaire("builtin")) * 2 * 2
