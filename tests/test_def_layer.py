@@ -290,3 +290,25 @@ def test_insensitivity_items_are_always_asked(tmp_path, synthetic):
     text = _audit(tmp_path, synthetic, participants=1, passes=1) + "    questions: [Q27]\n"
     a = vl.run(parse_audit(text, "a.yaml"))["def_answers"]
     assert list(dict.fromkeys(a.question_id)) == ["Q27", "Q91", "Q92", "Q93", "Q177", "Q178", "Q1", "Q2"]
+
+
+def test_stop_early_ends_replies_after_the_first_sentence_of_the_explanation(tmp_path, synthetic):
+    """stop_early (default): each reply is cut after its explanation's first sentence (the one DEF keeps), so a
+    hedge written after it is not seen; stop_early: false keeps the whole reply (and its hedge)."""
+    script = {"rules": [{"contains": "Family", "text": "Answer: 1 Explanation: Family first. Some people "
+                                                       "disagree, others do not."}],
+              "default_text": "Answer: 1 Explanation: Fine. More text here."}
+    got = {}
+    for stop in (True, False):
+        d = tmp_path / str(stop)
+        d.mkdir()
+        text = _audit(d, synthetic, extra=f"    stop_early: {str(stop).lower()}\n", participants=1, passes=1)
+        (d / "script.json").write_text(json.dumps(script))
+        got[stop] = vl.run(parse_audit(text, "a.yaml"))["def_answers"].set_index(["country", "question_id"])
+    on, off = got[True], got[False]
+    q1 = on.xs("Q1", level="question_id")
+    assert set(q1.reply) == {"Answer: 1 Explanation: Family first."} and q1.valid.all()
+    assert set(off.xs("Q1", level="question_id").status) == {"hedge"}
+    q2_on, q2_off = on.xs("Q2", level="question_id"), off.xs("Q2", level="question_id")
+    assert set(q2_on.reply) == {"Answer: 1 Explanation: Fine."} and set(q2_off.reply) == {script["default_text"]}
+    assert set(q2_on.explanation) == set(q2_off.explanation) == {"Fine."}

@@ -96,3 +96,65 @@ def test_sigkill_at_several_points_then_resume(tmp_path, tiny_model_dir):
         if isinstance(pa, str):
             x, y = json.loads(pa), json.loads(pb)
             assert list(x) == list(y) and all(abs(x[k] - y[k]) <= 1e-7 + 1e-5 * abs(y[k]) for k in x)
+
+
+def _def_audit(tmp_path: Path, model_dir: Path, out: Path) -> Path:
+    """A sampled DEF run on the tiny model: temperatures drawn per participant, beam sampling for some
+    (num_beams 1-2), retries, the reply form and stop rule as DEF asks; the built-in questionnaire."""
+    p = tmp_path / f"{out.name}.yaml"
+    p.write_text(f"""\
+name: kill-def
+output_dir: {out}
+chunk_size: 3
+languages: [en, zh]
+models:
+  - {{name: tiny, backend: "hf:{model_dir}", batch_size: 4}}
+layers:
+  def:
+    participants: 2
+    passes: 2
+    limit: 2
+    memory_max: 2
+    beams: [1, 2]
+    retries: 1
+    max_tokens: 6
+    insensitivity: {{factual: {{}}}}
+""")
+    return p
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # five CLI starts: ~15 s of CPU, but 15 min of wall on a 2-core machine at load 15
+def test_sigkill_a_sampled_def_run_then_resume(tmp_path, tiny_model_dir):
+    """Sampled DEF answers (own loop and batched beam sampling) after kills and resumes: the uninterrupted
+    run's tables exactly (every reply the same text), nothing computed twice."""
+    ref_out, out = tmp_path / "ref", tmp_path / "killed"
+    ref = subprocess.run([sys.executable, "-m", "valuelens", "run", str(_def_audit(tmp_path, tiny_model_dir, ref_out)),
+                          "-q"], capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    total = json.loads((ref_out / "run.json").read_text())["calls"]["calls_made"]
+    answers = pd.read_parquet(ref_out / "results" / "def_answers.parquet")
+    assert total >= 32 and answers.temperature.gt(0).all() and set(answers.num_beams) == {1, 2}
+
+    audit = _def_audit(tmp_path, tiny_model_dir, out)
+    kills = 0
+    for target in (1, 12, 24):
+        proc = _start(audit)
+        deadline = time.time() + 600  # the target, or the run's end, decides; not the clock
+        while _stored(out) < target and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+    assert kills >= 2, "the run finished before most kill points: make it longer"
+    final = subprocess.run([sys.executable, "-m", "valuelens", "run", str(audit), "-q"], capture_output=True, text=True,
+                           timeout=600)
+    assert final.returncode == 0, final.stderr
+    with sqlite3.connect(out / STORE_NAME) as c:
+        made = c.execute("SELECT SUM(calls_made) FROM runs").fetchone()[0]
+        stored = c.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM calls").fetchone()
+    assert stored == (total, total) and made == total
+    for name in ("def_answers", "def_questions", "def_options", "def_summary"):
+        pd.testing.assert_frame_equal(pd.read_parquet(ref_out / "results" / f"{name}.parquet"),
+                                      pd.read_parquet(out / "results" / f"{name}.parquet"), check_exact=True)

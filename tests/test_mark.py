@@ -232,6 +232,8 @@ def test_scripted_run_hand_worked(tmp_path, shared_data):
                             "type": "ISTP"}
     assert us1["stages"]["stress"]["stressors"] == ["employment", "income", "age"]  # mean 37.1
     assert us1["stages"]["stress"]["attempts"][0]["raw"].startswith("<think>")
+    # stop_early (default): the reply ends at its first complete JSON object, the closing fence is not kept
+    assert us1["stages"]["stress"]["attempts"][0]["raw"].endswith('"summary": "Out of work and short of money."}')
     assert us1["mbti"] == "INFJ" and us1["stack"] == [["dominant", "Ni"], ["auxiliary", "Fe"], ["tertiary", "Ti"],
                                                       ["inferior", "Se"]]
     assert us1["impacts"] == IMPACTS

@@ -217,7 +217,7 @@ class CachedModel:
 
         def compute(idx: list[int]) -> list[Any]:
             texts = self.backend.generate([items[i] for i in idx])
-            texts = [cut_at_stop(t, items[i][0].settings.stop) for i, t in zip(idx, texts)]  # any backend: same cut
+            texts = [_cut(t, items[i][0].settings) for i, t in zip(idx, texts)]  # any backend: same cut
             return [{"text": "", "failure": t.failure} if isinstance(t, FailedText) else {"text": t} for t in texts]
 
         payloads = [r.sample_json(j) for r, j in items]
@@ -233,3 +233,7 @@ class CachedModel:
             out.append(GenerateResult(tuple(texts[pos : pos + r.n])))
             pos += r.n
         return out
+
+
+def _cut(text: str, st: Any) -> str:
+    return cut_at_stop(text, st.stop, st.stop_at)

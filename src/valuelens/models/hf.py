@@ -32,12 +32,32 @@ Only the logits depend on the batch, through fp32 rounding of padded shapes
 (max |Δlogit| 6e-8 on the tiny test model, 5.2e-5 on SmolLM2-135M in
 ``bench/def_generation.py``). A draw ``argmax p_i / E_i`` (E_i ~ Exp(1)) can change only
 when two candidates' ratios lie within a factor exp(2·Δ/T) of each other (or
-a token sits within Δ of the top-k/top-p cut): about 2·Δ/T per token. Beam
-sampling (num_beams > 1, temperature > 0) and models whose generation config
-adds other processors (repetition penalty, min-p, …) keep the old path: one
-request at a time through ``model.generate`` under ``torch.manual_seed``.
-The cache identity is unchanged: stored samples are the texts this sampler
-makes (the same processors and random streams).
+a token sits within Δ of the top-k/top-p cut): about 2·Δ/T per token.
+
+Shared prefixes in generation: the loop's batches are planned like option
+batches (``plan_batches``, a batch costing its decoding steps too), the
+prefix all rows of a call share is run once and extended per batch, and each
+row runs only the rest of its prompt on a copy of that cache. Same texts as
+without reuse up to fp32 rounding (max |Δlogit| 6e-8 at every step on the
+tiny test model, ``tests/test_hf_generation.py``); prefixes are not kept
+across generate calls, so a row's computation depends only on its call.
+
+Stop rules (``GenerateSettings.stop_at``, :mod:`valuelens.models.stopping`):
+a row ends at its first complete answer (DEF's "Answer: … Explanation: <one
+sentence>", a closed JSON object); its text is the text it writes without the
+rule, cut there (the draws before the stop point are the same).
+
+Beam sampling (num_beams > 1, temperature > 0): ``model.generate`` on
+batches of requests with equal settings (beams, temperature, top-p,
+max_tokens, constrained or not: ``generate`` takes one of each per call),
+each row's candidates drawn from its own generator (:func:`_row_seeded_top_k`
+replaces transformers' ``_get_top_k_continuations`` for the call), so a row
+gets the text it got alone under ``torch.manual_seed``. Models whose
+generation config adds other processors (repetition penalty, min-p, …), and
+a transformers without that hook, keep the old path: one request at a time
+through ``model.generate`` under ``torch.manual_seed``. The cache identity is
+unchanged: stored samples are the texts these samplers make (the same
+processors and random streams).
 
 Constrained generation (``GenerateRequest.response_format``, JSON schema or
 regex) through :mod:`valuelens.models.grammar` (llguidance, the extra
@@ -63,9 +83,9 @@ from valuelens.errors import ValueLensError
 from valuelens.models import grammar, prompting
 from valuelens.models.base import sample_seed
 from valuelens.models.hf_alloc import tune_malloc
-from valuelens.models.hf_prefix import (MIN_PREFIX, PrefixCache, PrefixStore, common_prefix, input_device,
-                                         length_batches, plan_batches)
-from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult, cut_at_stop
+from valuelens.models.hf_prefix import (BATCH_COST, MIN_PREFIX, PrefixCache, PrefixStore, common_prefix,
+                                         input_device, length_batches, plan_batches)
+from valuelens.models.requests import GenerateRequest, OptionRequest, OptionResult, cut_at_stop, stop_index
 
 
 def _torch():
@@ -334,13 +354,16 @@ class HFBackend:
 
     def generate(self, items: Sequence[tuple[GenerateRequest, int]]) -> list[str]:
         """Single-sequence requests (``num_beams`` 1, greedy or sampled) go
-        through our own batched decoding loop (:meth:`_decode`); each sampled
-        row draws from its own generator, so its text does not depend on what
-        it is batched with. Beam search runs batched through
-        ``model.generate``; beam *sampling* one request at a time under its
-        seed (:meth:`_sample_alone`), as before; so does everything when the
-        model's generation config needs processors the loop lacks. Texts are
-        cut before the first of ``settings.stop`` (stop strings) in every path."""
+        through our own batched decoding loop (:meth:`_decode`, shared
+        prefixes run once per batch); each sampled row draws from its own
+        generator, so its text does not depend on what it is batched with.
+        Beam search runs batched through ``model.generate``; beam *sampling*
+        too, batched within groups of equal settings with a generator per row
+        (:meth:`_beam_sample`); everything else one request at a time under
+        its seed (:meth:`_sample_alone`), as when the model's generation
+        config needs processors the loop lacks. Texts are cut before the
+        first of ``settings.stop`` (stop strings) and after the first
+        complete answer under ``settings.stop_at`` in every path."""
         if any(r.response_format is not None for r, _ in items):
             self._grammars()  # the engine, or a clear error naming the extra to install
         texts = [self.render(r.messages, r.prefill) for r, _ in items]
@@ -351,10 +374,8 @@ class HFBackend:
         mine = set(loop)
         beams = [i for i, (r, _) in enumerate(items) if i not in mine and r.settings.temperature == 0]
         alone = [i for i, (r, _) in enumerate(items) if i not in mine and r.settings.temperature > 0]
-        # Batches by prompt length (less padding); the order within and across batches does not matter.
-        loop.sort(key=lambda i: len(seqs[i]))
-        for s in range(0, len(loop), self.batch_size):
-            self._decode(loop[s: s + self.batch_size], items, seqs, out)
+        for idx, prefix in self._gen_batches(loop, items, seqs):
+            self._decode(idx, items, seqs, out, prefix)
         def group(i: int) -> tuple[int, int, bool]:  # constrained requests batch apart (their own EOS, see _gen_batch)
             r = items[i][0]
             return (r.settings.max_tokens, r.settings.num_beams, r.response_format is not None)
@@ -366,9 +387,99 @@ class HFBackend:
             idx = [i for i in beams[s: s + self.batch_size] if group(i) == group(beams[s])]
             self._gen_batch(idx, seqs, out, st, sample=False, formats=[items[i][0].response_format for i in idx])
             s += len(idx)
+        # Beam sampling: batched within groups of equal settings (``model.generate`` has one temperature, top-p,
+        # beam count and length per call), each row drawing from its own generator (:meth:`_beam_sample`).
+        beam_sampled = [i for i in alone if items[i][0].settings.num_beams > 1 and self._row_seeded_beams()]
+        def sgroup(i: int) -> tuple[Any, ...]:
+            st = items[i][0].settings
+            return (st.num_beams, st.temperature, st.top_p, st.max_tokens, items[i][0].response_format is not None)
+
+        beam_sampled.sort(key=lambda i: (sgroup(i), len(seqs[i])))
+        s = 0
+        while s < len(beam_sampled):
+            idx = [i for i in beam_sampled[s: s + self.batch_size] if sgroup(i) == sgroup(beam_sampled[s])]
+            self._beam_sample(idx, items, seqs, out)
+            s += len(idx)
+        batched = set(beam_sampled)
         for i in alone:
-            self._sample_alone(i, items, seqs, out)
-        return [cut_at_stop(t, items[i][0].settings.stop) for i, t in enumerate(out)]  # type: ignore[arg-type]
+            if i not in batched:
+                self._sample_alone(i, items, seqs, out)
+        return [cut_at_stop(t, items[i][0].settings.stop, items[i][0].settings.stop_at)  # type: ignore[arg-type]
+                for i, t in enumerate(out)]
+
+    def _gen_batches(self, loop: list[int], items, seqs) -> list[tuple[list[int], PrefixCache | None]]:
+        """Batches of the own loop's rows, each with the prefix cache its prompts share (or None).
+
+        Without prefix reuse: consecutive runs of the length-sorted prompts. With it: ``plan_batches``
+        (as for option distributions) with a batch cost that counts the decoding steps a batch adds
+        (``GEN_STEP_COST`` per step up to the rows' largest ``max_tokens``), so it splits a batch only
+        where the prefix it saves outweighs them. The prefix all rows share is run once per call
+        and extended per batch; generation keeps no prefixes across calls, so a row's texts depend
+        only on the call's own rows (a resumed chunk recomputes exactly what it computed before)."""
+        if not loop:
+            return []
+        sub = [seqs[i] for i in loop]
+        if not self.prefix_cache:
+            return [([loop[k] for k in idx], None) for idx, _ in length_batches(sub, self.batch_size)]
+        n = common_prefix(sub)
+        kind = "cpu" if self.device.type == "cpu" else "other"
+        steps = max(items[i][0].settings.max_tokens for i in loop)
+        plan = plan_batches(sub, self.batch_size, n if n >= MIN_PREFIX else 0, self.device.type,
+                            batch_cost=BATCH_COST[kind] + GEN_STEP_COST[kind] * steps)
+        base: PrefixCache | None = None
+        out: list[tuple[list[int], PrefixCache | None]] = []
+        run = saved = 0  # prefix tokens run, and prompt tokens the rows did not run
+        with self.torch.inference_mode():
+            for idx, length in plan:
+                prefix = None
+                if length >= MIN_PREFIX and self.prefix_cache:
+                    if n >= MIN_PREFIX and base is None:
+                        base = PrefixCache.build(self.torch, self.model, sub[0][:n])
+                        if base is None:
+                            self.prefix_cache = False  # the model gives no reusable cache
+                        run += n
+                    if self.prefix_cache:
+                        tokens = sub[idx[0]][:length]
+                        on_base = base is not None and length >= n
+                        prefix = (base.extend(self.torch, self.model, tokens) if on_base  # type: ignore[union-attr]
+                                  else PrefixCache.build(self.torch, self.model, tokens))
+                        if prefix is None:
+                            self.prefix_cache = False
+                        else:
+                            run += length - n if on_base else length
+                            saved += len(idx) * length
+                out.append(([loop[k] for k in idx], prefix))
+        if saved:
+            self.stats["gen_prefix_saved_tokens"] = self.stats.get("gen_prefix_saved_tokens", 0) + saved - run
+        return out
+
+    def _row_seeded_beams(self) -> bool:
+        """Whether this transformers' beam search draws through ``_get_top_k_continuations`` with the
+        arguments :func:`_row_seeded_top_k` expects (else beam sampling stays one request at a time)."""
+        if not hasattr(self, "_beam_hook"):
+            import inspect
+
+            f = getattr(type(self.model), "_get_top_k_continuations", None)
+            want = {"accumulated_log_probs", "running_sequences", "running_beam_indices", "cur_len",
+                    "decoder_prompt_len", "do_sample", "beams_to_keep", "num_beams", "batch_size"}
+            self._beam_hook = (f is not None and hasattr(self.model, "_gather_beams")
+                               and want <= set(inspect.signature(f).parameters))
+        return self._beam_hook
+
+    def _beam_sample(self, idx: list[int], items, seqs, out) -> None:
+        """Beam sampling of the rows ``idx`` (equal settings) in one ``model.generate`` call, each row's
+        candidates drawn with its own ``torch.Generator`` seeded with ``sample_seed(seed, j)``: the random
+        numbers it would consume alone under ``torch.manual_seed`` (:meth:`_sample_alone`), so its text does not
+        depend on its batch (up to the fp32 rounding of padding, as for the own loop)."""
+        import functools
+
+        r0 = items[idx[0]][0]
+        seeds = [sample_seed(items[i][0].settings.seed, items[i][1]) for i in idx]
+        self.model._get_top_k_continuations = functools.partial(_row_seeded_top_k, self.model, seeds, {})
+        try:
+            self._gen_batch(idx, seqs, out, r0.settings, sample=True, formats=[items[i][0].response_format for i in idx])
+        finally:
+            del self.model._get_top_k_continuations
 
     def _sample_alone(self, i: int, items, seqs, out) -> None:
         """Request ``i`` alone through ``model.generate`` under ``torch.manual_seed``
@@ -412,7 +523,7 @@ class HFBackend:
             self._sampling_plan = plan
         return self._sampling_plan
 
-    def _decode(self, idx: list[int], items, seqs, out) -> None:
+    def _decode(self, idx: list[int], items, seqs, out, prefix: PrefixCache | None = None) -> None:
         """Prefill, then one token per step on the KV cache, for the rows ``idx``.
 
         Per row: greedy rows take the argmax; sampled rows apply, to their own
@@ -422,8 +533,12 @@ class HFBackend:
         ``sample_seed(seed, j)``, so a row consumes exactly the random numbers
         it would consume alone under ``torch.manual_seed`` (the old path).
         Left padding with explicit position ids: padding does not shift
-        positions. A row stops at EOS, ``max_tokens`` or a stop string and
-        leaves the batch (its cache rows dropped).
+        positions. With ``prefix`` (the rows' prompts all start with its
+        tokens), only the rest of each prompt is run, on a copy of its cache
+        per row (padding then sits between prefix and suffix, masked, as in
+        ``hf_prefix``). A row stops at EOS, ``max_tokens``, a stop string or
+        its stop rule's first complete answer and leaves the batch (its cache
+        rows dropped).
         """
         torch = self.torch
         from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
@@ -449,10 +564,16 @@ class HFBackend:
         fmts = [items[i][0].response_format for i in idx]
         matchers = [None if f is None else self._grammars().matcher(f) for f in fmts]
         gm_eos = self._grammars().eos if any(m is not None for m in matchers) else frozenset()
-        ids, mask, pos = (t.to(dev) for t in self.pad([seqs[i] for i in idx]))
+        past = None
+        if prefix is None:
+            ids, mask, pos = (t.to(dev) for t in self.pad([seqs[i] for i in idx]))
+        else:
+            batch = prefix.batch(torch, [seqs[i][prefix.length:] for i in idx], self.tok.pad_token_id)
+            ids, mask, pos = (t.to(dev) for t in batch)
+            past = prefix.expanded(len(idx))
         tokens: list[list[int]] = [[] for _ in idx]
         active = list(range(len(idx)))
-        past, cur, first = None, ids, True
+        cur, first = ids, True
         params = self._forward_params()
         keep_kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.2x: ``cache``
@@ -493,7 +614,8 @@ class HFBackend:
                             continue
                     elif tok in eos or len(tokens[row]) >= st.max_tokens:
                         continue
-                    if st.stop and _has_stop(self.tok.decode(tokens[row], skip_special_tokens=True), st.stop):
+                    if (st.stop or st.stop_at) and stop_index(self.tok.decode(tokens[row], skip_special_tokens=True),
+                                                              st.stop, st.stop_at) is not None:
                         stats["stop_saved_tokens"] = stats.get("stop_saved_tokens", 0) + st.max_tokens - len(tokens[row])
                         stats["stopped_early"] = stats.get("stopped_early", 0) + 1
                         continue
@@ -535,6 +657,38 @@ _PLAIN_GENERATION: dict[str, tuple[Any, ...]] = {
 }
 
 
-def _has_stop(text: str, stop: Sequence[str]) -> bool:
-    return any(s in text for s in stop)
+def _row_seeded_top_k(model, seeds: list[int], gens: dict, accumulated_log_probs, running_sequences,
+                      running_beam_indices, cur_len, decoder_prompt_len, do_sample, beams_to_keep, num_beams,
+                      batch_size, **kwargs):
+    """transformers' ``GenerationMixin._get_top_k_continuations`` (5.x), with the sampled candidates of batch
+    row ``b`` drawn by ``torch.multinomial`` from its own generator seeded ``seeds[b]`` (made on the scores'
+    device at the first step, kept in ``gens``) instead of the global one; the rest as in transformers."""
+    import torch
+
+    if do_sample:
+        if not gens:
+            gens.update({b: torch.Generator(device=accumulated_log_probs.device).manual_seed(s)
+                         for b, s in enumerate(seeds)})
+        probs = torch.nn.functional.softmax(accumulated_log_probs, dim=-1)
+        topk_indices = torch.cat([torch.multinomial(probs[b: b + 1], num_samples=beams_to_keep, generator=gens[b])
+                                  for b in range(batch_size)])
+        topk_log_probs = torch.gather(input=accumulated_log_probs, dim=1, index=topk_indices)
+        topk_log_probs, order = topk_log_probs.sort(dim=-1, descending=True)
+        topk_indices = topk_indices.gather(dim=-1, index=order)
+    else:
+        topk_log_probs, topk_indices = torch.topk(accumulated_log_probs, k=beams_to_keep)
+    vocab_size = accumulated_log_probs.shape[-1] // num_beams
+    topk_current_beam_indices = topk_indices // vocab_size
+    topk_running_beam_indices = model._gather_beams(running_beam_indices, topk_current_beam_indices)
+    topk_running_sequences = model._gather_beams(running_sequences, topk_current_beam_indices)
+    topk_ids = topk_indices % vocab_size
+    topk_running_sequences[:, :, cur_len] = topk_ids
+    batch_offset = torch.arange(batch_size, device=topk_ids.device).view(-1, 1) * num_beams
+    topk_running_beam_indices[:, :, cur_len - decoder_prompt_len] = topk_current_beam_indices + batch_offset
+    return topk_log_probs, topk_running_sequences, topk_running_beam_indices
+
+
+# Decoding steps in units of one prompt token's compute (``hf_prefix`` units): a step is a forward pass whose
+# fixed cost on a CPU is ~15-20 ms against ~0.8 ms per token (SmolLM2-135M); on a GPU batches are what count.
+GEN_STEP_COST = {"cpu": 20, "other": 4096}
 

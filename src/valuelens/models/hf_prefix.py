@@ -70,7 +70,8 @@ def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def plan_batches(seqs: list[list[int]], batch_size: int, base: int = 0,
-                 device: str = "cpu", avail: list[int] | None = None) -> list[tuple[list[int], int]]:
+                 device: str = "cpu", avail: list[int] | None = None,
+                 batch_cost: float | None = None) -> list[tuple[list[int], int]]:
     """Split ``seqs`` into batches of at most ``batch_size``: a list of
     (indices, prefix length), where the prefix length is ``base`` (the prefix
     all share, 0 for none) or the longer prefix the batch's members share.
@@ -78,9 +79,10 @@ def plan_batches(seqs: list[list[int]], batch_size: int, base: int = 0,
     ``avail[i]`` (optional, ``base`` <= it < ``len(seqs[i])``): how many of
     ``seqs[i]``'s first tokens a stored prefix already holds; a batch may then
     start from the part of it all members share at no cost (a one-member batch
-    too)."""
+    too). ``batch_cost``: the fixed cost of a batch (default ``BATCH_COST``;
+    generation adds its decoding steps)."""
     kind = "cpu" if device == "cpu" else "other"
-    batch_cost, extend_cost = BATCH_COST[kind], EXTEND_COST[kind]
+    batch_cost, extend_cost = BATCH_COST[kind] if batch_cost is None else batch_cost, EXTEND_COST[kind]
     by_len = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), seqs[i]))
     by_lex = sorted(range(len(seqs)), key=lambda i: seqs[i])
     plans = [_plan(seqs, order, batch_size, base, batch_cost, extend_cost, avail) for order in (by_len, by_lex)]

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from valuelens.models.stopping import STOP_RULES, stop_point
+
 # How far a sum of probabilities may stray from 1 (or exceed it) by rounding.
 PROB_TOLERANCE = 1e-4
 
@@ -189,20 +191,27 @@ class GenerateSettings:
     seed: int = 0
     # Stop strings: the text ends before the first one (it is not included). Empty: not part of the cache key.
     stop: tuple[str, ...] = ()
+    # A stop rule (models.stopping.STOP_RULES): the text ends after its first complete answer. None: not in the key.
+    stop_at: str | None = None
 
     def __post_init__(self):
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.num_beams < 1 or self.max_tokens < 1:
             raise ValueError(f"invalid generation settings: {self}")
         if not isinstance(self.stop, tuple) or not all(isinstance(s, str) and s for s in self.stop):
             raise ValueError(f"invalid generation settings: stop must be a tuple of non-empty strings, got {self.stop!r}")
+        if self.stop_at is not None and self.stop_at not in STOP_RULES:
+            raise ValueError(f"invalid generation settings: stop_at must be one of {', '.join(STOP_RULES)}, "
+                             f"got {self.stop_at!r}")
 
     def to_json(self) -> dict[str, Any]:
-        """As in cache keys: ``stop`` only when set, so keys made before it existed still match."""
+        """As in cache keys: ``stop`` and ``stop_at`` only when set, so keys made before they existed still match."""
         d = asdict(self)
         if not self.stop:
             del d["stop"]
         else:
             d["stop"] = list(self.stop)
+        if self.stop_at is None:
+            del d["stop_at"]
         return d
 
 
@@ -307,10 +316,23 @@ class GenerateResult:
     texts: tuple[str, ...]  # one per sample, in sample-index order
 
 
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to (not including) the earliest occurrence of any stop string
-    (a :class:`FailedText` is returned as it is)."""
-    if not stop or isinstance(text, FailedText):
-        return text
+def stop_index(text: str, stop: Sequence[str], stop_at: str | None = None) -> int | None:
+    """Where ``text`` ends under the stop strings (before the earliest one) and
+    the stop rule (after its first complete answer, :mod:`.stopping`); None
+    when neither applies yet."""
     cuts = [k for k in (text.find(s) for s in stop) if k >= 0]
-    return text[: min(cuts)] if cuts else text
+    if stop_at is not None:
+        k = stop_point(stop_at, text)
+        if k is not None:
+            cuts.append(k)
+    return min(cuts) if cuts else None
+
+
+def cut_at_stop(text: str, stop: Sequence[str], stop_at: str | None = None) -> str:
+    """``text`` up to (not including) the earliest occurrence of any stop string,
+    and up to the end of the first complete answer under ``stop_at`` (a
+    :class:`FailedText` is returned as it is)."""
+    if (not stop and stop_at is None) or isinstance(text, FailedText):
+        return text
+    k = stop_index(text, stop, stop_at)
+    return text if k is None else text[:k]

@@ -14,6 +14,11 @@ Every request carries the reply form the prompt asks for as a regex
 one of the shown options' numbers or letters; Chinese "答案：… 解释：…"); a
 backend that honours it can write nothing else, and :func:`parse_answer`
 still judges every reply (refusals and hedges inside the explanation count).
+With ``stop_early`` (default) each request carries the stop rule
+``def_answer``: the reply ends after the explanation's first sentence, the
+one the parser keeps (``models.stopping``), instead of running on to
+``max_tokens``; a refusal or hedge written after that sentence is then not
+generated, so not seen.
 """
 
 from __future__ import annotations
@@ -95,7 +100,7 @@ def _ask(s: Session, q, k: int, st: DEFSettings, seed: int) -> Ask:
     memory = _remembered(s, k, seed)
     p = s.participant
     gs = GenerateSettings(temperature=p.temperature, top_p=p.top_p, num_beams=p.num_beams,
-                          max_tokens=st.max_tokens, seed=s.seed)
+                          max_tokens=st.max_tokens, seed=s.seed, stop_at="def_answer" if st.stop_early else None)
     msgs = messages(p, s.country_name, s.language, memory, q.text[s.language], shown, lay)
     fmt = answer_format(len(shown), s.language, lay.letters)
     return Ask(s, q.id, perm, shown, memory, GenerateRequest(msgs, gs, response_format=fmt), lay)

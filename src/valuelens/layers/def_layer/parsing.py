@@ -24,6 +24,9 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# The answer and explanation markers are the ``def_answer`` stop rule's (one definition for both).
+from valuelens.models.stopping import ANSWER, EXPLANATION
+
 STATUSES = ("valid", "empty", "refusal", "hedge", "ambiguous", "out_of_range", "unparsed")
 
 REFUSAL = re.compile(
@@ -45,8 +48,6 @@ HEDGE = re.compile(
     r"|(?:有些人|有的人|一些人|部分人|(?<![所没])有人)[^\n]{0,120}?(?:有些人|有的人|另一些人|另外一些人|其他人|另一部分人|(?<![所没])有人)",
     re.I,
 )
-ANSWER = re.compile(r"(?:\banswer\b|答案|回答)\s*\**\s*(?:is\b|would be\b|为|是)?\s*[:]?\s*\**", re.I)
-EXPLANATION = re.compile(r"\bexplanation\b\s*\**\s*[:]?|解释\s*[:]?|理由\s*[:]|原因\s*[:]", re.I)
 LEAD_NUMBER = re.compile(r"^\s*[\(\[]?\s*(?:option\s*:?\s*|选项\s*:?\s*|第\s*)?(\d{1,3})(?!\d|\.\d)", re.I)
 LEAD_LETTER = re.compile(r"^\s*[\(\[]?\s*(?:(?i:option)\s*:?\s*|选项\s*:?\s*)?([A-Z])(?![A-Za-z0-9])")
 LEAD_LETTER_STRICT = re.compile(r"^\s*[\(\[]?\s*(?:(?i:option)\s*:?\s*|选项\s*:?\s*)?([A-Z])\s*(?:[.):\]]|$)")

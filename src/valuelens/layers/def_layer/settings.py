@@ -111,6 +111,8 @@ class DEFSettings(Strict):
     retry_temperature: float = Field(default=0.7, gt=0, le=2,
                                      description="used by retries of greedy participants (a greedy retry repeats itself)")
     max_tokens: int = Field(default=96, ge=1, le=2048)
+    stop_early: bool = Field(default=True, description="end each reply after its first complete answer "
+                             "(the explanation's first sentence; stop rule def_answer)")
     shuffle_options: bool = True
     locations: dict[str, list[str | dict[str, str]]] = Field(
         default_factory=dict, description="country -> locations (a name, or {en, zh}); overrides the built-in lists")

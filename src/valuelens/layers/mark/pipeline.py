@@ -120,7 +120,9 @@ def run_mark(model: CachedModel, s: MarkSettings, respondents: Sequence[Responde
              languages: Sequence[str], country_names: Mapping[str, Mapping[str, str]], seed: int,
              tracker: Any = None) -> list[dict[str, Any]]:
     """Trace records (JSON-ready), one per respondent × language × question with a real answer."""
-    gen = GenerateSettings(temperature=s.temperature, max_tokens=s.max_tokens, seed=seed)
+    # stop_early: a stage reply ends at its first complete JSON object, the one the stage parser reads
+    gen = GenerateSettings(temperature=s.temperature, max_tokens=s.max_tokens, seed=seed,
+                           stop_at="json" if s.stop_early else None)
     plan = {lang: [q for q in questions.values() if lang in q.languages()] for lang in languages}
     units = [Unit(r, lang, render_persona(r.persona, DEMO_IDEO, lang, country_names),
                   mbti_prior(r.persona.get("age"), r.persona.get("sex")))

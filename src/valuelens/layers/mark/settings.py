@@ -73,6 +73,8 @@ class MarkSettings(Strict):
                                    description="multiplies the weight of a negatively impacted function")
     max_retries: int = Field(default=2, ge=0, le=5, description="repair attempts per structured stage")
     max_tokens: int = Field(default=512, ge=16, le=4096, description="per structured stage")
+    stop_early: bool = Field(default=True, description="end each structured reply after its first complete JSON "
+                             "object (stop rule json)")
     baseline_max_tokens: int = Field(default=32, ge=1, le=4096)
     temperature: float = Field(default=0.0, ge=0, le=2)
     baselines: list[Baseline] = Field(default_factory=lambda: list(BASELINES))
