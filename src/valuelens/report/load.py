@@ -217,7 +217,7 @@ _STR, _INT, _DICT, _LIST = (str,), (int,), (dict,), (list,)
 MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
     "status": _STR, "error": _STR, "audit_source": _STR, "run_id": _STR, "started": _STR, "ended": _STR,
     "seed": _INT, "audit": _DICT, "models": _LIST, "calls": _DICT, "calls_all_runs": _DICT, "versions": _DICT,
-    "tables": _LIST, "lanes": _DICT, "layers": _LIST, "model_layers": _DICT,
+    "tables": _LIST, "lanes": _DICT, "layers": _LIST, "model_layers": _DICT, "progress": _DICT,
 }
 AUDIT_FIELDS: dict[str, tuple[type, ...]] = {
     "name": _STR, "seed": _INT, "layers": _DICT, "models": _LIST, "countries": _LIST, "languages": _LIST,
