@@ -37,7 +37,8 @@ ALLOWED: dict[str, set[str]] = {
                      "runstate"},
     "plan": BASE | {"audit", "config", "layers", "models", "progress", "store"},  # valuelens plan: a dry run
     "report": BASE | {"comparisons", "metrics", "stats", "results"},
-    "api": BASE | {"audit", "config", "progress", "results", "store", "report", "data", "models", "preflight"},
+    "api": BASE | {"audit", "config", "progress", "results", "store", "report", "data", "models", "preflight",
+                   "plan"},
 }
 TOP = {"cli", "__main__"}  # may import anything
 

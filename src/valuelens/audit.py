@@ -210,10 +210,15 @@ class _Manifest:
             self.data.update(fields)
             write_json(self.path, self.data)
 
-    def init_progress(self, audit: AuditConfig) -> None:
-        """run.json["progress"]: model → layer → {state, counts}, every pair ``pending`` to start with."""
+    def init_progress(self, audit: AuditConfig, expected: dict[tuple[str, str], int]) -> None:
+        """run.json["progress"]: model → layer → {state, counts}, every pair ``pending`` to start with,
+        with ``calls_expected`` where known."""
+        def record(model: str, layer: str) -> dict[str, Any]:
+            n = expected.get((model, layer))
+            return {"state": PENDING} if n is None else {"state": PENDING, "calls_expected": int(n)}
+
         with self.lock:
-            self.data["progress"] = {m.name: {spec.key: {"state": PENDING} for spec, _ in layers_of(audit, i)}
+            self.data["progress"] = {m.name: {spec.key: record(m.name, spec.key) for spec, _ in layers_of(audit, i)}
                                      for i, m in enumerate(audit.models)}
             self._written = time.monotonic()
             write_json(self.path, self.data)
@@ -367,6 +372,23 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
         backend.close()
 
 
+def _expected_from(out: Path) -> dict[tuple[str, str], int]:
+    """Calls of each model × layer an earlier run in ``out`` finished (made + cached): a rerun asks as many."""
+    try:
+        old = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    progress = old.get("progress") if isinstance(old, dict) else None
+    out_map: dict[tuple[str, str], int] = {}
+    for model, layers in (progress.items() if isinstance(progress, dict) else ()):
+        for layer, r in (layers.items() if isinstance(layers, dict) else ()):
+            if isinstance(r, dict) and r.get("state") == DONE:
+                n = r.get("calls_made", 0) + r.get("calls_cached", 0)
+                if isinstance(n, int):
+                    out_map[(str(model), str(layer))] = n
+    return out_map
+
+
 def _counts(d: dict[str, Any]) -> dict[str, Any]:
     return {k: d[k] for k in ("calls_made", "calls_cached", "prompt_tokens", "completion_tokens")}
 
@@ -423,20 +445,26 @@ def _record_failures(audit: AuditConfig, manifest: _Manifest, failed: dict[int, 
 
 
 def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tracker | None = None,
-              audit_source: str = "", force: bool = False) -> AuditResult:
+              audit_source: str = "", force: bool = False,
+              expected: dict[tuple[str, str], int] | None = None) -> AuditResult:
     """Run (or resume) an audit. Models run in lanes (see :mod:`valuelens.lanes`);
     the tables come out in the audit's model order whichever lane finishes first.
 
     An output directory holding a different audit is refused unless ``force``
     (:func:`check_previous`). Tables of an earlier run are moved to
     ``results/stale/`` when the run starts; ``results/`` then holds only what
-    this run writes (a stale copy of a table it rewrites is deleted)."""
+    this run writes (a stale copy of a table it rewrites is deleted).
+
+    ``expected``: (model, layer) → calls (made + served from the cache) the
+    layer will ask for (valuelens.plan), shown by ``valuelens status``; a layer
+    an earlier run here finished gets its count from that run's record."""
     out = Path(out_dir) if out_dir is not None else audit.out_dir()
     check_out_dir(out)
     tracker = LockedTracker(tracker or NullTracker())
     preflight(audit)  # API key variables, devices: before anything is written
     check_inputs(audit, out)
     check_previous(out, audit, force)
+    expected = {**_expected_from(out), **(expected or {})}
     lanes = plan((m.backend, m.options) for m in audit.models)
     with locked(out):
         store = Store(out / STORE_NAME)
@@ -467,7 +495,7 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
             raise
         try:
             retire_stale(out, set())  # results/ holds only what this run writes
-            manifest.init_progress(audit)
+            manifest.init_progress(audit, expected)
             interim = _Interim(audit, out, tracker)
             failed: dict[int, BaseException] = {}  # models that failed on their own; the others go on
             run_lanes(lanes, partial(_run_model, audit, out, tracker, manifest, interim),

@@ -147,14 +147,14 @@ def run(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: 
         _notes(cfg)
         check_out_dir(out_dir if out_dir is not None else cfg.out_dir())
         if mode == "none":
-            result = api.run_full(cfg, out_dir, NullTracker(), force=force, source=source)
+            result = api.run_full(cfg, out_dir, NullTracker(), force=force, source=source, plan=True)
         elif mode == "plain":
             interval = float(os.environ.get("VALUELENS_PROGRESS_INTERVAL", "30"))
             line = LineTracker(lambda text: console.print(escape(text), highlight=False, soft_wrap=True), interval)
-            result = api.run_full(cfg, out_dir, line, force=force, source=source)
+            result = api.run_full(cfg, out_dir, line, force=force, source=source, plan=True)
         else:
             with rich_tracker(console) as tracker:
-                result = api.run_full(cfg, out_dir, tracker, force=force, source=source)
+                result = api.run_full(cfg, out_dir, tracker, force=force, source=source, plan=True)
         try:
             _summary(result)
             from valuelens.report import build_report
