@@ -73,6 +73,10 @@ def test_budget_caps_by_hand():
     snap = m.snapshot()
     assert (snap["calls_made"], snap["calls_cached"], snap["prompt_tokens"], snap["cached_prompt_tokens"],
             snap["cached_untracked"], snap["token_source"]) == (1, 2, 3, 5, 1, "server")
+    m.add(Usage(7, 0, "estimate"), cached=False)
+    d = Meter.difference(m.snapshot(), snap)  # one layer's counts: its own token source only
+    assert (d["calls_made"], d["prompt_tokens"], d["token_source"]) == (1, 7, "estimate")
+    assert m.snapshot()["token_source"] == "server+estimate"
 
 
 def test_plan_counts_equal_the_calls_a_run_makes_on_scripted_models(tmp_path):

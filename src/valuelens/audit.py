@@ -29,7 +29,7 @@ from valuelens.locking import exclusive
 from valuelens.preflight import preflight
 from valuelens.progress import LockedTracker, NullTracker, Tracker
 from valuelens.results import RESULTS_DIR, export_tables, retire_stale, write_json, write_json_best_effort
-from valuelens.runstate import BUDGET, CANCELLED, DONE, FAILED, PENDING, RUNNING
+from valuelens.runstate import BUDGET, CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING
 from valuelens.store import STORE_NAME, Store
 
 # Layer key → spec, in run order: the registry's own dict (valuelens.layers.registry), so a layer
@@ -302,7 +302,7 @@ def _budget(entry: Any, store: Store) -> Budget | None:
 
 def _tokens(counts: dict[str, Any], price: Any) -> dict[str, Any]:
     """A meter's counts with their cost (this run's calls; and what the cached calls cost when made)."""
-    out = dict(counts)
+    out = {k: v for k, v in counts.items() if k != "by_source"}
     if price is not None:
         out["cost"] = round(cost(counts["prompt_tokens"], counts["completion_tokens"], price) or 0.0, 6)
         out["cost_cached"] = round(cost(counts["cached_prompt_tokens"], counts["cached_completion_tokens"],
@@ -319,11 +319,10 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
     entry = audit.models[index]
     options = {k: v for k, v in entry.options.items() if k != "lane"}  # scheduling only, not the backend's
     meter, budget = Meter(), _budget(entry, store)
-    key = None
     try:
         backend = load_backend(entry.backend, batch_size=entry.batch_size, **options)
     except BaseException as e:
-        manifest.end_layers(entry.name, CANCELLED if isinstance(e, Cancelled) else FAILED, error=_error_line(e))
+        manifest.end_layers(entry.name, _layer_state(e), error=_error_line(e))
         raise
     try:
         model = CachedModel(backend, store, entry.name, chunk_size=audit.chunk_size, meter=meter, budget=budget)
@@ -366,7 +365,7 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
         status = "cancelled" if isinstance(e, Cancelled) else _status(e)
         manifest.add_model(index, {**entry.catalogue(), "status": status, "faults": dict(backend.stats),
                                    **_tokens(meter.snapshot(), entry.price)})
-        manifest.end_layers(entry.name, CANCELLED if isinstance(e, Cancelled) else FAILED, error=_error_line(e))
+        manifest.end_layers(entry.name, _layer_state(e), error=_error_line(e))
         raise
     finally:
         backend.close()
@@ -387,6 +386,13 @@ def _expected_from(out: Path) -> dict[tuple[str, str], int]:
                 if isinstance(n, int):
                     out_map[(str(model), str(layer))] = n
     return out_map
+
+
+def _layer_state(e: BaseException) -> str:
+    """A model × layer's state after its run ended with ``e``."""
+    if isinstance(e, Cancelled):
+        return CANCELLED
+    return INTERRUPTED if isinstance(e, KeyboardInterrupt) else FAILED
 
 
 def _counts(d: dict[str, Any]) -> dict[str, Any]:

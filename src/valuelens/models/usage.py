@@ -86,7 +86,7 @@ class Meter:
     cached_prompt: int = 0
     cached_completion: int = 0
     untracked: int = 0  # cached calls stored before tokens were counted: their tokens are unknown
-    sources: set[str] = field(default_factory=set)
+    sources: dict[str, int] = field(default_factory=dict)  # calls counted per token source
 
     def add(self, usage: Usage | None, cached: bool) -> None:
         if cached:
@@ -102,18 +102,27 @@ class Meter:
                 return
             self.prompt += usage.prompt
             self.completion += usage.completion
-        self.sources.add(usage.source)
+        self.sources[usage.source] = self.sources.get(usage.source, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
+        """The counts as run.json records them; ``token_source``: the sources of the counted tokens
+        (``server``, ``tokenizer``, ``estimate``, joined by ``+`` when mixed)."""
         return {"calls_made": self.made, "calls_cached": self.cached, "prompt_tokens": self.prompt,
                 "completion_tokens": self.completion, "cached_prompt_tokens": self.cached_prompt,
                 "cached_completion_tokens": self.cached_completion, "cached_untracked": self.untracked,
-                "token_source": "+".join(s for s in SOURCES if s in self.sources)}
+                "token_source": _joined(self.sources), "by_source": dict(self.sources)}
 
     @staticmethod
     def difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
-        """What was counted between two snapshots (the token source: the later one's)."""
-        return {k: (v - before.get(k, 0) if isinstance(v, int) else v) for k, v in after.items()}
+        """What was counted between two snapshots."""
+        out = {k: v - before.get(k, 0) for k, v in after.items() if isinstance(v, int)}
+        out["by_source"] = {s: n - before.get("by_source", {}).get(s, 0) for s, n in after["by_source"].items()}
+        out["token_source"] = _joined(out["by_source"])
+        return out
+
+
+def _joined(counts: dict[str, int]) -> str:
+    return "+".join(s for s in SOURCES if counts.get(s, 0) > 0)
 
 
 def cost(prompt: int, completion: int, price: Any) -> float | None:
