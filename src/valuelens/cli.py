@@ -324,15 +324,15 @@ def _plan_lines(cfg: AuditConfig) -> None:
 
 
 @app.command()
-def plan(audit: Path = typer.Argument(..., help="audit YAML")):
+def plan(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: the built-in demo audit")):
     """Print the calls and tokens the audit will make per model × layer, and their cost where the audit file
     gives prices, before any call (a dry run on stand-in answers; no model weights are loaded)."""
+    from valuelens import api
     from valuelens.audit import check_inputs
-    from valuelens.config import load_audit
     from valuelens.plan import plan_audit
 
     with guarded():
-        cfg = load_audit(audit)
+        cfg = api.load(audit)
         _notes(cfg)
         check_inputs(cfg)
         rows = plan_audit(cfg)
