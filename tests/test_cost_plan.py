@@ -160,3 +160,50 @@ def test_max_cost_needs_a_price(tmp_path):
     cfg = parse_audit("models: [{name: m, backend: embedded, max_cost: 1.0, max_calls: 3, price: {input: 1, "
                       "output: 2}}]\nlayers: {first_token: {}}\n", "a.yaml")
     assert "price" not in cfg.models[0].catalogue() and cfg.models[0].max_calls == 3
+
+
+def test_max_cost_stops_after_the_chunk_that_reaches_it(tmp_path):
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps({"rules": [], "default_text": "A"}), encoding="utf-8")
+    path = tmp_path / "audit.yaml"
+    # price 1e6 per 1M prompt tokens: the cost is the prompt tokens; chunks of 2 calls
+    path.write_text(f"""\
+name: cost
+output_dir: {tmp_path / 'out'}
+languages: [en]
+chunk_size: 2
+models:
+  - {{name: m, backend: "scripted:{script}", price: {{input: 1000000, output: 0}}, max_cost: 150}}
+layers:
+  first_token: {{limit: 3, control: false}}
+""", encoding="utf-8")
+    vl.run(path)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    rec = run["progress"]["m"]["first_token"]
+    assert rec["state"] == "stopped: budget" and "max_cost 150" in rec["why"]
+    spent = rec["prompt_tokens"]
+    assert rec["cost"] == spent >= 150
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "out" / "store.sqlite") as c:
+        prompts = [json.loads(r[0])["usage"]["prompt"] for r in c.execute("SELECT response FROM calls ORDER BY rowid")]
+    assert sum(prompts) == spent and len(prompts) == rec["calls_made"] and len(prompts) % 2 == 0
+    assert sum(prompts[:-2]) < 150  # under the cap before the last chunk: it stopped after the chunk that reached it
+    assert {m["name"]: m for m in run["models"]}["m"]["budget"]["cost"] == spent
+
+
+def test_status_of_a_run_json_without_progress(tmp_path):
+    """A run.json written before per-layer progress: each model's state for every configured layer."""
+    (tmp_path / "run.json").write_text(json.dumps({
+        "status": "finished", "audit": {"layers": {"first_token": {}, "mark": None, "def": {}},
+                                        "models": [{"name": "a"}, {"name": "b"}, {"name": "c"}]},
+        "models": [{"name": "a", "calls_made": 3}, {"name": "b", "status": "failed"}]}), encoding="utf-8")
+    res = RUNNER.invoke(app, ["status", str(tmp_path)], env={"COLUMNS": "160"})
+    assert res.exit_code == 0, res.output
+    from valuelens.runstate import read_state
+
+    st = read_state(tmp_path)
+    assert {(r.model, r.layer): r.state for r in st.rows} == {
+        ("a", "first_token"): "done", ("a", "def"): "done", ("b", "first_token"): "failed",
+        ("b", "def"): "failed", ("c", "first_token"): "pending", ("c", "def"): "pending"}
+    assert st.live is False and "finished" in res.output
