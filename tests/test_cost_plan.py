@@ -137,6 +137,10 @@ def test_budget_cap_stops_a_model_and_a_rerun_resumes_without_loss(tmp_path):
     assert set(cut["first_token_items"]["model"]) == {"a", "b"} and set(cut["def_answers"]["model"]) == {"b"}
     res = RUNNER.invoke(app, ["status", str(tmp_path / "cut")], env={"COLUMNS": "200"})
     assert res.exit_code == 0 and "stopped: budget" in res.output and "max_calls" in res.output
+    from valuelens.report import build_report
+
+    report = build_report(tmp_path / "cut").read_text(encoding="utf-8")
+    assert "a: stopped: budget (max_calls" in report and "first_token) are in the tables" in report
     # the same cap again: nothing more is made
     vl.run(capped)
     again = json.loads((tmp_path / "cut" / "run.json").read_text())
