@@ -38,7 +38,8 @@ answers HTTP 400 "Unrecognized request argument supplied: FIELD" (as
 api.openai.com does) to a request whose body has one of these fields;
 ``capacity`` answers HTTP 429 (with ``Retry-After: capacity_retry_after``
 when that is set) to a request that arrives while ``capacity`` others are in
-flight.
+flight. Replies carry ``usage`` (prompt tokens: the prompt's whitespace-separated
+words; completion tokens: the reply's words, at least 1) unless ``usage=False``.
 
 Like vLLM it also serves ``POST /tokenize`` (token ``i`` is ``VOCAB[i]``;
 any other text becomes several tokens) and honours ``logprob_token_ids``
@@ -282,7 +283,7 @@ class FakeOpenAIServer:
                  delay: float = 0.0, api_key: str | None = None, max_requests: int = 1000, trickle: float = 0.2,
                  too_long: Callable[[str], bool] | None = None, sample_first_token: bool = False,
                  reject_fields: tuple[str, ...] = (), capacity: int | None = None,
-                 capacity_retry_after: str | None = None):
+                 capacity_retry_after: str | None = None, usage: bool = True):
         for f in [*(faults or []), *(fault_rates or {}), always]:
             if f is not None and f not in FAULTS:
                 raise ValueError(f"unknown fault {f!r}; known: {FAULTS}")
@@ -301,6 +302,7 @@ class FakeOpenAIServer:
         self.reject_fields = tuple(reject_fields)
         self.capacity = capacity
         self.capacity_retry_after = capacity_retry_after
+        self.usage = usage
         self.throttled = 0  # requests answered 429 for capacity
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
@@ -404,6 +406,9 @@ class FakeOpenAIServer:
             choice["message"] = {"role": "assistant", "content": text}
         else:
             choice["text"] = text
-        return {"id": "fake-1", "object": "chat.completion" if chat else "text_completion",
-                "model": body.get("model"), "choices": [choice],
-                "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 1, "total_tokens": 1}}
+        reply = {"id": "fake-1", "object": "chat.completion" if chat else "text_completion",
+                 "model": body.get("model"), "choices": [choice]}
+        if self.usage:  # tokens: the prompt's whitespace-separated words, the reply's words (at least 1)
+            p, c = len(prompt.split()), max(1, len(text.split()))
+            reply["usage"] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+        return reply

@@ -32,9 +32,13 @@ ALLOWED: dict[str, set[str]] = {
     "config": BASE | {"comparisons", "layers", "models", "data"},
     "preflight": BASE | {"config", "models", "data"},
     "lanes": BASE | {"store"},
-    "audit": BASE | {"config", "layers", "models", "data", "lanes", "progress", "results", "store", "preflight"},
+    "runstate": BASE,  # run.json's per model × layer state (valuelens status): reads the directory only
+    "audit": BASE | {"config", "layers", "models", "data", "lanes", "progress", "results", "store", "preflight",
+                     "runstate"},
+    "plan": BASE | {"audit", "config", "layers", "models", "progress", "store"},  # valuelens plan: a dry run
     "report": BASE | {"comparisons", "metrics", "stats", "results"},
-    "api": BASE | {"audit", "config", "progress", "results", "store", "report", "data", "models", "preflight"},
+    "api": BASE | {"audit", "config", "progress", "results", "store", "report", "data", "models", "preflight",
+                   "plan"},
 }
 TOP = {"cli", "__main__"}  # may import anything
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -31,11 +32,33 @@ def load(audit: str | Path | AuditConfig | None = None, flags: AuditFlags | None
 
 
 def run_full(audit: str | Path | AuditConfig | None = None, out_dir: str | Path | None = None,
-             tracker: Tracker | None = None, force: bool = False, source: str | None = None) -> AuditResult:
+             tracker: Tracker | None = None, force: bool = False, source: str | None = None,
+             plan: bool = False) -> AuditResult:
+    """``plan``: count each model × layer's calls first (valuelens.plan, a dry run on stand-in answers), so
+    run.json and ``valuelens status`` show calls done / expected; a plan that fails is logged and skipped."""
     cfg = load(audit)
     if source is None:
         source = str(audit) if isinstance(audit, (str, Path)) else ("builtin demo" if audit is None else "api")
-    return run_audit(cfg, out_dir, tracker, audit_source=source, force=force)
+    return run_audit(cfg, out_dir, tracker, audit_source=source, force=force,
+                     expected=_expected(cfg, out_dir) if plan else None)
+
+
+def _expected(cfg: AuditConfig, out_dir: str | Path | None) -> dict[tuple[str, str], int]:
+    """The plan's calls per model × layer. Bad input is the run's error (checked here first, as the run
+    does); the plan is advisory, so any other failure of it is logged and the run goes on without it."""
+    from valuelens.audit import check_inputs
+    from valuelens.errors import ValueLensError
+    from valuelens.plan import plan_audit
+
+    check_inputs(cfg, out_dir)
+    try:
+        return {(r.model, r.layer): r.calls + r.repeats for r in plan_audit(cfg)}
+    except ValueLensError:  # e.g. a backend file the run cannot read either: the run says so, once
+        return {}
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        logging.getLogger(__name__).warning("valuelens: no plan of the calls (%s); the run goes on without "
+                                            "expected counts", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return {}
 
 
 def run(audit: str | Path | AuditConfig | None = None, out_dir: str | Path | None = None) -> dict[str, pd.DataFrame]:

@@ -24,11 +24,13 @@ from valuelens.errors import Terminated, ValueLensError, os_error
 from valuelens.layers import registry, samples
 from valuelens.layers.samples import SAMPLES_TABLE
 from valuelens.models import CachedModel, load_backend
+from valuelens.models.usage import Budget, BudgetReached, Meter, cost
 from valuelens.lanes import Cancelled, model_failure, plan, run_lanes
 from valuelens.locking import exclusive
 from valuelens.preflight import preflight
 from valuelens.progress import LockedTracker, NullTracker, Tracker
 from valuelens.results import RESULTS_DIR, export_tables, retire_stale, write_json, write_json_best_effort
+from valuelens.runstate import BUDGET, CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING
 from valuelens.store import STORE_NAME, Store
 
 # Layer key → spec, in run order: the registry's own dict (valuelens.layers.registry), so a layer
@@ -209,6 +211,38 @@ class _Manifest:
             self.data.update(fields)
             write_json(self.path, self.data)
 
+    def init_progress(self, audit: AuditConfig, expected: dict[tuple[str, str], int]) -> None:
+        """run.json["progress"]: model → layer → {state, counts}, every pair ``pending`` to start with,
+        with ``calls_expected`` where known."""
+        def record(model: str, layer: str) -> dict[str, Any]:
+            n = expected.get((model, layer))
+            return {"state": PENDING} if n is None else {"state": PENDING, "calls_expected": int(n)}
+
+        with self.lock:
+            self.data["progress"] = {m.name: {spec.key: record(m.name, spec.key) for spec, _ in layers_of(audit, i)}
+                                     for i, m in enumerate(audit.models)}
+            self._written = time.monotonic()
+            write_json(self.path, self.data)
+
+    def set_layer(self, model: str, layer: str, *, write: bool = True, **fields: Any) -> None:
+        """One model × layer's record; ``write=False``: written at most every PROGRESS_EVERY seconds
+        (the running layer's call counts after each chunk)."""
+        with self.lock:
+            rec = self.data.setdefault("progress", {}).setdefault(model, {}).setdefault(layer, {})
+            rec.update(fields)
+            now = time.monotonic()
+            if write or now - getattr(self, "_written", 0.0) >= PROGRESS_EVERY:
+                self._written = now
+                write_json(self.path, self.data)
+
+    def end_layers(self, model: str, state: str, **fields: Any) -> None:
+        """Every layer of the model not yet done (running or pending) → ``state``."""
+        with self.lock:
+            for rec in self.data.get("progress", {}).get(model, {}).values():
+                if rec.get("state") in (PENDING, RUNNING):
+                    rec.update(state=state, **fields)
+            write_json_best_effort(self.path, self.data)
+
     def update_best_effort(self, **fields: Any) -> None:
         """The failure record: written even on a full disk if at all possible (in place)."""
         with self.lock:
@@ -251,32 +285,159 @@ def _error_line(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manifest, index: int,
-               store: Store) -> list[tuple[str, pd.DataFrame]]:
-    """Every selected layer on one model (in its lane's thread, with the lane's store)."""
+PROGRESS_EVERY = 2.0  # seconds between run.json rewrites for a running layer's call counts
+
+
+def layers_of(audit: AuditConfig, index: int) -> list[tuple[registry.LayerSpec, Any]]:
+    """The layers model ``index`` runs, in run order (its per-model selection: ``AuditConfig.layers_for``)."""
+    return audit.layers_for(audit.models[index].name)
+
+
+def _budget(entry: Any, store: Store) -> Budget | None:
+    """The model's caps with what earlier runs in this directory spent (its stored calls, ``+ft`` included)."""
+    if entry.max_calls is None and entry.max_cost is None:
+        return None
+    calls, prompt, completion = store.model_spend([entry.name, f"{entry.name}+ft"])
+    return Budget(entry.name, entry.max_calls, entry.max_cost, entry.price, calls, prompt, completion)
+
+
+def _tokens(counts: dict[str, Any], price: Any) -> dict[str, Any]:
+    """A meter's counts with their cost (this run's calls; and what the cached calls cost when made)."""
+    out = {k: v for k, v in counts.items() if k != "by_source"}
+    if price is not None:
+        out["cost"] = round(cost(counts["prompt_tokens"], counts["completion_tokens"], price) or 0.0, 6)
+        out["cost_cached"] = round(cost(counts["cached_prompt_tokens"], counts["cached_completion_tokens"],
+                                        price) or 0.0, 6)
+    return out
+
+
+def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manifest, interim: _Interim,
+               index: int, store: Store) -> list[tuple[str, pd.DataFrame]]:
+    """Every selected layer on one model (in its lane's thread, with the lane's store). Each finished
+    layer's tables are exported at once (:class:`_Interim`) and its state goes into run.json["progress"].
+    A budget cap reached (:class:`BudgetReached`) stops the model cleanly: ``stopped: budget``, the layers
+    done so far kept."""
     entry = audit.models[index]
     options = {k: v for k, v in entry.options.items() if k != "lane"}  # scheduling only, not the backend's
-    backend = load_backend(entry.backend, batch_size=entry.batch_size, **options)
+    meter, budget = Meter(), _budget(entry, store)
     try:
-        model = CachedModel(backend, store, entry.name, chunk_size=audit.chunk_size)
+        backend = load_backend(entry.backend, batch_size=entry.batch_size, **options)
+    except BaseException as e:
+        manifest.end_layers(entry.name, _layer_state(e), error=_error_line(e))
+        raise
+    try:
+        model = CachedModel(backend, store, entry.name, chunk_size=audit.chunk_size, meter=meter, budget=budget)
         tables = []
         ctx = audit.layer_context(out, tracker)
-        for spec, settings in audit.layers_for(entry.name):  # per-model layers: only those it runs
-            model.layer = spec.key  # the samples log: which layer made each call
-            for name, df in _owned(spec, spec.run(model, settings, ctx), "run").items():
+        stopped, finished = "", []
+        for spec, settings in layers_of(audit, index):
+            key, before = spec.key, meter.snapshot()
+            model.layer = key  # the samples log: which layer made each call
+            manifest.set_layer(entry.name, key, state=RUNNING, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                               calls_made=0, calls_cached=0)
+            model.on_chunk = lambda key=key, before=before: manifest.set_layer(
+                entry.name, key, write=False, **_counts(Meter.difference(meter.snapshot(), before)))
+            try:
+                done = _owned(spec, spec.run(model, settings, ctx), "run")
+            except BudgetReached as e:
+                stopped = e.why
+                manifest.set_layer(entry.name, key, state=BUDGET, why=e.why,
+                                   **_tokens(Meter.difference(meter.snapshot(), before), entry.price))
+                manifest.end_layers(entry.name, BUDGET, why=f"not started: {e.why}")
+                break
+            mine = []
+            for name, df in done.items():
                 df.insert(0, "model", entry.name)
-                tables.append((name, df))
-        tables.append((SAMPLES_TABLE, samples.log_frame(entry.name, model.samples)))
-        manifest.add_model(index, {**entry.catalogue(), "identity": model.identity, "calls_made": model.made,
-                                   "calls_cached": model.cached, "faults": dict(backend.stats),
-                                   **_backend_facts(backend, model)})
+                mine.append((name, df))
+            tables += mine
+            interim.add(index, spec, settings, mine)
+            finished.append(key)
+            manifest.set_layer(entry.name, key, state=DONE, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                               **_tokens(Meter.difference(meter.snapshot(), before), entry.price))
+        model.on_chunk = None
+        interim.add_samples(index, entry.name, model.samples, finished)
+        record = {**entry.catalogue(), "identity": model.identity, "calls_made": model.made,
+                  "calls_cached": model.cached, **_tokens(meter.snapshot(), entry.price),
+                  "faults": dict(backend.stats), **_backend_facts(backend, model)}
+        if budget is not None:
+            record["budget"] = budget.record()
+        if stopped:
+            record.update(status=BUDGET, stopped=stopped)
+        manifest.add_model(index, record)
         return tables
     except BaseException as e:  # the failing model's faults go on the record too
         status = "cancelled" if isinstance(e, Cancelled) else _status(e)
-        manifest.add_model(index, {**entry.catalogue(), "status": status, "faults": dict(backend.stats)})
+        manifest.add_model(index, {**entry.catalogue(), "status": status, "faults": dict(backend.stats),
+                                   **_tokens(meter.snapshot(), entry.price)})
+        manifest.end_layers(entry.name, _layer_state(e), error=_error_line(e))
         raise
     finally:
         backend.close()
+
+
+def _expected_from(out: Path) -> dict[tuple[str, str], int]:
+    """Calls of each model × layer an earlier run in ``out`` finished (made + cached): a rerun asks as many."""
+    try:
+        old = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    progress = old.get("progress") if isinstance(old, dict) else None
+    out_map: dict[tuple[str, str], int] = {}
+    for model, layers in (progress.items() if isinstance(progress, dict) else ()):
+        for layer, r in (layers.items() if isinstance(layers, dict) else ()):
+            if isinstance(r, dict) and r.get("state") == DONE:
+                n = r.get("calls_made", 0) + r.get("calls_cached", 0)
+                if isinstance(n, int):
+                    out_map[(str(model), str(layer))] = n
+    return out_map
+
+
+def _layer_state(e: BaseException) -> str:
+    """A model × layer's state after its run ended with ``e``."""
+    if isinstance(e, Cancelled):
+        return CANCELLED
+    return INTERRUPTED if isinstance(e, KeyboardInterrupt) else FAILED
+
+
+def _counts(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: d[k] for k in ("calls_made", "calls_cached", "prompt_tokens", "completion_tokens")}
+
+
+class _Interim:
+    """Tables exported while the audit runs: after each model × layer, that layer's tables over the models
+    that have finished it (in the audit's order, its ``combine`` applied), atomically (results.export_tables),
+    so a long audit can be read — and its report rebuilt — after its first layer. The other layers' files are
+    left alone. The final export at the end of the run writes the same tables from the same records."""
+
+    def __init__(self, audit: AuditConfig, out: Path, tracker: Tracker):
+        self.audit, self.out, self.tracker = audit, out, tracker
+        self.done: dict[str, dict[int, list[tuple[str, pd.DataFrame]]]] = {}
+        self.samples: dict[int, pd.DataFrame] = {}  # per model: its samples log (exported at the end only)
+        self.lock = threading.Lock()
+
+    def add_samples(self, index: int, name: str, log: list[dict[str, Any]], layers: list[str]) -> None:
+        """Model ``index``'s samples log, for the layers it finished (a budget stop's partial layer has no
+        table rows to join; its calls stay in the store)."""
+        frame = samples.log_frame(name, log)
+        with self.lock:
+            self.samples[index] = frame[frame["layer"].isin(layers)].reset_index(drop=True)
+
+    def add(self, index: int, spec: registry.LayerSpec, settings: Any, tables: list[tuple[str, pd.DataFrame]]) -> None:
+        with self.lock:
+            self.done.setdefault(spec.key, {})[index] = tables
+            merged = _merge(self.done[spec.key][i] for i in sorted(self.done[spec.key]))
+            if spec.combine is not None:
+                merged.update(_owned(spec, spec.combine(merged, settings, self.audit.layer_context(
+                    self.out, self.tracker)), "combine"))
+            export_tables(self.out, merged, retire=False)
+
+
+def _merge(per_model: Any) -> dict[str, pd.DataFrame]:
+    tables: dict[str, list[pd.DataFrame]] = {}
+    for model_tables in per_model:
+        for name, df in model_tables or []:
+            tables.setdefault(name, []).append(df)
+    return {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}
 
 
 def _backend_facts(backend: Any, model: CachedModel) -> dict[str, Any]:
@@ -302,20 +463,26 @@ def _record_failures(audit: AuditConfig, manifest: _Manifest, failed: dict[int, 
 
 
 def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tracker | None = None,
-              audit_source: str = "", force: bool = False) -> AuditResult:
+              audit_source: str = "", force: bool = False,
+              expected: dict[tuple[str, str], int] | None = None) -> AuditResult:
     """Run (or resume) an audit. Models run in lanes (see :mod:`valuelens.lanes`);
     the tables come out in the audit's model order whichever lane finishes first.
 
     An output directory holding a different audit is refused unless ``force``
     (:func:`check_previous`). Tables of an earlier run are moved to
     ``results/stale/`` when the run starts; ``results/`` then holds only what
-    this run writes (a stale copy of a table it rewrites is deleted)."""
+    this run writes (a stale copy of a table it rewrites is deleted).
+
+    ``expected``: (model, layer) → calls (made + served from the cache) the
+    layer will ask for (valuelens.plan), shown by ``valuelens status``; a layer
+    an earlier run here finished gets its count from that run's record."""
     out = Path(out_dir) if out_dir is not None else audit.out_dir()
     check_out_dir(out)
     tracker = LockedTracker(tracker or NullTracker())
     preflight(audit)  # API key variables, devices: before anything is written
     check_inputs(audit, out)
     check_previous(out, audit, force)
+    expected = {**_expected_from(out), **(expected or {})}
     lanes = plan((m.backend, m.options) for m in audit.models)
     with locked(out):
         store = Store(out / STORE_NAME)
@@ -346,25 +513,26 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
             raise
         try:
             retire_stale(out, set())  # results/ holds only what this run writes
+            manifest.init_progress(audit, expected)
+            interim = _Interim(audit, out, tracker)
             failed: dict[int, BaseException] = {}  # models that failed on their own; the others go on
-            per_model = run_lanes(lanes, partial(_run_model, audit, out, tracker, manifest),
-                                  store_path=out / STORE_NAME, run_id=run_id, max_parallel=audit.max_parallel_models,
-                                  isolate=None if audit.fail_fast else model_failure, failed=failed)
+            run_lanes(lanes, partial(_run_model, audit, out, tracker, manifest, interim),
+                      store_path=out / STORE_NAME, run_id=run_id, max_parallel=audit.max_parallel_models,
+                      isolate=None if audit.fail_fast else model_failure, failed=failed)
             _record_failures(audit, manifest, failed)
-            tables: dict[str, list[pd.DataFrame]] = {}
-            for model_tables in per_model:
-                for name, df in model_tables or []:
-                    tables.setdefault(name, []).append(df)
-            merged = {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}
-            if SAMPLES_TABLE in merged:
-                merged[SAMPLES_TABLE] = samples.finish(merged[SAMPLES_TABLE], merged)
+            # every model × layer that finished, a failed or budget-stopped model's finished layers included
+            merged = _merge(tables for key in LAYERS if key in interim.done
+                            for _, tables in sorted(interim.done[key].items()))
+            if interim.samples:  # every model's calls for the layers it finished, in the audit's model order
+                merged[SAMPLES_TABLE] = samples.finish(
+                    pd.concat([interim.samples[i] for i in sorted(interim.samples)], ignore_index=True), merged)
             ctx = audit.layer_context(out, tracker)
             for spec, settings in audit.layers.selected():
                 if spec.combine is not None:
                     merged.update(_owned(spec, spec.combine(merged, settings, ctx), "combine"))
             catalogue = pd.DataFrame([{k: v for k, v in m.items() if k not in {"identity", "faults"}}
                                       for m in manifest.data["models"]])
-            catalogue = catalogue.drop(columns=[c for c in ("concurrency",) if c in catalogue.columns])
+            catalogue = catalogue.drop(columns=[c for c in ("concurrency", "budget") if c in catalogue.columns])
             if "name" in catalogue.columns:  # the layers each model was given, whether or not it finished them
                 plan_of = audit.model_layers()
                 catalogue["layers"] = [", ".join(plan_of.get(n, [])) for n in catalogue["name"]]
@@ -372,8 +540,9 @@ def run_audit(audit: AuditConfig, out_dir: str | Path | None = None, tracker: Tr
             export_tables(out, merged)
             _drop_stale_copies(out, set(merged))
             store.end_run()
+            stopped = {m["name"]: m["stopped"] for m in manifest.data["models"] if m.get("status") == BUDGET}
             manifest.update(status="finished", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), calls=store.run_counts(),
-                            calls_all_runs=_totals(store), tables=sorted(merged))
+                            calls_all_runs=_totals(store), tables=sorted(merged), stopped_models=stopped)
         except BaseException as e:
             _end_quietly(store, _status(e))
             try:

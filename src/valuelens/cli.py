@@ -147,14 +147,14 @@ def run(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: 
         _notes(cfg)
         check_out_dir(out_dir if out_dir is not None else cfg.out_dir())
         if mode == "none":
-            result = api.run_full(cfg, out_dir, NullTracker(), force=force, source=source)
+            result = api.run_full(cfg, out_dir, NullTracker(), force=force, source=source, plan=True)
         elif mode == "plain":
             interval = float(os.environ.get("VALUELENS_PROGRESS_INTERVAL", "30"))
             line = LineTracker(lambda text: console.print(escape(text), highlight=False, soft_wrap=True), interval)
-            result = api.run_full(cfg, out_dir, line, force=force, source=source)
+            result = api.run_full(cfg, out_dir, line, force=force, source=source, plan=True)
         else:
             with rich_tracker(console) as tracker:
-                result = api.run_full(cfg, out_dir, tracker, force=force, source=source)
+                result = api.run_full(cfg, out_dir, tracker, force=force, source=source, plan=True)
         try:
             _summary(result)
             from valuelens.report import build_report
@@ -218,6 +218,9 @@ def _summary(result) -> None:
                    for i, row in enumerate(df.itertuples(index=False))]
         for t in transposed_tables(name, "measure", measures, columns, console.width):
             console.print(t)
+    for name, why in (result.manifest.get("stopped_models") or {}).items():
+        console.print(escape(f"{name}: stopped: budget ({why}); raise its cap and rerun to continue"),
+                      highlight=False, soft_wrap=True)
     console.print(f"results: {result.out_dir / 'results'} (Parquet and CSV); manifest: {result.out_dir / 'run.json'}")
 
 
@@ -318,6 +321,63 @@ def _plan_lines(cfg: AuditConfig) -> None:
     if any(keys != every for keys in plan.values()):
         for name, keys in plan.items():
             console.print(escape(f"  {name}: {', '.join(keys)}"), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def plan(audit: Optional[Path] = typer.Argument(None, help="audit YAML; default: the built-in demo audit")):
+    """Print the calls and tokens the audit will make per model × layer, and their cost where the audit file
+    gives prices, before any call (a dry run on stand-in answers; no model weights are loaded)."""
+    from valuelens import api
+    from valuelens.audit import check_inputs
+    from valuelens.plan import plan_audit
+
+    with guarded():
+        cfg = api.load(audit)
+        _notes(cfg)
+        check_inputs(cfg)
+        rows = plan_audit(cfg)
+        priced = any(r.cost is not None for r in rows)
+        headers = ["model", "layer", "calls", "prompt tokens", "completion tokens (at most)", "tokens by"]
+        body = [[r.model, r.layer, f"{r.calls}" + ("" if r.exact else " ~"), f"{r.prompt_tokens}",
+                 f"{r.completion_tokens}", r.token_source] + ([_money(r.cost)] if priced else []) for r in rows]
+        for m in dict.fromkeys(r.model for r in rows):
+            mine = [r for r in rows if r.model == m]
+            total = [m, "all", str(sum(r.calls for r in mine)) + ("" if all(r.exact for r in mine) else " ~"),
+                     str(sum(r.prompt_tokens for r in mine)), str(sum(r.completion_tokens for r in mine)), ""]
+            costs = [r.cost for r in mine if r.cost is not None]
+            body.append(total + ([_money(sum(costs)) if costs else "-"] if priced else []))
+        t, _ = fitted_table(f"plan: {cfg.name}", headers + (["cost (at most)"] if priced else []), body,
+                            console.width)
+        console.print(t)
+        console.print(escape("calls: exact for scripted models; ~ = counted on stand-in answers (retries after "
+                             "invalid replies can change it). Counts are for a fresh output directory (cached "
+                             "calls are not made again)."), highlight=False, soft_wrap=True)
+
+
+def _money(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+@app.command()
+def status(out_dir: Path = typer.Argument(..., help="output directory of a run (finished or still running)")):
+    """Per model × layer: done / running / failed / pending / stopped: budget, with calls (made+cached/expected)
+    and tokens. Reads run.json only; works while the run holds its lock."""
+    from valuelens.runstate import read_state
+
+    with guarded():
+        st = read_state(out_dir)
+        live = {True: "a process is running it", False: "no process is running it", None: "cannot tell if live"}
+        counts = ", ".join(f"{n} {k}" for k, n in st.counts().items())
+        console.print(escape(f"{out_dir}: {st.status} ({live[st.live]}); model × layer: {counts or 'none'}"),
+                      highlight=False, soft_wrap=True)
+        rows = [[r.model, r.layer, r.state, r.calls(), str(r.record.get("prompt_tokens", "-")),
+                 str(r.record.get("completion_tokens", "-")), r.record.get("token_source") or "-",
+                 _money(r.record.get("cost")) if "cost" in r.record else "-",
+                 str(r.record.get("why") or r.record.get("error") or "")] for r in st.rows]
+        t, _ = fitted_table("status", ["model", "layer", "state", "calls", "prompt tokens", "completion tokens",
+                                       "tokens by", "cost", "note"], rows, console.width,
+                            priority=(0, 1, 2, 3, 5, 6, 8, 7, 4))
+        console.print(t)
 
 
 @app.command()

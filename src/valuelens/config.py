@@ -79,6 +79,13 @@ def _located(key: tuple, message: str) -> PydanticCustomError:
 _CATALOGUE_RULE = "; filled from the built-in catalogue when the model is a known one and the key is not set"
 
 
+class Price(Strict):
+    """Prices per 1M tokens (any currency; the report and ``plan`` show the same unit)."""
+
+    input: float = Field(ge=0, allow_inf_nan=False, description="per 1M prompt tokens")
+    output: float = Field(ge=0, allow_inf_nan=False, description="per 1M completion tokens")
+
+
 class ModelEntry(Strict):
     """One audited model: how to reach it, and its catalogue metadata.
 
@@ -117,6 +124,12 @@ class ModelEntry(Strict):
         default=None, min_length=1,
         description="the layers this model runs (keys of the audit's layers:); default: every selected layer "
                     "whose models: (if given) lists it")
+    # issue 20 item 6: cost and budget caps (valuelens.models.usage); not catalogue metadata, not the audit's identity
+    price: Price | None = Field(default=None, description="{input, output} per 1M tokens: cost in plan, run.json, report")
+    max_calls: int | None = Field(default=None, ge=0, description="stop the model after this many calls made "
+                                  "(all runs in the output directory); rerun with a higher cap to continue")
+    max_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False,
+                                   description="stop the model once its calls cost this much (needs price)")
     _known: str | None = PrivateAttr(default=None)
 
     _name_not_dots = field_validator("name")(_not_dots)
@@ -188,13 +201,19 @@ class ModelEntry(Strict):
                 self.__dict__[key] = value  # not via setattr: model_fields_set keeps what the file set
         return self
 
+    @model_validator(mode="after")
+    def _cost_needs_price(self) -> ModelEntry:
+        if self.max_cost is not None and self.price is None:
+            raise ValueError("max_cost needs price: {input: ..., output: ...} (per 1M tokens)")
+        return self
+
     @property
     def known_as(self) -> str | None:
         """The catalogue entry this model's metadata came from, if any."""
         return self._known
 
     def catalogue(self) -> dict[str, Any]:
-        d = self.model_dump(exclude={"options", "batch_size", "layers"})
+        d = self.model_dump(exclude={"options", "batch_size", "layers", "price", "max_calls", "max_cost"})
         d["display_name"] = self.display_name or self.name
         return d
 

@@ -78,11 +78,12 @@ def _write_csv(df: pd.DataFrame, p: Path) -> None:
         df.to_csv(f, index=False)
 
 
-def export_tables(out_dir: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
+def export_tables(out_dir: Path, tables: dict[str, pd.DataFrame], *, retire: bool = True) -> list[Path]:
     """Each table as ``results/NAME.parquet`` and ``results/NAME.csv``. Tables
     of an earlier run that this run did not produce (a layer removed from the
     audit) are moved to ``results/stale/``, so they are never read as this
-    run's results."""
+    run's results (``retire=False``: the others are left alone, for the tables
+    a running audit exports after each model × layer)."""
     d = out_dir / RESULTS_DIR
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,8 @@ def export_tables(out_dir: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
             path = d / f"{name}.{ext}"
             _atomic(path, lambda p, df=df, writer=writer: writer(df, p))
             written.append(path)
-    retire_stale(out_dir, set(tables))
+    if retire:
+        retire_stale(out_dir, set(tables))
     return written
 
 

@@ -34,7 +34,7 @@ import uuid
 import math
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
@@ -357,6 +357,20 @@ class Store:
                 self.conn.execute(
                     "UPDATE runs SET calls_made = calls_made + ? WHERE run_id=?", (added, self.run_id)
                 )
+
+    @_sql
+    def model_spend(self, models: Sequence[str]) -> tuple[int, int, int]:
+        """Stored calls of these models and their recorded tokens (prompt, completion): what earlier runs
+        spent, for budget caps (valuelens.models.usage.Budget). Calls stored before tokens were counted add
+        to the calls only."""
+        names = list(models)
+        if not names:
+            return 0, 0, 0
+        row = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(json_extract(response, '$.usage.prompt')), 0), "
+            "COALESCE(SUM(json_extract(response, '$.usage.completion')), 0) FROM calls "
+            f"WHERE model IN ({','.join('?' * len(names))})", names).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
 
     @_sql
     def info(self) -> dict[str, Any]:

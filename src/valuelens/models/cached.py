@@ -15,6 +15,7 @@ from valuelens.errors import ValueLensError
 from valuelens.models.base import Backend, Trainable
 from valuelens.models.requests import (FailedText, GenerateRequest, GenerateResult, OptionRequest, OptionResult,
                                        checked, cut_at_stop)
+from valuelens.models.usage import Budget, Meter, Usage, estimate_tokens, prompt_text
 from valuelens.store import Store, call_key
 
 Progress = Callable[[int], None]
@@ -33,14 +34,22 @@ def describe(request: OptionRequest) -> str:
 
 
 class CachedModel:
-    """The model interface layers use: ``option_distribution`` and ``generate``."""
+    """The model interface layers use: ``option_distribution`` and ``generate``.
 
-    def __init__(self, backend: Backend, store: Store, name: str, *, chunk_size: int = 32):
+    ``meter`` counts calls and tokens (:mod:`valuelens.models.usage`; shared with the
+    fine-tuned handle); ``budget`` (optional) stops the model at its caps with
+    :class:`~valuelens.models.usage.BudgetReached`, checked before each chunk."""
+
+    def __init__(self, backend: Backend, store: Store, name: str, *, chunk_size: int = 32,
+                 meter: Meter | None = None, budget: Budget | None = None):
         self.backend = backend
         self.store = store
         self.name = name
         self.chunk_size = max(1, int(chunk_size))
         self.identity = backend.identity()
+        self.meter = meter if meter is not None else Meter()
+        self.budget = budget
+        self.on_chunk: Callable[[], None] | None = None  # called after each chunk of calls is stored (run.json)
         self.made = 0
         self.cached = 0
         self.estimated = 0  # option results estimated from sampled answers (OptionResult.estimated), for run.json
@@ -71,7 +80,9 @@ class CachedModel:
             # A tuned handle that shares the base identity, or a base whose weights changed, would
             # store fine-tuned answers under the base model's key.
             raise ValueLensError(f"model {self.name}: fine-tuning did not give a separate model handle")
-        tuned = CachedModel(backend, self.store, f"{self.name}+ft", chunk_size=self.chunk_size)
+        tuned = CachedModel(backend, self.store, f"{self.name}+ft", chunk_size=self.chunk_size, meter=self.meter,
+                            budget=self.budget)
+        tuned.on_chunk = self.on_chunk
         tuned.samples, tuned.layer = self.samples, self.layer  # one log: the tuned model's calls are the layer's
         return tuned, log
 
@@ -82,18 +93,23 @@ class CachedModel:
         progress: Progress | None,
         to_json: Callable[[Any], Any] = lambda r: r,
         order: Callable[[list[int]], list[int]] | None = None,
+        prompts: Callable[[int], tuple[Any, str]] | None = None,
     ) -> list[Any]:
         """Each payload's result: a stored hit as its stored JSON, a fresh one as
-        ``compute`` returned it (stored as ``to_json`` of it). ``order``: the
-        backend's batch order of the misses, so that each chunk holds requests
-        it computes together (prompts sharing a prefix), not a slice of the
-        caller's order."""
+        ``compute`` returned it (stored as ``to_json`` of it, with its token
+        ``usage``). ``order``: the backend's batch order of the misses, so that
+        each chunk holds requests it computes together (prompts sharing a
+        prefix), not a slice of the caller's order. ``prompts(i)``: payload i's
+        (messages, prefill), for token counts where the backend gives none."""
         keys = [call_key(self.identity, p) for p in payloads]
         found = self.store.get_many(set(keys))
         out: list[Any] = [found.get(k) for k in keys]
         as_json: list[Any] = list(out)  # each result as stored (a failure as it would have been): the samples log
         hits = sum(1 for k in keys if k in found)
         self.cached += hits
+        for k in keys:
+            if k in found:
+                self.meter.add(Usage.from_json(found[k].get("usage")), cached=True)
         self.store.add_cached(hits)
         if progress and hits:
             progress(hits)
@@ -106,10 +122,20 @@ class CachedModel:
         if order is not None and len(todo) > self.chunk_size:
             planned = order(todo)
             todo = planned if sorted(planned) == todo else todo
-        for s in range(0, len(todo), self.chunk_size):
-            idx = todo[s : s + self.chunk_size]
+        start = 0
+        while start < len(todo):
+            size = self.chunk_size if self.budget is None else self.budget.allow(self.chunk_size)
+            idx = todo[start : start + size]
+            start += len(idx)
             responses = compute(idx)
             stored = [to_json(r) for r in responses]
+            usages = self._usages(idx, stored, prompts)
+            for d, u in zip(stored, usages):
+                if isinstance(d, dict) and u is not None:
+                    d["usage"] = u.to_json()
+                self.meter.add(u, cached=False)
+            if self.budget is not None:
+                self.budget.charge(usages)
             # a request the backend could not serve (``failure``) is not an answer: not stored, retried next run
             self.store.put_many(self.name, [(keys[i], payloads[i], d) for i, d in zip(idx, stored)
                                             if not (isinstance(d, dict) and d.get("failure"))])
@@ -118,6 +144,8 @@ class CachedModel:
                 out[i], as_json[i] = r, d
             if progress:
                 progress(len(idx))
+            if self.on_chunk is not None:
+                self.on_chunk()
         for i, k in enumerate(keys):
             if out[i] is None:
                 out[i], as_json[i] = out[first[k]], as_json[first[k]]
@@ -142,6 +170,32 @@ class CachedModel:
                 self.samples.append({"layer": self.layer, "table": table, "row_id": row_id, "part": part,
                                      "call_key": key, "request": payload, "result": result})
 
+    def _usages(self, idx: list[int], stored: list[Any],
+                prompts: Callable[[int], tuple[Any, str]] | None) -> list[Usage | None]:
+        """Token counts of the calls just made: the backend's own (``last_usage``, e.g. a server's
+        ``usage``), else its tokenizer (``count_tokens``), else :func:`estimate_tokens`. A request the
+        backend could not serve counts none."""
+        last = getattr(self.backend, "last_usage", None)
+        if isinstance(last, list) and len(last) == len(idx):
+            self.backend.last_usage = None  # type: ignore[attr-defined]
+            return [u if isinstance(u, Usage) and not _failed(d) else None for u, d in zip(last, stored)]
+        if prompts is None:
+            return [None] * len(idx)
+        count = getattr(self.backend, "count_tokens", None)
+        out: list[Usage | None] = []
+        for i, d in zip(idx, stored):
+            if _failed(d):
+                out.append(None)
+                continue
+            messages, prefill = prompts(i)
+            text = d.get("text", "") if isinstance(d, dict) else ""
+            if count is not None:
+                p, c = count(messages, prefill, text)
+                out.append(Usage(int(p), int(c), "tokenizer"))
+            else:
+                out.append(Usage(estimate_tokens(prompt_text(messages, prefill)), estimate_tokens(text), "estimate"))
+        return out
+
     def option_distribution(
         self, requests: Sequence[OptionRequest], progress: Progress | None = None,
         tags: Sequence[Tags] | None = None,
@@ -163,7 +217,8 @@ class CachedModel:
         plan = getattr(self.backend, "batch_order", None)
         order = None if plan is None else (lambda idx: [idx[k] for k in plan([requests[i] for i in idx])])
         payloads = [r.to_json() for r in requests]
-        raw = self._run(payloads, compute, progress, OptionResult.to_json, order)
+        raw = self._run(payloads, compute, progress, OptionResult.to_json, order,
+                        lambda i: (requests[i].messages, requests[i].prefill))
         self._log(payloads, tags)
         out = []
         for d, req in zip(raw, requests):
@@ -221,7 +276,7 @@ class CachedModel:
             return [{"text": "", "failure": t.failure} if isinstance(t, FailedText) else {"text": t} for t in texts]
 
         payloads = [r.sample_json(j) for r, j in items]
-        raw = self._run(payloads, compute, progress)
+        raw = self._run(payloads, compute, progress, prompts=lambda i: (items[i][0].messages, items[i][0].prefill))
         keep = None if samples is None else [samples[k] in (None, j) for k, r in enumerate(requests) for j in range(r.n)]
         self._log(payloads, None if tags is None else [tags[k] for k, r in enumerate(requests) for _ in range(r.n)],
                   keep)
@@ -237,3 +292,7 @@ class CachedModel:
 
 def _cut(text: str, st: Any) -> str:
     return cut_at_stop(text, st.stop, st.stop_at)
+
+
+def _failed(d: Any) -> bool:
+    return isinstance(d, dict) and bool(d.get("failure"))

@@ -204,6 +204,11 @@ class HFBackend:
     def render(self, messages: Sequence[Any], prefill: str) -> str:
         return prompting.render(self.tok, self.chat, messages, prefill)
 
+    def count_tokens(self, messages: Sequence[Any], prefill: str, text: str) -> tuple[int, int]:
+        """Prompt tokens as scored (the rendered prompt) and the reply's tokens, by this model's tokenizer
+        (for run.json's token counts; an option request's reply is empty: 0)."""
+        return prompting.count_tokens(self.tok, self.chat, messages, prefill, text)
+
     def encode(self, requests: Sequence[OptionRequest]) -> list[list[int]]:
         """Token ids of each request's prompt, as option_distribution scores it."""
         return self._encode([self.render(r.messages, r.prefill) for r in requests])

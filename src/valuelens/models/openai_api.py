@@ -93,6 +93,7 @@ from valuelens.models import prompting
 from valuelens.models.base import sample_seed
 from valuelens.models.requests import PROB_TOLERANCE, FailedText, GenerateRequest, Message, OptionRequest, OptionResult
 from valuelens.models.sampled import estimate, parse_label
+from valuelens.models.usage import Usage, estimate_tokens, prompt_text
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +267,17 @@ class AdaptiveLimit:
                 "history": list(self.history)}
 
 
+def _server_usage(u: Any) -> tuple[int, int] | None:
+    """A reply's ``usage`` as (prompt_tokens, completion_tokens), or None when absent or not two counts."""
+    if not isinstance(u, dict):
+        return None
+    p, c = u.get("prompt_tokens"), u.get("completion_tokens")
+    if isinstance(p, int) and isinstance(c, int) and not isinstance(p, bool) and not isinstance(c, bool) \
+            and p >= 0 and c >= 0:
+        return p, c
+    return None
+
+
 def prompt_too_long(status: int, message: str) -> bool:
     """Whether an HTTP error says that this one prompt does not fit the model."""
     return status == 413 or (status in (400, 422) and _TOO_LONG.search(message) is not None)
@@ -338,6 +350,8 @@ class OpenAIBackend:
         self.stats: dict[str, int] = {"requests": 0, "retries": 0}
         self.failures: list[str] = []  # reasons of the items that came back failed (first 1000)
         self._warned: set[str] = set()
+        self._usage: list[tuple[int, int] | None] = []  # the last _run_all's replies' token counts
+        self.last_usage: list[Usage | None] | None = None  # per item of the last option/generate call (CachedModel)
 
     def identity(self) -> dict[str, Any]:
         # top_logprobs is included: a smaller top-k can change the distributions.
@@ -405,11 +419,12 @@ class OpenAIBackend:
 
     async def _call(self, client: Any, path: str, body: dict[str, Any],
                     parse: Callable[[dict[str, Any]], Any], redact: Callable[[str], str], whole: bool = False,
-                    fail: Callable[[str], Any] | None = None) -> Any:
+                    fail: Callable[[str], Any] | None = None, usage_at: int | None = None) -> Any:
         """POST with retries; ``parse`` turns the first choice (``whole``: the
         whole JSON object) into the result; ``fail`` turns the reason of a
         prompt rejected as too long into a failed result (None: an error).
-        A path may also be a full URL."""
+        A path may also be a full URL. ``usage_at``: where in :attr:`_usage` the
+        reply's ``usage`` (prompt_tokens, completion_tokens) goes."""
         url = path if path.startswith(("http://", "https://")) else self._url(path)
         httpx = self.httpx
         last = ""
@@ -428,7 +443,7 @@ class OpenAIBackend:
                 except httpx.RequestError as e:
                     fault, last, retry_after = "connection_error", f"connection error ({type(e).__name__})", None
                 else:
-                    done, outcome = self._reply(r, path, parse, redact, whole, fail)
+                    done, outcome = self._reply(r, path, parse, redact, whole, fail, usage_at)
                     if done:
                         kind = "ok"
                         return outcome
@@ -445,7 +460,7 @@ class OpenAIBackend:
         raise BackendError(f"{self.name}: gave up after {self.max_retries + 1} attempts (last: {last})")
 
     def _reply(self, r: Any, path: str, parse: Callable[[dict[str, Any]], Any], redact: Callable[[str], str],
-               whole: bool, fail: Callable[[str], Any] | None) -> tuple[bool, Any]:
+               whole: bool, fail: Callable[[str], Any] | None, usage_at: int | None = None) -> tuple[bool, Any]:
         """One HTTP response: ``(True, result)``, or ``(False, (fault, message,
         retry_after))`` to retry; a permanent fault raises."""
         status = r.status_code
@@ -480,6 +495,8 @@ class OpenAIBackend:
                                f"'choices' is {what}, not a list of objects")
         result = self._parse(parse, choices[0], path)
         self._served(data.get("model"), redact)
+        if usage_at is not None and usage_at < len(self._usage):
+            self._usage[usage_at] = _server_usage(data.get("usage"))
         return True, result
 
     def _parse(self, parse: Callable[[dict[str, Any]], Any], obj: dict[str, Any], path: str) -> Any:
@@ -525,7 +542,10 @@ class OpenAIBackend:
             self.limit.bind()  # the adaptive limit bounds the requests in flight
             limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
             async with httpx.AsyncClient(headers=headers, timeout=self.timeout, limits=limits) as client:
-                tasks = [asyncio.ensure_future(self._call(client, p, b, f, redact, *rest)) for p, b, f, *rest in jobs]
+                tasks = [asyncio.ensure_future(self._call(client, j[0], j[1], j[2], redact,
+                                                          bool(j[3]) if len(j) > 3 else False,
+                                                          j[4] if len(j) > 4 else None, usage_at=k))
+                         for k, j in enumerate(jobs)]
                 try:
                     return await asyncio.gather(*tasks)
                 finally:
@@ -533,13 +553,25 @@ class OpenAIBackend:
                         t.cancel()
 
         if not jobs:
+            self._usage = []
             return []
+        self._usage = [None] * len(jobs)  # each job's (prompt_tokens, completion_tokens) from its reply
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(main())
         with ThreadPoolExecutor(1) as pool:  # called from inside an event loop (e.g. a notebook)
             return pool.submit(asyncio.run, main()).result()
+
+    def _job_usage(self, k: int, messages: Sequence[Message], prefill: str, text: str, completion: int) -> Usage:
+        """Job k's tokens: the server's ``usage``, else an estimate from the text (prompt) and the reply
+        (``text``, or ``completion`` tokens when there is no text: a one-token logprob request)."""
+        got = self._usage[k] if k < len(self._usage) else None
+        if got is not None:
+            return Usage(got[0], got[1], "server")
+        self._count("usage_estimated")
+        return Usage(estimate_tokens(prompt_text(messages, prefill)), estimate_tokens(text) if text else completion,
+                     "estimate")
 
     # the two request kinds -----------------------------------------------------
     def _check(self, token: Any, value: Any) -> float:
@@ -645,14 +677,20 @@ class OpenAIBackend:
                 jobs.append((path, body, self._text, False, FailedText))
         texts = self._run_all(jobs)
         out = []
+        usage: list[Usage | None] = []
         for k, r in enumerate(requests):
             mine = texts[k * self.samples : (k + 1) * self.samples]
+            parts = [self._job_usage(k * self.samples + j, r.messages, r.prefill, str(t), 0)
+                     for j, t in enumerate(mine)]
+            usage.append(Usage(sum(u.prompt for u in parts), sum(u.completion for u in parts),
+                               "server" if all(u.source == "server" for u in parts) else "estimate"))
             failed = next((t for t in mine if isinstance(t, FailedText)), None)
             if failed is not None:
                 out.append(OptionResult.failed(failed.failure))
                 continue
             out.append(estimate([parse_label(t, r.labels) for t in mine], r.labels))
             self._count("options_sampled")
+        self.last_usage = usage
         return out
 
     def option_distribution(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
@@ -677,6 +715,7 @@ class OpenAIBackend:
                 parse = lambda c, labels=r.labels: self._option_result(labels, c)  # noqa: E731
             jobs.append((path, body, self._or_sample(parse), False, OptionResult.failed))
         results = self._run_all(jobs)
+        usage: list[Usage | None] = [self._job_usage(k, r.messages, r.prefill, "", 1) for k, r in enumerate(requests)]
         todo = [i for i, x in enumerate(results) if x is _NO_LOGPROBS]
         if todo:
             self._sampling = True
@@ -686,6 +725,12 @@ class OpenAIBackend:
                             "logprobs makes it an error)")
             for i, x in zip(todo, self._sampled([requests[i] for i in todo])):
                 results[i] = x
+            for i, u in zip(todo, self.last_usage or []):  # the logprob attempt's tokens, then the samples'
+                first = usage[i]
+                usage[i] = u if first is None or u is None else Usage(
+                    first.prompt + u.prompt, first.completion + u.completion,
+                    "server" if first.source == u.source == "server" else "estimate")
+        self.last_usage = usage
         return results
 
     def _text(self, choice: dict[str, Any]) -> str:
@@ -720,7 +765,10 @@ class OpenAIBackend:
             if self.mode == "chat" and self.prefill == "instruction" and r.prefill:
                 parse = lambda c, pre=r.prefill: self._cut_prefill(self._text(c), pre)  # type: ignore[misc]  # noqa: E731
             jobs.append((path, body, parse, False, FailedText))
-        return self._run_all(jobs)
+        texts = self._run_all(jobs)
+        self.last_usage = [self._job_usage(k, r.messages, r.prefill, str(t), 0) for k, ((r, _), t) in
+                           enumerate(zip(items, texts))]
+        return texts
 
     @staticmethod
     def _cut_prefill(text: str, prefill: str) -> str:

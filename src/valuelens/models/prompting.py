@@ -30,6 +30,12 @@ def encode(tokenizer: Any, chat: bool, texts: Sequence[str]) -> list[list[int]]:
     return [list(tokenizer(t, add_special_tokens=not chat)["input_ids"]) for t in texts]
 
 
+def count_tokens(tokenizer: Any, chat: bool, messages: Sequence[Any], prefill: str, text: str) -> tuple[int, int]:
+    """(prompt tokens as scored: the rendered prompt; the reply's tokens, 0 for an empty reply)."""
+    prompt = len(encode(tokenizer, chat, [render(tokenizer, chat, messages, prefill)])[0])
+    return prompt, len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+
 def label_spellings(label: str) -> tuple[str, str]:
     """The two ways an option label can follow the prompt: ``A`` and `` A``."""
     return label, " " + label

@@ -127,6 +127,10 @@ class VLLMBackend:
         texts = [prompting.render(self.tok, self.chat, m, p) for m, p in items]
         return [TokensPrompt(prompt_token_ids=ids) for ids in prompting.encode(self.tok, self.chat, texts)]
 
+    def count_tokens(self, messages: Sequence[Any], prefill: str, text: str) -> tuple[int, int]:
+        """Prompt and reply tokens by the engine's tokenizer (run.json's token counts)."""
+        return prompting.count_tokens(self.tok, self.chat, messages, prefill, text)
+
     def label_ids(self, label: str) -> list[int]:
         if label not in self._label_ids:
             self._label_ids[label] = prompting.label_token_ids(self.tok, label, self.name)

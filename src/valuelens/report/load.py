@@ -140,7 +140,8 @@ class ReportData:
 
     def cell(self, model: str, layer: Layer) -> str:
         """What one model did with one layer: "ran" (it has rows in the layer's tables), "not run" (the audit
-        did not give it the layer), "failed" or "cancelled" (the model's run.json status), "pending" (the run
+        did not give it the layer), "failed", "cancelled" or "stopped: budget" (the model's run.json status:
+        its cap was reached before this layer finished), "pending" (the run
         has not finished), or "no results" (finished with no rows)."""
         plan = self.model_layers()
         if model in plan and layer.key not in plan[model]:
@@ -151,7 +152,7 @@ class ReportData:
         if model in self._ran[layer.key]:
             return "ran"
         status = self._model_status(model)
-        if status in ("failed", "cancelled"):
+        if status in ("failed", "cancelled", "stopped: budget"):
             return status
         if any(r.manifest.get("status") != "finished" for r in self.runs):
             return "pending"
@@ -217,7 +218,7 @@ _STR, _INT, _DICT, _LIST = (str,), (int,), (dict,), (list,)
 MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
     "status": _STR, "error": _STR, "audit_source": _STR, "run_id": _STR, "started": _STR, "ended": _STR,
     "seed": _INT, "audit": _DICT, "models": _LIST, "calls": _DICT, "calls_all_runs": _DICT, "versions": _DICT,
-    "tables": _LIST, "lanes": _DICT, "layers": _LIST, "model_layers": _DICT,
+    "tables": _LIST, "lanes": _DICT, "layers": _LIST, "model_layers": _DICT, "progress": _DICT,
 }
 AUDIT_FIELDS: dict[str, tuple[type, ...]] = {
     "name": _STR, "seed": _INT, "layers": _DICT, "models": _LIST, "countries": _LIST, "languages": _LIST,

@@ -134,10 +134,16 @@ def failed_items(data: ReportData) -> list[str]:
             if not isinstance(m, dict):
                 continue
             name = f"{m.get('name')}{f' ({run.name})' if data.is_comparison else ''}"
+            done = [k for k, v in ((run.manifest.get("progress") or {}).get(m.get("name")) or {}).items()
+                    if isinstance(v, dict) and v.get("state") == "done"]
+            kept = (f"the layers it finished ({', '.join(done)}) are in the tables, the others not" if done
+                    else "it has no results in the tables")
             if m.get("status") == "failed":
-                out.append(f"{name}: failed ({m.get('error') or 'no error recorded'}); it has no results in the "
-                           "tables; the other models ran. Rerunning the same command retries it (the others "
-                           "come from the cache).")
+                out.append(f"{name}: failed ({m.get('error') or 'no error recorded'}); {kept}; the other models "
+                           "ran. Rerunning the same command retries it (the others come from the cache).")
+            if m.get("status") == "stopped: budget":
+                out.append(f"{name}: stopped: budget ({m.get('stopped') or 'cap reached'}); {kept}. Raise its "
+                           "max_calls / max_cost and rerun to continue (what it made comes from the cache).")
             n = m.get("options_estimated")
             if isinstance(n, int) and n > 0:
                 out.append(f"{name}: {n} option distribution{'s' * (n != 1)} estimated from sampled answers "
@@ -176,7 +182,37 @@ def run_facts(data: ReportData) -> Section:
                       [[x.get("name"), x.get("calls_made"), x.get("calls_cached"), _faults(x.get("faults"))]
                        for x in models], f"{prefix}calls and faults per model",
                       "Faults are the backend's counters (retries, timeouts, errors) for the models that finished.")
+        tokens = token_rows(m)
+        if tokens:
+            priced = any(r[-2] != "" for r in tokens)
+            sec.table(["model", "layer", "state", "calls made", "calls cached", "prompt tokens", "completion tokens",
+                       "cached prompt tokens", "cached completion tokens", "tokens by", "cost", "cost of cached"],
+                      tokens, f"{prefix}tokens and cost per model × layer",
+                      "Tokens of the calls made this run, and (cached) the tokens the calls served from the cache "
+                      "had when they were made, not spent again. Tokens by: server = the server's usage, "
+                      "tokenizer = the model's tokenizer, estimate = about 4 characters per token (1 per CJK "
+                      "character); calls stored before tokens were counted are left out of the cached tokens. "
+                      + ("Cost from the audit file's prices per 1M tokens." if priced else
+                         "No prices in the audit file: no cost."))
     return sec
+
+
+def token_rows(m: dict[str, Any]) -> list[list[Any]]:
+    """run.json["progress"] as rows of the tokens table (empty for a run.json without it)."""
+    rows = []
+    progress = m.get("progress")
+    for model, layers in (progress.items() if isinstance(progress, dict) else ()):
+        for layer, r in (layers.items() if isinstance(layers, dict) else ()):
+            if not isinstance(r, dict):
+                continue
+            untracked = r.get("cached_untracked") or 0
+            rows.append([model, layer, r.get("state", ""), r.get("calls_made", ""), r.get("calls_cached", ""),
+                         r.get("prompt_tokens", ""), r.get("completion_tokens", ""),
+                         f"{r.get('cached_prompt_tokens', '')}" + (f" ({untracked} calls unknown)" if untracked else ""),
+                         r.get("cached_completion_tokens", ""), r.get("token_source", ""),
+                         "" if r.get("cost") is None else f"{r['cost']:.4f}",
+                         "" if r.get("cost_cached") is None else f"{r['cost_cached']:.4f}"])
+    return rows
 
 
 def _faults(f: Any) -> str:
