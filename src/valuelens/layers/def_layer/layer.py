@@ -37,6 +37,7 @@ def inputs_for(settings: DEFSettings, countries: list[str]) -> Inputs:
     """Loaded once per audit (keyed by the settings, countries and the files' mtimes and sizes)."""
     d, m = settings.data, settings.microdata
     files = [d.path, d.path_zh, d.codebook, d.metadata, d.adjustments, settings.insensitivity.factual_source,
+             settings.dimension_map,
              *((m.path, m.codebook, m.metadata, m.adjustments) if m else ())]
     key = "|".join([settings.model_dump_json(), *countries, *map(_stamp, files)])
     if key not in _INPUTS:
