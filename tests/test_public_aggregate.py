@@ -358,3 +358,46 @@ def test_mark_aggregate_settings_errors(tmp_path):
     a = audit(tmp_path, f"  mark:\n    data: {{kind: cao2025, path: {en}}}\n    questions: [Q165]\n")
     with pytest.raises(ValueLensError, match="no text in zh"):  # English file only, zh asked
         mark_layer.check(a.layers.mark, a.layer_context(tmp_path / "out", NullTracker()))
+
+
+def test_mark_from_marginals_through_the_audit_and_report(tmp_path):
+    """The whole audit (config → run → export → report) on a scripted backend: personas from marginals have
+    only sex and an age group, so fixed stage replies are valid; the report shows "not computable"."""
+    import valuelens.api as vl
+    from valuelens.report import build_report
+
+    en, zh = write_cao(tmp_path)
+    stack = STACKS["INFJ"]
+    rules = []
+    for names, stress, typ, impact, reason, explain in (
+            (("sex", "age group"), "Rate how much stress", "Predict this person's MBTI type", "For each function, decide",
+             "Simulate how this survey respondent", "Explain in one or two sentences"),
+            (("性别", "年龄段"), "压力打分", "预测这个人的 MBTI 类型", "请判断这个人的压力对每个功能的影响", "请模拟这位调查受访者",
+             "请用一两句话")):
+        rules += [{"contains": stress, "text": json.dumps({"scores": dict(zip(names, (20, 60))), "stress_level": "low",
+                                                           "summary": "s"}, ensure_ascii=False)},
+                  {"contains": typ, "text": json.dumps({"mbti": "INFJ", "reason": "r"})},
+                  {"contains": impact, "text": json.dumps({"impacts": {f: "negative" for f in stack}, "reason": "r"})},
+                  {"contains": reason, "text": json.dumps({"choices": [{"function": f, "option": 1, "reason": "r"}
+                                                                       for f in stack]})},
+                  {"contains": explain, "text": json.dumps({"explanation": "e"})}]
+    (tmp_path / "script.json").write_text(json.dumps({"rules": rules, "default_text": "Answer: 2"}, ensure_ascii=False),
+                                          encoding="utf-8")
+    a = parse_audit(f"""\
+name: agg-report
+output_dir: {tmp_path / 'out'}
+models: [{{name: m, backend: "scripted:{tmp_path / 'script.json'}"}}]
+layers:
+  mark:
+    data: {{kind: cao2025, path: {en}, path_zh: {zh}}}
+    questions: [Q165, Q173]
+    respondents_per_country: 2
+    max_retries: 0
+    bootstrap: 200
+""", "a.yaml")
+    tables = vl.run(a)
+    s = tables["mark_summary"]
+    assert (s[s.method == "mark"]["invalid_share"] == 0).all() and s["accuracy"].isna().all()
+    assert (tmp_path / "out" / "results" / "mark_notes.csv").is_file()
+    html = build_report(tmp_path / "out").read_text(encoding="utf-8")
+    assert html.count("not computable") >= 8 and "Not computable here: Cohen" in html

@@ -1,0 +1,39 @@
+"""Every audit in examples/ passes `valuelens validate` (the audit file, the layers' data files
+in ../shared/data, the output directory) from the repository root, as `make run AUDIT=examples/X.yaml`
+runs it; and each says at the top how long it took here. Skips when ../shared/data is absent."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+def test_there_are_examples_for_every_layer():
+    text = {p.name: p.read_text(encoding="utf-8") for p in EXAMPLES}
+    for layer in ("first_token", "def", "dilemmas", "mark"):
+        assert any(re.search(rf"^  {layer}:", t, re.M) for t in text.values()), layer
+    assert any(all(re.search(rf"^  {k}:", t, re.M) for k in ("first_token", "def", "dilemmas", "mark"))
+               for t in text.values()), "no all-layers example"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_states_its_measured_time(path):
+    head = "".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:12])
+    assert re.search(r"(?i)measured .*\d{4}-\d{2}-\d{2}", head) or re.search(r"(?i)about \d+ minutes", head), \
+        f"{path.name}: no measured run time in its opening comment"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_validates(path, shared_data, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "valuelens", "validate", str(path.relative_to(ROOT))], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr or out.stdout
+    assert f"{path.relative_to(ROOT)}: ok" in out.stdout
