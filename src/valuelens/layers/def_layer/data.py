@@ -126,10 +126,9 @@ def load(settings: DEFSettings, countries: list[str]) -> Inputs:
         mapped += own is None and from_map is not None
         dim = own or from_map or q.dimension
         data.dimension[q.id] = "FACT" if q.id in data.factual else (dim or "")
-    if dmap is not None:
-        data.notes.append(f"dimensions: {mapped} of {len(data.questions)} questions from {dmap.source} "
-                          "(valuelens' own WVS-7 assignment, by questionnaire section)" if settings.dimension_map == "builtin"
-                          else f"dimensions: {mapped} of {len(data.questions)} questions from {dmap.source}")
+    if dmap is not None and mapped:
+        own_map = " (valuelens' own WVS-7 assignment, by questionnaire section)" if settings.dimension_map == "builtin" else ""
+        data.notes.append(f"dimensions: {mapped} of {len(data.questions)} questions from {dmap.source}{own_map}")
     empty = [q.id for q in data.questions if not data.dimension[q.id]]
     if empty:
         data.notes.append(f"{len(empty)} questions have no value dimension (e.g. {', '.join(empty[:3])}): they count "
