@@ -301,6 +301,11 @@ def test_mark_on_cao_layout_from_marginals(tmp_path):
         assert row.invalid_share == 0
         assert row.one_minus_jsd == pytest.approx(np.mean(expect_jsd))
         assert row.emd == pytest.approx(np.mean(expect_emd))
+    # position bias against each country's modal human answer (US 1, 1; China 2, 2 on Q165, Q173), which the
+    # scripted answers equal: by hand, obs [.5, .5, 0] vs the baseline mean of uniform k=2 and k=3, TV 1/6
+    mk = s[(s.method == "mark") & (s.language == "en")].iloc[0]
+    assert mk.position_tv == pytest.approx(1 / 6) and mk.reference_position_tv == pytest.approx(1 / 6)
+    assert mk.position_tv_vs_reference == pytest.approx(0) and not mk.position_dominated
     # personas from marginals: an age group, no age; China's all female (its marginal), seeded
     traces = tables["mark_traces"]
     assert traces["persona"].str.contains("age_group=").all() and not traces["persona"].str.contains("age=").any()

@@ -11,7 +11,8 @@
 - Without respondents (country-level data, personas from marginals) there is no
   real answer: accuracy, κ and the McNemar test are not computable (empty
   columns, named in ``not_computable``), 1 − JSD and EMD use the ``global``
-  (country) distribution with unweighted simulated answers.
+  (country) distribution with unweighted simulated answers; position bias is
+  judged against the country's modal answer.
 - Intervals: percentile bootstrap (rows for ACC and κ, question × country items
   for 1 − JSD and EMD). Paired test of MARK vs each baseline: exact McNemar
   (binomial on the discordant respondent-questions), Holm-corrected over the
@@ -112,10 +113,13 @@ NOT_COMPUTABLE = "accuracy, kappa, p_vs_mark"
 NOT_COMPUTABLE_WHY = "no respondent answers: personas drawn from country marginals (country-level data)"
 
 
-def summary(resp: pd.DataFrame, its: pd.DataFrame, reference: str, n_boot: int, seed: int) -> pd.DataFrame:
+def summary(resp: pd.DataFrame, its: pd.DataFrame, reference: str, n_boot: int, seed: int,
+            modal: Mapping[tuple[str, str], int] | None = None) -> pd.DataFrame:
     """Per method × language. Without real answers (``truth`` all missing: personas from marginals)
     accuracy, κ and the McNemar test cannot be computed: their columns stay empty and
-    ``not_computable`` names them (``not_computable_why`` says why); 1 − JSD and EMD are computed."""
+    ``not_computable`` names them (``not_computable_why`` says why); 1 − JSD and EMD are computed, and
+    the position-bias reference is then each country's modal human answer (``modal``: (question, country)
+    -> option number; the first on ties), as in the first-token layer."""
     rows = []
     aggregate = bool(len(resp)) and bool(resp["truth"].isna().all())
     for (m, lang), g in resp.groupby(["method", "language"], sort=False):
@@ -142,7 +146,8 @@ def summary(resp: pd.DataFrame, its: pd.DataFrame, reference: str, n_boot: int, 
                      "not_computable_why": NOT_COMPUTABLE_WHY if aggregate else "",
                      # answer = shown position; the respondents' real answers are the reference (when known)
                      **position_bias(g["answer"].tolist(), g["n_options"].tolist(),
-                                     reference=None if aggregate else g["truth"].tolist())})
+                                     reference=g["truth"].tolist() if not aggregate else
+                                     [(modal or {}).get((q, c)) for q, c in zip(g["question_id"], g["country"])])})
     out = pd.DataFrame(rows)
     if out.empty:
         return out

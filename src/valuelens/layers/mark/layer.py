@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from valuelens.errors import ValueLensError
@@ -128,7 +129,9 @@ def run(model: CachedModel, settings: MarkSettings, ctx: LayerContext) -> dict[s
     resp["reply"] = [None] * len(mark) + [b["reply"] for b in base]
     its = items(resp, sample.global_human)
     return {"mark_traces": pd.DataFrame([trace_row(r) for r in mark]), "mark_responses": resp, "mark_items": its,
-            "mark_summary": summary(resp, its, settings.reference_used, settings.bootstrap, ctx.seed),
+            "mark_summary": summary(resp, its, settings.reference_used, settings.bootstrap, ctx.seed,
+                                    {k: int(np.argmax(v)) + 1 for k, v in sample.global_human.items()}
+                                    if sample.aggregate else None),
             "mark_stages": stage_table(mark), "mark_notes": pd.DataFrame({"note": notes}, dtype=object)}
 
 
