@@ -157,6 +157,7 @@ def test_def_on_cao_layout_dimensions_and_default_cv_pairs(tmp_path):
     assert (rates["cv_n"] == 3 * 2 * 2).all() and rates["cv_rate"].tolist() == pytest.approx([2 / 3] * 4)
     notes = " | ".join(t["def_notes"]["note"])
     assert "3 of the 5 default pairs" in notes and "valuelens' own WVS-7 assignment" in notes
+    assert "demographic-bias analysis" in notes and "def_bias" not in t
     dims = t["def_dimensions"]
     assert {"TDI", "EVI", "(all)"} <= set(dims["dimension"])
     # Chinese texts from the zh file were used

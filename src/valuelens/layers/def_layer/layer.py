@@ -111,6 +111,10 @@ def run(model: CachedModel, settings: DEFSettings, ctx: LayerContext) -> dict[st
     notes = list(inputs.notes)
     if not model.supports_beams:
         notes.append(f"{model.name}: backend without beams; num_beams = 1, temperature and top_p vary")
+    if inputs.respondents is None:
+        notes.append("no respondent microdata: personas from marginals, and the demographic-bias analysis "
+                     "(def_bias, def_bias_profile, def_bias_groups) needs microdata (layers.def.microdata), so it "
+                     "is not computed")
     skipped = [q.id for q in inputs.questions for lang in ctx.languages if lang not in q.languages()]
     if skipped:
         notes.append(f"{len(skipped)} question × language pairs have no text in that language and were not asked")
