@@ -117,6 +117,10 @@ def run(model: CachedModel, settings: MarkSettings, ctx: LayerContext) -> dict[s
         notes.append("baseline demo_ideo_opinion not run: it shows the respondent's own answers to other questions, "
                      "and personas from marginals have none")
         settings = settings.model_copy(update={"baselines": [b for b in settings.baselines if b != "demo_ideo_opinion"]})
+    if sample.aggregate and not any(set(f) - {"sex", "age_group"} for f in settings.marginals.values()):
+        notes.append("personas from marginals hold only country, sex and age group: the Demo.+Ideo. and "
+                     "WorldValuesBench baselines then see the same persona (same prompts and answers); add fields "
+                     "(education, region, urban_rural, ...) under marginals to tell them apart")
     skipped = [lang for lang in ctx.languages if lang not in langs]
     if skipped:
         notes.append(f"no question text in {', '.join(skipped)}: not asked in that language")
