@@ -40,8 +40,9 @@ def test_there_are_examples_for_every_layer():
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_states_its_measured_time(path):
     head = "".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:12])
-    assert re.search(r"(?i)measured .*\d{4}-\d{2}-\d{2}", head) or re.search(r"(?i)about \d+ minutes", head), \
-        f"{path.name}: no measured run time in its opening comment"
+    # a dated measurement with its wall time and the machine's load
+    assert re.search(r"\d{4}-\d{2}-\d{2}", head) and re.search(r"(?i)\bwall\b", head) and \
+        re.search(r"(?i)\bload\b", head), f"{path.name}: no measured run time (date, wall, load) in its opening comment"
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
