@@ -405,5 +405,8 @@ layers:
     s = tables["mark_summary"]
     assert (s[s.method == "mark"]["invalid_share"] == 0).all() and s["accuracy"].isna().all()
     assert (tmp_path / "out" / "results" / "mark_notes.csv").is_file()
+    from valuelens.layers.samples import unjoined
+
+    assert unjoined(tables["samples"], tables) == ([], [])  # every call joins its row, every row has its calls
     html = build_report(tmp_path / "out").read_text(encoding="utf-8")
     assert html.count("not computable") >= 8 and "Not computable here: Cohen" in html
