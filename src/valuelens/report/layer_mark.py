@@ -50,6 +50,45 @@ def table3_long(t3: pd.DataFrame, renamed: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["language", "method", "model", "measure", "value"])
 
 
+_NC_COLUMNS = {"accuracy": "ACC (%)", "kappa": "kappa", "p_vs_mark": "p (Holm)"}
+
+
+def not_computable_cells(t3: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """A display copy of mark_table3 whose not-computable cells read "not computable" (never an empty
+    number), and the measures named (empty when every cell is computable)."""
+    if "not_computable" not in t3.columns or not t3["not_computable"].fillna("").astype(bool).any():
+        return t3, ""
+    out = t3.astype(object).copy()
+    names: set[str] = set()
+    for i, r in t3.iterrows():
+        for what in filter(None, (x.strip() for x in str(r["not_computable"] or "").split(","))):
+            suffix = _NC_COLUMNS.get(what)
+            if suffix is None:
+                continue
+            names.add({"accuracy": "accuracy", "kappa": "Cohen's κ", "p_vs_mark": "the paired test"}[what])
+            for col in t3.columns:
+                if str(col).endswith(" " + suffix) and pd.isna(r[col]):
+                    out.at[i, col] = "not computable"
+    return out.drop(columns=["not_computable"]), ", ".join(sorted(names))
+
+
+_NC_SUMMARY = {"accuracy": ("accuracy", "accuracy_low", "accuracy_high"), "kappa": ("kappa", "kappa_low", "kappa_high"),
+               "p_vs_mark": ("mark_only_correct", "baseline_only_correct", "p_vs_mark", "p_holm")}
+
+
+def summary_display(summ: pd.DataFrame) -> pd.DataFrame:
+    """mark_summary for display: the empty cells its ``not_computable`` column names read "not computable"."""
+    if "not_computable" not in summ.columns or not summ["not_computable"].fillna("").astype(bool).any():
+        return summ
+    out = summ.astype(object).copy()
+    for i, r in summ.iterrows():
+        for what in filter(None, (x.strip() for x in str(r["not_computable"] or "").split(","))):
+            for col in _NC_SUMMARY.get(what, ()):
+                if col in summ.columns and pd.isna(r[col]):
+                    out.at[i, col] = "not computable"
+    return out
+
+
 class _Values(dict):
     def __missing__(self, key: str) -> str:
         return "—"
@@ -121,9 +160,15 @@ def section(sec: Section, data: ReportData, layer: Layer) -> None:
         sec.text("Table 3 layout: not shown, this run has no table mark_table3 (it is written after every model "
                  "has finished; mark_summary, if present below, has the same numbers per model).", "warn")
     if t3 is not None:
-        sec.frame(t3, "Table 3 layout", "As exported (mark_table3): per prompt language and method, per model: "
+        shown_t3, flagged = not_computable_cells(t3)
+        if flagged:
+            sec.text("Not computable here: " + flagged + ". The human data are country-level distributions without "
+                     "respondents (personas drawn from marginals), so no simulated answer has a real answer to match; "
+                     "1−JSD and EMD are against each country's distribution.", "warn")
+        sec.frame(shown_t3, "Table 3 layout", "As exported (mark_table3): per prompt language and method, per model: "
                   "accuracy (%), 1−JSD and EMD against the human answers, Cohen's κ, and the Holm-corrected p of "
-                  "the paired test against MARK.")
+                  "the paired test against MARK" + ("; cells marked 'not computable' have no value (see above)."
+                                                    if flagged else "."))
         long = table3_long(t3, data.renamed)
         if len(long):
             sec.plot(grid_bars(long, "value", "method", "model", rows="language", cols="measure", shared_y=False,
@@ -141,4 +186,6 @@ def section(sec: Section, data: ReportData, layer: Layer) -> None:
             caption += f" Shown: {'; '.join(cut)} (all are in results/mark_traces.csv)."
         sec.traces("mark-traces", "Trace viewer", groups, caption)
         shown.add("mark_traces")
+    if "mark_summary" in t:
+        t = {**t, "mark_summary": summary_display(t["mark_summary"])}
     rest(sec, t, shown)

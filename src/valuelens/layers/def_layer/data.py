@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from valuelens.data.dimension_map import DimensionMap, load_dimension_map
 from valuelens.data.sources import load_survey
 from valuelens.data.survey import HumanDistribution, Question, Survey, parse_questions, read_json
 from valuelens.errors import ValueLensError
-from valuelens.layers.def_layer.settings import DEFSettings
+from valuelens.layers.def_layer.settings import CVPair, DEFSettings
 
 
 def names(q: Question) -> set[str]:
@@ -41,6 +42,7 @@ class Inputs:
     micro_column: dict[str, str] = field(default_factory=dict)  # question id -> microdata column
     weighted: bool = True
     notes: list[str] = field(default_factory=list)
+    cv_pairs: list[CVPair] = field(default_factory=list)  # the pairs checked (settings', or the map's defaults)
 
     def find(self, name: str) -> Question | None:
         return next((q for q in self.questions if name in names(q)), None)
@@ -100,13 +102,37 @@ def load(settings: DEFSettings, countries: list[str]) -> Inputs:
         weighted = m.weighted
     data = Inputs(qs, survey, respondents=respondents, codebook=codebook, weighted=weighted, notes=notes)
     _add_factual(data, settings)
-    for pair in settings.insensitivity.cv_pairs:  # CV items are always asked
-        for n in (pair.a, pair.b):
-            if _ensure(data, n) is None:
-                raise ValueLensError(f"layers.def.insensitivity.cv_pairs: question {n!r} is not in the questionnaire")
+    dmap = load_dimension_map(settings.dimension_map) if settings.dimension_map else None
+    if settings.insensitivity.cv_pairs is not None:
+        data.cv_pairs = list(settings.insensitivity.cv_pairs)
+        for pair in data.cv_pairs:  # CV items are always asked
+            for n in (pair.a, pair.b):
+                if _ensure(data, n) is None:
+                    raise ValueLensError(f"layers.def.insensitivity.cv_pairs: question {n!r} is not in the questionnaire")
+    elif dmap is not None:
+        data.cv_pairs = _default_pairs(data, dmap)
+    for pair in data.cv_pairs:
+        if pair.rule == "combos":
+            for n, codes in ((pair.a, {c[0] for c in pair.combos or []}), (pair.b, {c[1] for c in pair.combos or []})):
+                q = data.find(n)
+                bad = sorted(codes - set(option_codes(q))) if q is not None else []
+                if bad:
+                    raise ValueLensError(f"layers.def.insensitivity.cv_pairs: {pair.a}|{pair.b}: code(s) {bad} are not "
+                                         f"answer codes of {n} ({list(option_codes(q))})")  # type: ignore[arg-type]
+    mapped = 0
     for q in data.questions:
-        dim = next((settings.dimensions[n] for n in sorted(names(q)) if n in settings.dimensions), q.dimension)
+        own = next((settings.dimensions[n] for n in sorted(names(q)) if n in settings.dimensions), None)
+        from_map = next((dmap.dimension[n] for n in sorted(names(q)) if n in dmap.dimension), None) if dmap else None
+        mapped += own is None and from_map is not None
+        dim = own or from_map or q.dimension
         data.dimension[q.id] = "FACT" if q.id in data.factual else (dim or "")
+    if dmap is not None and mapped:
+        own_map = " (valuelens' own WVS-7 assignment, by questionnaire section)" if settings.dimension_map == "builtin" else ""
+        data.notes.append(f"dimensions: {mapped} of {len(data.questions)} questions from {dmap.source}{own_map}")
+    empty = [q.id for q in data.questions if not data.dimension[q.id]]
+    if empty:
+        data.notes.append(f"{len(empty)} questions have no value dimension (e.g. {', '.join(empty[:3])}): they count "
+                          "in '(all)' only; set layers.def.dimensions to assign them")
     if respondents is not None and codebook is not None:
         for q in data.questions:
             col = next((n for n in sorted(names(q)) if n in respondents.columns and n in codebook), None)
@@ -118,6 +144,26 @@ def load(settings: DEFSettings, countries: list[str]) -> Inputs:
             notes.append(f"microdata has no respondents for {absent}: their personas come from marginals")
         notes.append(f"microdata: {len(data.micro_column)} of {len(data.questions)} questions have a column")
     return data
+
+
+def _default_pairs(data: Inputs, dmap: DimensionMap) -> list[CVPair]:
+    """The map's CV pairs whose two items are both asked (never adds a question); noted."""
+    out = []
+    for p in dmap.cv_pairs:
+        qa, qb = data.find(p["a"]), data.find(p["b"])
+        if qa is None or qb is None:
+            continue
+        pair = CVPair(a=p["a"], b=p["b"], rule=p.get("rule", "auto"), combos=p.get("combos"))
+        if pair.rule == "combos" and not all(c[0] in option_codes(qa) and c[1] in option_codes(qb)
+                                             for c in pair.combos or []):
+            data.notes.append(f"CV pair {p['a']}|{p['b']} of {dmap.source} skipped: its codes do not fit this data's "
+                              "answer codes")
+            continue
+        out.append(pair)
+    if dmap.cv_pairs:
+        data.notes.append(f"CV pairs: {len(out)} of the {len(dmap.cv_pairs)} default pairs of {dmap.source} have both "
+                          "items asked" + (f" ({', '.join(f'{p.a}|{p.b}' for p in out)})" if out else ""))
+    return out
 
 
 def _ensure(data: Inputs, name: str) -> Question | None:

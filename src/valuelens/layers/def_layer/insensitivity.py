@@ -5,7 +5,8 @@ FF: a valid final answer to a factual item whose code is not the correct one
 CV: per session (language, participant, pass) and configured pair of opposite
 items answered validly on both: ``same`` flags the same answer position on
 both, ``same_side`` flags positions on the same side of the midpoint (k + 1)/2
-(the midpoint itself is on neither side). Rates per language × country.
+(the midpoint itself is on neither side), ``combos`` flags the listed pairs of
+answer codes. Rates per language × country.
 Optional judge: the audited model, greedy, asked the configured prompt;
 "Yes"/"是" = flagged, an unreadable verdict is left out of the judge rate.
 """
@@ -44,17 +45,22 @@ def items(answers: pd.DataFrame, inputs: Inputs, settings: DEFSettings) -> pd.Da
                      "answer": r["option_text"], "code": r["code"], "correct_code": correct,
                      "flagged": bool(r["valid"]) and int(r["code"]) != correct})
     by_session = {k: g.set_index("question_id") for k, g in final.groupby(SESSION, sort=False)}
-    for pair in settings.insensitivity.cv_pairs:
+    for pair in inputs.cv_pairs:
         qa, qb = inputs.find(pair.a), inputs.find(pair.b)
         assert qa is not None and qb is not None  # checked when loading
         ka, kb = len(qa.labels), len(qb.labels)
         rule = pair.rule if pair.rule != "auto" else ("same_side" if ka == kb == 10 else "same")
+        combos = {tuple(c) for c in pair.combos or []}
         for key, g in by_session.items():
             if qa.id not in g.index or qb.id not in g.index:
                 continue
             ra, rb = g.loc[qa.id], g.loc[qb.id]
             ok = bool(ra["valid"]) and bool(rb["valid"])
-            flagged = ok and contradicts(int(ra["option_index"]) + 1, int(rb["option_index"]) + 1, max(ka, kb), rule)
+            if rule == "combos":  # answer codes, as listed
+                flagged = ok and (int(ra["code"]), int(rb["code"])) in combos
+            else:
+                flagged = ok and contradicts(int(ra["option_index"]) + 1, int(rb["option_index"]) + 1, max(ka, kb),
+                                             rule)
             rows.append({**dict(zip(SESSION, key)), "kind": "CV", "item": f"{qa.id}|{qb.id}", "valid": ok,
                          "answer": f"{ra['option_text']} | {rb['option_text']}" if ok else None,
                          "rule": rule, "flagged": flagged})

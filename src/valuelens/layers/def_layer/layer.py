@@ -37,6 +37,7 @@ def inputs_for(settings: DEFSettings, countries: list[str]) -> Inputs:
     """Loaded once per audit (keyed by the settings, countries and the files' mtimes and sizes)."""
     d, m = settings.data, settings.microdata
     files = [d.path, d.path_zh, d.codebook, d.metadata, d.adjustments, settings.insensitivity.factual_source,
+             settings.dimension_map,
              *((m.path, m.codebook, m.metadata, m.adjustments) if m else ())]
     key = "|".join([settings.model_dump_json(), *countries, *map(_stamp, files)])
     if key not in _INPUTS:
@@ -110,6 +111,10 @@ def run(model: CachedModel, settings: DEFSettings, ctx: LayerContext) -> dict[st
     notes = list(inputs.notes)
     if not model.supports_beams:
         notes.append(f"{model.name}: backend without beams; num_beams = 1, temperature and top_p vary")
+    if inputs.respondents is None:
+        notes.append("no respondent microdata: personas from marginals, and the demographic-bias analysis "
+                     "(def_bias, def_bias_profile, def_bias_groups) needs microdata (layers.def.microdata), so it "
+                     "is not computed")
     skipped = [q.id for q in inputs.questions for lang in ctx.languages if lang not in q.languages()]
     if skipped:
         notes.append(f"{len(skipped)} question × language pairs have no text in that language and were not asked")

@@ -36,8 +36,8 @@ DEFAULT_CV_PROMPT: dict[Literal["en", "zh"], str] = {
 class DEFData(Strict):
     """The questionnaire and country-level human distributions."""
 
-    kind: Literal["builtin", "cao2025", "synthetic", "wvs7"] = "builtin"  # synthetic: valuelens.data.synthetic
-    path: str | None = Field(default=None, description="cao2025 JSON, or wvs7 microdata CSV")
+    kind: Literal["builtin", "cao2025", "global_opinions", "synthetic", "wvs7"] = "builtin"  # synthetic: data.synthetic
+    path: str | None = Field(default=None, description="cao2025 JSON, GlobalOpinionQA CSV, or wvs7 microdata CSV")
     path_zh: str | None = Field(default=None, description="cao2025: the Chinese twin file")
     codebook: str | None = Field(default=None, description="wvs7: codebook.json")
     metadata: str | None = Field(default=None, description="wvs7: question_metadata.json (dimension = category)")
@@ -67,11 +67,20 @@ class Microdata(Strict):
 class CVPair(Strict):
     """Two opposite items. ``same``: contradiction = the same answer on both;
     ``same_side``: both answers on the same side of the scale midpoint;
-    ``auto``: same_side when both items have 10 options, else same."""
+    ``auto``: same_side when both items have 10 options, else same;
+    ``combos``: the listed ``[code_a, code_b]`` answer pairs contradict (answer codes:
+    WVS codes where the data has them, else option positions 1..k)."""
 
     a: str
     b: str
-    rule: Literal["auto", "same", "same_side"] = "auto"
+    rule: Literal["auto", "same", "same_side", "combos"] = "auto"
+    combos: list[tuple[int, int]] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _combos(self) -> CVPair:
+        if (self.rule == "combos") != (self.combos is not None):
+            raise ValueError("combos goes with rule 'combos' (and only with it)")
+        return self
 
 
 class Judge(Strict):
@@ -89,7 +98,9 @@ class Insensitivity(Strict):
     factual_source: str | None = Field(default="builtin",
                                        description="questionnaire JSON for factual items absent from the data; "
                                                    "'builtin' = valuelens' own en/zh wording of WVS-7 Q91-Q93; null = none")
-    cv_pairs: list[CVPair] = Field(default_factory=list)
+    cv_pairs: list[CVPair] | None = Field(
+        default=None, description="null (default): the pairs of dimension_map whose two items are both asked; "
+                                  "[]: none; a list: these (always asked)")
     judge: Judge | None = None
 
 
@@ -122,6 +133,9 @@ class DEFSettings(Strict):
         default_factory=lambda: {"education": "Q275", "urban_rural": "H_URBRURAL", "income": "Q288", "religion": "Q289"},
         description="optional persona field -> microdata column (used when the column exists)")
     dimensions: dict[str, str] = Field(default_factory=dict, description="question id -> value dimension (overrides the data)")
+    dimension_map: str | None = Field(
+        default="builtin", description="question id -> DEF dimension for WVS-7 items: 'builtin' (valuelens' own "
+                                       "assignment, data/wvs7_dimensions.json), a JSON path of that layout, or null")
     insensitivity: Insensitivity = Field(default_factory=Insensitivity)
     majority_rule: Literal["cells", "marginal"] = Field(
         default="cells", description="who stands behind a human majority: the sex x age cell with the highest "

@@ -65,7 +65,7 @@ def run_baselines(model: CachedModel, s: MarkSettings, respondents: Sequence[Res
     gen = GenerateSettings(temperature=s.temperature, max_tokens=s.baseline_max_tokens, seed=seed)
     others = [*questions.values(), *context.values()]
     jobs = [(m, lang, r, q) for m in s.baselines for lang in languages for r in respondents
-            for q in questions.values() if lang in q.languages() and q.id in r.answers]
+            for q in questions.values() if lang in q.languages() and r.asks(q.id)]
     texts = [prompt(m, r, q, lang, others, s.max_opinions, country_names) for m, lang, r, q in jobs]
     progress = tracker.track(f"{model.name}: mark baselines", len(jobs)) if tracker and jobs else None
     reqs = [GenerateRequest((Message("user", t),), gen, response_format=answer_format(len(q.labels)))
@@ -77,6 +77,6 @@ def run_baselines(model: CachedModel, s: MarkSettings, respondents: Sequence[Res
         raw = reply.texts[0]
         answer = parse_answer(raw, len(q.labels))
         out.append({"method": m, "respondent_id": r.id, "country": r.country, "language": lang, "question_id": q.id,
-                    "prompt": text, "reply": raw, "answer": answer, "truth": r.answers[q.id],
+                    "prompt": text, "reply": raw, "answer": answer, "truth": r.truth(q.id),
                     "valid": answer is not None})
     return out

@@ -20,7 +20,7 @@ import pandas as pd
 from valuelens.data.survey import Question, load_questionnaire, read_json
 from valuelens.data.wvs import distributions, load_codebook, load_microdata
 from valuelens.errors import ValueLensError
-from valuelens.layers.mark.settings import MarkSettings
+from valuelens.layers.mark.settings import AGE_GROUPS, SEXES, MarkSettings
 
 PERSONA_VARS = {"education": "Q275", "marital_status": "Q273", "employment": "Q279", "income": "Q288",
                 "urban_rural": "H_URBRURAL", "region": "N_REGION_ISO", "ideology": "Q240"}
@@ -30,11 +30,18 @@ _REGION_PREFIX = re.compile(r"^[A-Z]{2}-[A-Z0-9]+\s+")
 
 @dataclass
 class Respondent:
-    id: int  # row number in the microdata file (0-based, header excluded)
+    id: int  # row number in the microdata file (0-based, header excluded); marginals: a running number
     country: str
     weight: float
     persona: dict[str, Any]  # country, sex, age, then PERSONA_VARS fields (None = missing)
     answers: dict[str, int] = field(default_factory=dict)  # question id -> option number 1..k
+    ask: frozenset[str] | None = None  # marginals: the questions to simulate (no real answers); None = answered ones
+
+    def asks(self, qid: str) -> bool:
+        return qid in self.answers if self.ask is None else qid in self.ask
+
+    def truth(self, qid: str) -> int | None:
+        return self.answers.get(qid)
 
 
 @dataclass
@@ -43,6 +50,8 @@ class Sample:
     context: dict[str, Question]  # context-only questions (prior-opinion baseline)
     respondents: list[Respondent]
     global_human: dict[tuple[str, str], tuple[float, ...]]  # (question, country) -> weighted shares
+    aggregate: bool = False  # personas from marginals: no respondent answers (accuracy, κ not computable)
+    notes: list[str] = field(default_factory=list)
 
 
 def _py(v: Any) -> Any:
@@ -96,6 +105,8 @@ def load_sample(s: MarkSettings, countries: list[str], seed: int) -> Sample:
     """Load the microdata, keep the audit's countries, sample respondents per country
     (seeded, uniformly among those who answered at least one simulated question)."""
     d = s.data
+    if d.aggregate:
+        return _aggregate_sample(s, countries, seed)
     if d.kind == "synthetic":  # the built-in demo respondents and questionnaire (synthetic — not human data)
         from valuelens.data.synthetic import paths
 
@@ -135,3 +146,65 @@ def load_sample(s: MarkSettings, countries: list[str], seed: int) -> Sample:
     in_scope = df[df["country"].isin(countries)][["country", "weight", *targets]]
     human = {(h.question_id, h.country): h.probs for h in distributions(in_scope, codebook, ("country",), True)}
     return Sample({q: codebook[q] for q in targets}, {q: codebook[q] for q in context}, respondents, human)
+
+
+def _find(questions: dict[str, Question], name: str) -> Question | None:
+    return questions.get(name) or next((q for q in questions.values() if q.extra.get("wvs") == name), None)
+
+
+def _draw(r: np.random.Generator, weights: dict[str, float]) -> str:
+    keys = list(weights)
+    w = np.array([weights[k] for k in keys], dtype=float)
+    return keys[int(r.choice(len(keys), p=w / w.sum()))]
+
+
+def marginal_personas(s: MarkSettings, country: str, seed: int) -> list[dict[str, Any]]:
+    """``respondents_per_country`` personas, each field drawn independently from the country's
+    marginals (else ``default``, else sex and age group uniform), seeded per (seed, country, index)."""
+    import hashlib
+
+    fields: dict[str, dict[str, float]] = {"sex": {x: 1.0 for x in SEXES}, "age_group": {x: 1.0 for x in AGE_GROUPS}}
+    fields.update(s.marginals.get("default", {}))
+    fields.update(s.marginals.get(country, {}))
+    out = []
+    for i in range(s.respondents_per_country):
+        h = hashlib.sha256("\x1f".join(map(str, (seed, "mark-persona", country, i))).encode()).digest()
+        r = np.random.default_rng(int.from_bytes(h[:8], "big") >> 1)
+        drawn = {name: _draw(r, w) for name, w in fields.items()}
+        out.append({"country": country, "sex": drawn.pop("sex", None), "age": None,
+                    **{k: drawn.pop(k, None) for k in PERSONA_VARS}, "age_group": drawn.pop("age_group", None)})
+    return out
+
+
+def _aggregate_sample(s: MarkSettings, countries: list[str], seed: int) -> Sample:
+    """Country-level distributions (cao2025, GlobalOpinionQA): personas from marginals, every question
+    with a human distribution for the country asked, no real answers."""
+    from valuelens.data.sources import load_survey
+
+    d = s.data
+    survey = load_survey(d.kind, d.path, d.path_zh)
+    pool = merge_texts(dict(survey.questions), d.texts)
+    questions: dict[str, Question] = {}
+    for name in s.questions:
+        q = _find(pool, name)
+        if q is None:
+            raise ValueLensError(f"layers.mark: question {name} is not in {d.path}")
+        questions[q.id] = q
+    human = {(q.id, c): dist.probs for q in questions.values() for c in countries
+             if (dist := survey.lookup(q.id, c)) is not None}
+    notes = [*survey.notes, f"{d.kind}: country distributions only, no respondents: personas drawn from marginals; "
+             "accuracy, kappa and the paired test against MARK are not computable (no real answers); 1-JSD and EMD "
+             "against each country's distribution"]
+    respondents: list[Respondent] = []
+    for country in countries:
+        ask = frozenset(q.id for q in questions.values() if (q.id, country) in human)
+        if not ask:
+            have = sorted(survey.countries())
+            raise ValueLensError(f"layers.mark: {d.path} has no distribution for {country} on any of "
+                                 f"{', '.join(s.questions)} (countries there: {', '.join(have[:20])}); set the "
+                                 "audit's countries")
+        if len(ask) < len(questions):
+            notes.append(f"{country}: no human distribution for {sorted(set(questions) - ask)}: not asked")
+        for p in marginal_personas(s, country, seed):
+            respondents.append(Respondent(len(respondents), country, 1.0, p, {}, ask))
+    return Sample(questions, {}, respondents, human, aggregate=True, notes=notes)

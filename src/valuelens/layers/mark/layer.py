@@ -6,7 +6,8 @@ Tables: ``mark_traces`` (a readable row per MARK respondent-question),
 ``mark_items`` (per method × language × question × country distributions and
 metrics), ``mark_summary`` (per method × language, with bootstrap intervals
 and the paired test against MARK), ``mark_stages`` (valid / invalid / repaired
-per stage) and, after all models, ``mark_table3``. Full traces go to
+per stage), ``mark_notes`` (what the data allowed: personas from marginals, baselines or
+languages left out) and, after all models, ``mark_table3``. Full traces go to
 ``OUT/mark_traces/<model>.jsonl``.
 """
 
@@ -16,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from valuelens.errors import ValueLensError
@@ -98,7 +100,7 @@ def check(settings: MarkSettings, ctx: LayerContext) -> None:
     langs = list(ctx.languages)
     missing = [lang for lang in langs if not any(lang in q.languages() for q in sample.questions.values())]
     if missing:
-        raise ValueLensError(f"layers.mark: the questions of {settings.data.codebook} have no text in "
+        raise ValueLensError(f"layers.mark: the questions of {settings.data.codebook or settings.data.path} have no text in "
                              f"{', '.join(missing)}, one of the audit languages {langs}; give data.texts (a "
                              "questionnaire JSON with these languages) or set languages to the data's")
 
@@ -110,6 +112,18 @@ def run(model: CachedModel, settings: MarkSettings, ctx: LayerContext) -> dict[s
     if not langs:
         raise ValueLensError(f"layers.mark: the questions have no text in {', '.join(ctx.languages)}; "
                              "give data.texts (a questionnaire JSON with these languages)")
+    notes = list(sample.notes)
+    if sample.aggregate and "demo_ideo_opinion" in settings.baselines:  # it shows the respondent's real answers
+        notes.append("baseline demo_ideo_opinion not run: it shows the respondent's own answers to other questions, "
+                     "and personas from marginals have none")
+        settings = settings.model_copy(update={"baselines": [b for b in settings.baselines if b != "demo_ideo_opinion"]})
+    if sample.aggregate and not any(set(f) - {"sex", "age_group"} for f in settings.marginals.values()):
+        notes.append("personas from marginals hold only country, sex and age group: the Demo.+Ideo. and "
+                     "WorldValuesBench baselines then see the same persona (same prompts and answers); add fields "
+                     "(education, region, urban_rural, ...) under marginals to tell them apart")
+    skipped = [lang for lang in ctx.languages if lang not in langs]
+    if skipped:
+        notes.append(f"no question text in {', '.join(skipped)}: not asked in that language")
     mark = run_mark(model, settings, sample.respondents, sample.questions, langs, names, ctx.seed, ctx.tracker)
     base = run_baselines(model, settings, sample.respondents, sample.questions, sample.context, langs, names,
                          ctx.seed, ctx.tracker)
@@ -119,8 +133,10 @@ def run(model: CachedModel, settings: MarkSettings, ctx: LayerContext) -> dict[s
     resp["reply"] = [None] * len(mark) + [b["reply"] for b in base]
     its = items(resp, sample.global_human)
     return {"mark_traces": pd.DataFrame([trace_row(r) for r in mark]), "mark_responses": resp, "mark_items": its,
-            "mark_summary": summary(resp, its, settings.reference, settings.bootstrap, ctx.seed),
-            "mark_stages": stage_table(mark)}
+            "mark_summary": summary(resp, its, settings.reference_used, settings.bootstrap, ctx.seed,
+                                    {k: int(np.argmax(v)) + 1 for k, v in sample.global_human.items()}
+                                    if sample.aggregate else None),
+            "mark_stages": stage_table(mark), "mark_notes": pd.DataFrame({"note": notes}, dtype=object)}
 
 
 def combine(tables: dict[str, pd.DataFrame], settings: MarkSettings,

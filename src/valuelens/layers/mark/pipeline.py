@@ -37,6 +37,14 @@ class Unit:
         return next((k for k, o in self.stages.items() if not o.valid), None)
 
 
+def prior_of(persona: Mapping[str, Any]) -> Prior:
+    """The demographic MBTI prior; a persona from marginals has an age group instead of an age:
+    30-49 and 50+ count as older than 30 (the rule's threshold; a 30-year-old is 1 in 20 of its group)."""
+    group = persona.get("age_group")
+    older = None if group is None else group != "<=29"
+    return mbti_prior(persona.get("age"), persona.get("sex"), older=older)
+
+
 def _sep(lang: str) -> str:
     return "、" if lang == "zh" else ", "
 
@@ -102,7 +110,7 @@ def _rows_of(owner: Any, plan: Mapping[str, list[Question]]) -> list[tuple[str, 
     """The rows a stage call is for: a persona stage (owner a Unit) every trace of that unit, a question
     stage (owner (unit, question)) its own; each in mark_traces and mark_responses."""
     u, qs = (owner[0], [owner[1]]) if isinstance(owner, tuple) else (owner, [q for q in plan[owner.lang]
-                                                                               if q.id in owner.r.answers])
+                                                                               if owner.r.asks(q.id)])
     ids = [trace_row_id(u.lang, u.r.id, q.id) for q in qs]
     return [(t, rid) for rid in ids for t in ("mark_traces", "mark_responses")]
 
@@ -124,16 +132,15 @@ def run_mark(model: CachedModel, s: MarkSettings, respondents: Sequence[Responde
     gen = GenerateSettings(temperature=s.temperature, max_tokens=s.max_tokens, seed=seed,
                            stop_at="json" if s.stop_early else None)
     plan = {lang: [q for q in questions.values() if lang in q.languages()] for lang in languages}
-    units = [Unit(r, lang, render_persona(r.persona, DEMO_IDEO, lang, country_names),
-                  mbti_prior(r.persona.get("age"), r.persona.get("sex")))
-             for lang in languages for r in respondents if any(q.id in r.answers for q in plan[lang])]
+    units = [Unit(r, lang, render_persona(r.persona, DEMO_IDEO, lang, country_names), prior_of(r.persona))
+             for lang in languages for r in respondents if any(r.asks(q.id) for q in plan[lang])]
     for u, o in _stage(model, "stress", list(zip(units, _stress_jobs(units))), s, gen, tracker, plan):
         u.stages["stress"] = o
     for name, make in (("type", _type_job), ("impact", _impact_job)):
         alive = [u for u in units if u.failed() is None]
         for u, o in _stage(model, name, [(u, make(u)) for u in alive], s, gen, tracker, plan):
             u.stages[name] = o
-    work = [(u, q) for u in units for q in plan[u.lang] if q.id in u.r.answers]
+    work = [(u, q) for u in units for q in plan[u.lang] if u.r.asks(q.id)]
     per_q: dict[tuple[int, str], dict[str, Any]] = {(id(u), q.id): {} for u, q in work}
     ok = [(u, q) for u, q in work if u.failed() is None]
     for (u, q), o in _stage(model, "reason", [((u, q), _reason_job(u, q)) for u, q in ok], s, gen, tracker, plan):
@@ -180,7 +187,7 @@ def trace(u: Unit, q: Question, rec: Mapping[str, Any], s: MarkSettings) -> dict
             "base_weights": dict(zip(POSITIONS, s.weights.as_tuple())), "negative_factor": s.negative_factor,
             "weights": vote.weights, "scores": {str(k): v for k, v in vote.scores.items()}},
         "answer": answer, "answer_text": q.options[u.lang][answer - 1] if answer else None,
-        "truth": u.r.answers[q.id], "valid": answer is not None, "invalid_stage": invalid,
+        "truth": u.r.truth(q.id), "valid": answer is not None, "invalid_stage": invalid,
         "explanation": ex.parsed["explanation"] if ex is not None and ex.parsed else None,
         "calls": sum(len(v["attempts"]) for v in stages.values()),
     }

@@ -12,8 +12,10 @@ from typing import Any
 from valuelens.layers.mark.theory import FUNCTIONS, POSITIONS
 
 # Which persona fields each method sees (MARK gets the Demo.+Ideo. persona).
-DEMO_IDEO = ("country", "sex", "age", "education", "marital_status", "employment", "income", "ideology")
-WVB = ("country", "sex", "age", "region", "urban_rural", "education")
+# age_group: personas from marginals only (microdata personas have an age); last, so that microdata
+# prompts and their stress-stage characteristics are unchanged.
+DEMO_IDEO = ("country", "sex", "age", "education", "marital_status", "employment", "income", "ideology", "age_group")
+WVB = ("country", "sex", "age", "region", "urban_rural", "education", "age_group")
 METHOD_FIELDS = {"mark": DEMO_IDEO, "demo_ideo": DEMO_IDEO, "demo_ideo_opinion": DEMO_IDEO, "worldvaluesbench": WVB}
 
 FIELD_NAMES = {
@@ -21,8 +23,9 @@ FIELD_NAMES = {
     "education": {"en": "education", "zh": "教育程度"}, "marital_status": {"en": "marital status", "zh": "婚姻状况"},
     "employment": {"en": "employment", "zh": "就业状况"}, "income": {"en": "income", "zh": "收入"},
     "urban_rural": {"en": "urban/rural", "zh": "城乡"}, "region": {"en": "region", "zh": "地区"},
-    "ideology": {"en": "political ideology", "zh": "政治立场"},
+    "ideology": {"en": "political ideology", "zh": "政治立场"}, "age_group": {"en": "age group", "zh": "年龄段"},
 }
+_AGE_GROUPS = {"<=29": ("29 or younger", "29岁及以下"), "30-49": ("30 to 49", "30至49岁"), "50+": ("50 or older", "50岁及以上")}
 _ZH_VALUES = {"male": "男", "female": "女", "Urban": "城市", "Rural": "农村"}
 POSITION_NAMES = {"en": dict(zip(POSITIONS, POSITIONS)),
                   "zh": dict(zip(POSITIONS, ("主导", "辅助", "第三", "劣势")))}
@@ -34,6 +37,8 @@ def field_value(field: str, value: Any, lang: str, country_names: Mapping[str, M
         return (country_names or {}).get(value, {}).get(lang, value)
     if field == "age":
         return f"{int(value)}岁" if lang == "zh" else str(int(value))
+    if field == "age_group" and value in _AGE_GROUPS:
+        return _AGE_GROUPS[value][lang == "zh"]
     if field == "income":
         return (f"第{int(value)}级（共10级，1为最低收入组）" if lang == "zh"
                 else f"step {int(value)} of 10 (1 = lowest income group)")

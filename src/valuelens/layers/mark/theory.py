@@ -77,11 +77,13 @@ class Prior:
     type: str
 
 
-def mbti_prior(age: float | None, sex: str | None) -> Prior:
+def mbti_prior(age: float | None, sex: str | None, older: bool | None = None) -> Prior:
     """Each letter starts at 0.5; older than 30 → I +0.3 and P +0.2; male → T +0.3;
-    ties go to I, S, T, J. Missing age or sex adds nothing."""
+    ties go to I, S, T, J. Missing age or sex adds nothing. ``older``: whether the person is
+    older than 30 when only an age group is known (used when ``age`` is missing)."""
     first = {"I": 0.5, "S": 0.5, "T": 0.5, "P": 0.5}
-    if age is not None and age == age and age > 30:
+    known = age is not None and age == age
+    if (known and age > 30) or (not known and older):  # type: ignore[operator]
         first["I"] += 0.3
         first["P"] += 0.2
     if sex == "male":
