@@ -63,10 +63,15 @@ def figure(data: ReportData, h: Headline) -> go.Figure | None:
                         vertical_spacing=min(0.2, gap_px / height) if len(names) > 1 else 0)
     text_on = len(models) <= MAX_TEXT_MODELS
     for r, name in enumerate(names, start=1):
-        z, text, hover, ys = [], [], [], []
+        z: list[list[int | None]] = []
+        text: list[list[str]] = []
+        hover: list[list[str]] = []
+        ys: list[str] = []
         for e in panels[name]:
             ys.append(label(e))
-            zr, tr_, hr = [], [], []
+            zr: list[int | None] = []
+            tr_: list[str] = []
+            hr: list[str] = []
             m = e.metric
             for model in models:
                 v = h.values.at[model, e.key]

@@ -214,7 +214,7 @@ def run_facts(data: ReportData) -> Section:
         calls = m.get("calls") or {}
         total = m.get("calls_all_runs") or {}
         layers = [k for k, v in (audit.get("layers") or {}).items() if v is not None]
-        facts = [[tr("status"), tr_known(m.get("status", "unknown"))], [tr("error"), m.get("error")],
+        facts: list[list[Any]] = [[tr("status"), tr_known(m.get("status", "unknown"))], [tr("error"), m.get("error")],
                  [tr("output directory"), str(run.out_dir)], [tr("audit file"), m.get("audit_source")],
                  [tr("run id"), m.get("run_id")], [tr("started"), m.get("started")], [tr("ended"), m.get("ended")],
                  [tr("seed"), m.get("seed")], [tr("countries"), ", ".join(audit.get("countries", []))],
