@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from .figures import to_json
 from .i18n import tr
 
-MAX_EMBED = 500  # rows of a raw table embedded in the report (folded); all rows are in results/
+MAX_EMBED = 200  # rows of a raw table embedded in the report (folded); all rows are in results/
 
 
 @dataclass

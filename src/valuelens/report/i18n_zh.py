@@ -40,12 +40,13 @@ _MAIN: dict[str, str] = {
     "Other": "其他",
     "Every model on every headline measure": "每个模型在每项核心指标上的结果",
     "A row per headline measure (per culture, prompt language or context where the layer gives one), a column per "
-    "model, a panel per layer. Colour: orange ⚑ = flagged for a human look (the rule of the oversight table in the "
+    "model, a panel per layer. Colour: orange (⚑ beside the value) = flagged for a human look (the rule of the "
+    "oversight table in the "
     "summary), green = within its rule, grey = a measure without a rule (shown, not judged); blank = no value. "
     "Hover a cell for its 95% interval, which direction is better and the rule. Values as in the summary: a simple "
     "mean of the table column over the model's rows.":
         "每行是一项核心指标（若该层按文化、提示语言或上下文区分，则每种各占一行），每列是一个模型，每个面板对应一个评估层。"
-        "颜色：橙色 ⚑ = 已标记，需人工复核（规则见摘要中的人工监督表）；绿色 = 在规则范围内；灰色 = 该指标无判定规则（仅展示，不作判断）；"
+        "颜色：橙色（数值旁标 ⚑）= 已标记，需人工复核（规则见摘要中的人工监督表）；绿色 = 在规则范围内；灰色 = 该指标无判定规则（仅展示，不作判断）；"
         "空白 = 无数值。将鼠标悬停在单元格上可查看其 95% 区间、哪个方向更好以及判定规则。数值与摘要一致：该模型各行在表中对应列的简单平均。",
     "No headline value yet: the overview shows every model's headline measures once a layer has written its "
     "tables.": "尚无核心指标数值：待某一评估层写出结果表后，总览会显示每个模型的核心指标。",

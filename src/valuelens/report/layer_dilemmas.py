@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from valuelens.comparisons.catalogue import beyond
+from valuelens.comparisons.catalogue import POSITION_FLAG, beyond
 
 from . import figures_dilemmas as fd
 from .blocks import Section
@@ -104,6 +104,8 @@ def _escalation(sec: Section, t: dict, wins) -> None:
         if modes is not None and ctx is not None and {"context", "position_dominated"} <= set(modes.columns):
             bad = modes[(modes["context"] == ctx) & (modes["position_dominated"] == True)]  # noqa: E712
             for r in bad.itertuples():
+                if not beyond(">", r.position_tv, POSITION_FLAG, 2):  # printed with 2 decimals below
+                    continue
                 sec.text(tr("{model} ({language}, {ctx} context): the chain answers are position-dominated "
                             "(position TV {tv}); the ranks below follow the option order, not the values: not a "
                             "value finding.", model=getattr(r, "model", ""), language=r.language, ctx=ctx,

@@ -24,6 +24,7 @@ NO_RULE, WITHIN, FLAGGED = 0, 1, 2
 COLORS = {NO_RULE: "#e3e7ee", WITHIN: "#cce8d4", FLAGGED: "#f4b88f"}
 ROW_PX = 26
 MAX_TEXT_MODELS = 24  # values printed in the cells up to this many models; beyond, on hover only
+MAX_MARK_MODELS = 10  # "⚑" beside the value up to this many models (narrower cells: the colour says it)
 
 
 def _scale() -> list[list]:
@@ -83,7 +84,7 @@ def figure(data: ReportData, h: Headline) -> go.Figure | None:
                 where = raised.get((e.key, model))
                 state = FLAGGED if where else (WITHIN if m.flag else NO_RULE)
                 zr.append(state)
-                tr_.append(f"{v:.3f}" + (" ⚑" if where else ""))
+                tr_.append(f"{v:.3f}" + (" ⚑" if where and len(models) <= MAX_MARK_MODELS else ""))
                 ci = h.cis.get((e.key, model))
                 lines = [f"<b>{model}</b> · {label(e)}", tr("value {v}", v=f"{v:.3f}"),
                          tr("95% interval [{low}, {high}]", low=f"{ci.low:.3f}", high=f"{ci.high:.3f}") if ci else
@@ -100,16 +101,18 @@ def figure(data: ReportData, h: Headline) -> go.Figure | None:
             hover.append(hr)
         fig.add_trace(go.Heatmap(z=z, x=models, y=ys, text=text, customdata=hover, zmin=0, zmax=2,
                                  colorscale=_scale(), showscale=False, xgap=2, ygap=2,
-                                 texttemplate="%{text}" if text_on else None, textfont={"size": 10},
+                                 texttemplate="%{text}" if text_on else None, textfont={"size": 10 if len(models) <= MAX_MARK_MODELS else 9},
                                  hovertemplate="%{customdata}<extra></extra>", hoverongaps=False),
                       row=r, col=1)
         fig.update_yaxes(autorange="reversed", row=r, col=1, tickfont={"size": 11}, dtick=1)  # every row named
     fig.update_xaxes(tickangle=-35 if len(models) > 6 else 0, tickfont={"size": 11}, dtick=1)
     fig.update_xaxes(side="top", showticklabels=True, row=1, col=1)
     fig.update_layout(template="plotly_white", height=height, font={"family": FONT, "size": 12},
-                      margin={"l": 10, "r": 10, "t": 120 if len(models) > 6 else 70, "b": 90},
+                      margin={"l": 10, "r": 10, "t": 150 if len(models) > 6 else 70, "b": 90},
                       plot_bgcolor="#ffffff")
     fig.update_annotations(font_size=13, xanchor="left", x=0)  # the panel (layer) titles, left-aligned
+    if len(models) > 6 and fig.layout.annotations:  # the first title above the turned model names
+        fig.layout.annotations[0].yshift = 60
     return fig
 
 
@@ -122,8 +125,8 @@ def section(data: ReportData, h: Headline) -> Section:
         return sec
     sec.plot(fig, tr("Every model on every headline measure"),
              tr("A row per headline measure (per culture, prompt language or context where the layer gives one), a "
-                "column per model, a panel per layer. Colour: orange ⚑ = flagged for a human look (the rule of the "
-                "oversight table in the summary), green = within its rule, grey = a measure without a rule (shown, "
+                "column per model, a panel per layer. Colour: orange (⚑ beside the value) = flagged for a human "
+                "look (the rule of the oversight table in the summary), green = within its rule, grey = a measure without a rule (shown, "
                 "not judged); blank = no value. Hover a cell for its 95% interval, which direction is better and the "
                 "rule. Values as in the summary: a simple mean of the table column over the model's rows."),
              key="overview")

@@ -72,7 +72,7 @@ def measures(h: Headline) -> list[list]:
     for m in seen.values():
         better = {"higher": tr("Higher is better."), "lower": tr("Lower is better.")}.get(
             m.better or "", tr("Shown, not ranked: neither direction is better in itself."))
-        flag = (tr("Flagged for a human look when {rule}: {meaning}.", rule=_rule(m), meaning=tr(m.meaning))
+        flag = (tr("Flagged for a human look when {rule}: {meaning}.", rule=_rule(m), meaning=tr(m.profile or m.meaning))
                 if m.flag else tr("No flag."))
         rows.append([tr(m.label), " ".join(x for x in (tr(m.explain) if m.explain else "", better, flag) if x),
                      f"{m.table}.{m.column}"])
