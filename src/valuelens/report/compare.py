@@ -32,7 +32,7 @@ from valuelens.errors import ValueLensError
 from valuelens.stats import holm
 
 from .headline import Headline, label
-from .i18n import N_, plural, tr
+from .i18n import N_, plural, tr, tr_known
 from .load import ReportData
 
 GROUPINGS = (("region", N_("origin region")), ("family", N_("model family")), ("architecture", N_("architecture")),
@@ -140,9 +140,10 @@ def _not_run_note(data: ReportData, c: Comparison) -> None:
         if any(data.layer_of_table(r.entry.metric.table) == layer for r in c.rows):
             missing = [m for m in [*c.models_a, *c.models_b] if data.cell(m, layer) == "not run"]
             if missing:
-                parts.append(f"{layer.title}: {', '.join(missing)}")
+                parts.append(f"{tr_known(layer.title)}: {', '.join(missing)}")
     if parts:
-        c.warnings.append("Not run (left out of that layer's metrics, not counted as 0): " + "; ".join(parts) + ".")
+        c.warnings.append(tr("Not run (left out of that layer's metrics, not counted as 0): ") + tr("; ").join(parts)
+                          + tr("."))
 
 
 @dataclass

@@ -292,6 +292,24 @@ _MAIN: dict[str, str] = {
     "Paired differences per model and metric": "各模型与指标的配对差值",
     "— where a test cannot run (e.g. all differences zero: no variation to test).":
         "— 表示无法运行检验（例如所有差值为零：没有可检验的变异）。",
+    # ---- models given different layers (per-model layers:, layers' models:) ----
+    "Which model ran which layer": "各模型运行了哪些评估层",
+    "ran: the model has rows in the layer's tables. not run: the audit did not give the model this layer (its "
+    "layers: or the layer's models:), so it has no value there — not a failure and not a 0. failed / cancelled: "
+    "the model failed or was stopped (see below). pending: the run has not finished. no results: it ran the layer "
+    "and the layer wrote no rows for it. Each layer's ranking, flags and comparisons use only the models that ran "
+    "it.":
+        "已运行：该模型在该层的表中有数据行。未运行：审计没有给该模型分配此层（其 layers: 或该层的 models:），因此这里没有数值"
+        "——既不是失败，也不是 0。失败／已取消：该模型运行失败或被中止（见下文）。等待中：运行尚未结束。无结果：运行了该层，"
+        "但该层没有为它写出任何行。每一层的排名、标记和比较只使用运行了该层的模型。",
+    "Only the models that ran this layer ({models})": "仅包含运行了该层的模型（{models}）",
+    "; not run by {models} (the audit did not give them this layer)": "；{models} 未运行（审计没有给它们分配此层）",
+    ". ": "。",
+    "Run by {models}": "运行该层的模型：{models}",
+    "no model": "无",
+    "A model that was not given this layer (not run) has no rows in its tables and is in none of its figures, "
+    "rankings or comparisons.": "未分配此层的模型（未运行）在该层的表中没有数据行，也不出现在该层的任何图表、排名或比较中。",
+    "Not run (left out of that layer's metrics, not counted as 0): ": "未运行（不计入该层的指标，也不按 0 计）：",
     # ---- layer sections: shared ----
     "{what}: not shown, this run has no table {name} (that part of the layer was not configured or has not "
     "finished).": "{what}：未显示，本次运行没有表 {name}（该层的这一部分未配置或尚未完成）。",
@@ -823,6 +841,10 @@ _KNOWN: dict[str, str] = {
     "MARK (personality-driven reasoning)": "MARK（人格驱动推理）",
     "not run": "未运行",
     "no data yet": "暂无数据",
+    "ran": "已运行",
+    "cancelled": "已取消",
+    "pending": "等待中",
+    "no results": "无结果",
     "finished": "已完成",
     "running": "运行中",
     "failed": "失败",

@@ -57,11 +57,12 @@ def who_ran(sec: Section, data: ReportData, layer: Layer) -> None:
     cells: dict[str, list[str]] = {}
     for m in model_order(data):
         cells.setdefault(data.cell(m, layer), []).append(m)
-    parts = [f"{what}: {', '.join(ms)}" for what, ms in cells.items() if what != "ran"]
+    parts = [f"{tr_known(what)}: {', '.join(ms)}" for what, ms in cells.items() if what != "ran"]
     sec.blocks.insert(0, {"kind": "text", "cls": "muted", "text": (
-        f"Run by {', '.join(cells.get('ran', [])) or 'no model'}"
-        + (f"; {'; '.join(parts)}" if parts else "") + ". A model that was not given this layer (not run) has "
-        "no rows in its tables and is in none of its figures, rankings or comparisons.")})
+        tr("Run by {models}", models=", ".join(cells.get("ran", [])) or tr("no model"))
+        + (tr("; ") + tr("; ").join(parts) if parts else "") + tr(". ")
+        + tr("A model that was not given this layer (not run) has no rows in its tables and is in none of its "
+             "figures, rankings or comparisons."))})
 
 
 def generic(sec: Section, data: ReportData, layer: Layer, seed: int = 0) -> None:

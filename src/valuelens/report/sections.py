@@ -104,7 +104,7 @@ def summary(data: ReportData, h: Headline) -> Section:
             missing = [x.title for x in data.layers if x.key in set().union(*plan.values())
                        and data.cell(p["model"], x) == NOT_RUN]
             if missing:
-                p["parts"].append({"text": f"not run: {', '.join(missing)}", "flag": False})
+                p["parts"].append({"text": f"{tr_known('not run')}: {', '.join(missing)}", "flag": False})
     if profiles:
         sec.blocks.append({"kind": "profiles", "title": tr("Bias profile per model"), "profiles": profiles})
     rows = measures(h)
