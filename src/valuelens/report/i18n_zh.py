@@ -292,6 +292,38 @@ _MAIN: dict[str, str] = {
     "Paired differences per model and metric": "各模型与指标的配对差值",
     "— where a test cannot run (e.g. all differences zero: no variation to test).":
         "— 表示无法运行检验（例如所有差值为零：没有可检验的变异）。",
+    # ---- the sample browser (report/samples.py) ----
+    "Sample browser": "样本浏览器",
+    "Every model call the layers made: the prompt as sent, the reply or the option probabilities, the parsed "
+    "answer and whether it was valid. Filter by model, layer, language or any text (an item id, words of the "
+    "prompt or reply). Links beside flags, headline metrics and figures open it filtered to the samples behind "
+    "them.":
+        "各评估层发出的每一次模型调用：实际发送的提示、回复或选项概率、解析出的答案以及是否有效。可按模型、评估层、语言或任意文本"
+        "（条目 ID、提示或回复中的词语）筛选。标记、核心指标和图表旁的链接会打开它，并筛选出其背后的样本。",
+    "{shown} of {total} samples are embedded: at most {cap} per model × layer × table × language, spread evenly "
+    "over each; all are in {path} (one row per call; join key: model, table, row_id).":
+        "共 {total} 个样本，页面内嵌 {shown} 个：每个 模型 × 评估层 × 表 × 语言 最多 {cap} 个，在各组内均匀抽取；"
+        "全部样本见 {path}（每次调用一行；连接键：model、table、row_id）。",
+    "All {total} samples are embedded ({path} has them as a table; join key: model, table, row_id).":
+        "全部 {total} 个样本均已内嵌（{path} 以表格形式提供；连接键：model、table、row_id）。",
+    "No samples table in this run (results/samples.parquet is written by valuelens runs since issue 23).":
+        "本次运行没有样本表（自 issue 23 起，valuelens 运行会写出 results/samples.parquet）。",
+    "layer": "评估层",
+    "table": "表",
+    "search": "搜索",
+    "any": "全部",
+    "{n} matching samples": "{n} 个匹配的样本",
+    "(first {n} shown)": "（显示前 {n} 个）",
+    "Prompt": "提示",
+    "Reply": "回复",
+    "Option probabilities": "选项概率",
+    "parsed": "解析结果",
+    "failure": "失败原因",
+    "cache key": "缓存键",
+    "Samples behind this": "查看背后的样本",
+    "Samples behind each flag": "各标记背后的样本",
+    "Samples behind each headline metric": "各核心指标背后的样本",
+    "Samples behind this figure": "查看此图背后的样本",
     # ---- models given different layers (per-model layers:, layers' models:) ----
     "Which model ran which layer": "各模型运行了哪些评估层",
     "ran: the model has rows in the layer's tables. not run: the audit did not give the model this layer (its "
