@@ -48,6 +48,21 @@ return Array.from(document.querySelectorAll('select.trace-select')).map(sel => {
 """
 
 
+# What plotly drew for each figure key: tick labels of the x and y axes, bar shapes, heat-map images, cell texts.
+DRAWN_JS = """
+const out = {};
+document.querySelectorAll('div.plot[data-figure]').forEach(d => {
+  const key = d.getAttribute('data-figure');
+  if (key in out) return;
+  const texts = sel => Array.from(d.querySelectorAll(sel)).map(t => t.textContent);
+  out[key] = {xticks: texts('.xaxislayer-above text'), yticks: texts('.yaxislayer-above text'),
+              bars: d.querySelectorAll('.bars .point path').length, heat: d.querySelectorAll('.hm image').length,
+              bartext: texts('.bars .point text'), celltext: texts('.hm text, .heatmap text, g.textpoint text')};
+});
+return out;
+"""
+
+
 @dataclass
 class PageReport:
     url: str
@@ -59,6 +74,12 @@ class PageReport:
     sections: list[str] = field(default_factory=list)
     acted: object = None  # what open_page's ``act`` returned
     screenshot: Path | None = None
+    # per CSS selector asked for in ``shots``: {"path", "width", "height", "text"} of the element as drawn
+    elements: dict[str, dict] = field(default_factory=dict)
+    lang: str = ""  # <html lang>
+    load_seconds: float = 0.0  # from the request for the page until every plot has rendered
+    # per data-figure key (first figure with it): its axis tick labels, bars and heat-map images as drawn
+    drawn: dict[str, dict] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -92,9 +113,11 @@ def unavailable() -> str | None:
     return None
 
 
-def open_page(html: Path, screenshot: Path | None = None, timeout: float = 20.0, act=None) -> PageReport:
+def open_page(html: Path, screenshot: Path | None = None, timeout: float = 20.0, act=None,
+              shots: dict[str, Path] | None = None) -> PageReport:
     """``act(driver)``: run on the loaded page (clicks, reads) before the console is read; its result is
-    ``PageReport.acted``."""
+    ``PageReport.acted``. ``shots``: CSS selector -> PNG path; each first matching element is scrolled into
+    view and captured by itself (what a reader sees of it), with its size and visible text."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
@@ -114,13 +137,19 @@ def open_page(html: Path, screenshot: Path | None = None, timeout: float = 20.0,
         driver.set_page_load_timeout(timeout)
         driver.get_log("performance")  # drop what the browser did before our page (its new-tab page)
         driver.get_log("browser")
+        t0 = time.monotonic()
         driver.get(url)
-        WebDriverWait(driver, timeout, poll_frequency=0.2).until(
+        WebDriverWait(driver, timeout, poll_frequency=0.1).until(
             lambda d: all(p["rendered"] and p["svg"] for p in d.execute_script(PLOTS_JS)))
+        report.load_seconds = time.monotonic() - t0
+        report.drawn = driver.execute_script(DRAWN_JS)
         report.plots = driver.execute_script(PLOTS_JS)
         report.traces = driver.execute_script(TRACES_JS)
         report.sections = driver.execute_script(
             "return Array.from(document.querySelectorAll('section')).map(s => s.id)")
+        report.lang = driver.execute_script("return document.documentElement.lang")
+        for selector, path in (shots or {}).items():
+            report.elements[selector] = _element(driver, selector, path)
         if act is not None:
             report.acted = act(driver)
         report.console = [{"level": e["level"], "message": e["message"]} for e in driver.get_log("browser")]
@@ -137,6 +166,23 @@ def open_page(html: Path, screenshot: Path | None = None, timeout: float = 20.0,
         shutil.rmtree(profile, ignore_errors=True)
     report.seconds = time.monotonic() - start
     return report
+
+
+def _element(driver, selector: str, path: Path) -> dict:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, selector)
+    if not found:
+        return {}
+    el = found[0]
+    width = driver.get_window_size()["width"]
+    driver.set_window_size(width, min(16000, max(1000, int(el.size["height"]) + 300)))  # the whole element in view
+    time.sleep(0.3)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", el)
+    time.sleep(0.2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    el.screenshot(str(path))
+    return {"path": path, "width": el.size["width"], "height": el.size["height"], "text": el.text}
 
 
 def _full_page(driver, path: Path, max_height: int = 16000) -> Path:

@@ -18,7 +18,7 @@ from valuelens import api
 from valuelens.errors import ValueLensError
 from valuelens.report import build_comparison, build_report
 from valuelens.report.compare import compare
-from valuelens.report.headline import compute
+from valuelens.report.headline import compute, label
 from valuelens.report.load import comparison_data, report_data
 from valuelens.results import export_tables, read_tables
 from valuelens.stats import ttest
@@ -247,7 +247,7 @@ def test_report_renders_in_a_browser(rich_dir, other_run, tmp_path):
     if why:
         pytest.skip(f"browser check skipped: {why}")
     dest = build_comparison([rich_dir, other_run], tmp_path / "cmp.html")
-    page = browser.open_page(dest, ARTIFACTS / "report-comparison.png", timeout=25)
+    page = browser.open_page(dest, ARTIFACTS / "report-comparison.png", timeout=60)
     assert page.errors == [], page.errors
     assert page.foreign_requests == [] and page.url in page.page_requests
     expected = {"layer-first_token", "layer-dilemmas", "layer-def", "layer-mark", "comparisons"}
@@ -266,4 +266,51 @@ def test_report_renders_in_a_browser(rich_dir, other_run, tmp_path):
     assert "6. Explanation" in viewer["text"] or "invalid" in viewer["text"]
     assert {"summary", "layer-def", "layer-mark", "run", "catalogue"} <= set(page.sections)
     assert page.screenshot and page.screenshot.stat().st_size > 10_000
-    assert page.seconds < 30
+    assert page.load_seconds < 60  # under load 17 on the shared 2-core machine a 25 s limit timed out
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_overview_and_steering_render_in_a_browser(rich_dir, tmp_path, lang):
+    """Screenshot-level: the overview heat map and the steering figure as Chromium draws them, in English and
+    in Chinese: every model a column, every headline measure a row, the values in the cells; the steering bars
+    with the table's pairs; titles in the report's language."""
+    import browser
+    from valuelens.report import i18n
+    from valuelens.report.i18n_zh import ZH
+
+    why = browser.unavailable()
+    if why and os.environ.get("VALUELENS_REQUIRE_BROWSER"):
+        pytest.fail(f"VALUELENS_REQUIRE_BROWSER is set but {why}")
+    if why:
+        pytest.skip(f"browser check skipped: {why}")
+    dest = tmp_path / "report.html"
+    shutil.copy(build_report(rich_dir, lang), dest)
+    t = (lambda s: ZH[s]) if lang == "zh" else (lambda s: s)
+    shots = {"overview": ARTIFACTS / f"overview-{lang}.png", "steering": ARTIFACTS / f"steering-{lang}.png"}
+    page = browser.open_page(dest, None, timeout=40, shots={
+        "figure:has(div[data-figure=overview])": shots["overview"],
+        "figure:has(div[data-figure=dilemma-steering])": shots["steering"]})
+    assert page.errors == [] and page.foreign_requests == []
+    assert page.lang == ("zh-CN" if lang == "zh" else "en")
+    data = report_data(rich_dir)
+    with i18n.language(lang):
+        h = compute(data, seed=7)
+        labels = [label(e) for e in h.entries if h.values[e.key].notna().any()]
+    ov = page.drawn["overview"]
+    assert set(ov["xticks"]) == set(h.models)  # a column per model
+    assert set(ov["yticks"]) == set(labels)  # a row per headline measure (per culture, language, context)
+    assert ov["heat"] >= 1  # the heat map itself is drawn
+    flips = h.values.at["cn-model", "flip_rate|en"]
+    assert f"{flips:.3f} ⚑" in ov["celltext"]  # values in the cells, the flag beside them
+    el = page.elements["figure:has(div[data-figure=overview])"]
+    assert t("Every model on every headline measure") in el["text"] and el["height"] > 26 * len(labels)
+    st = page.drawn["dilemma-steering"]
+    steer = pd.read_parquet(rich_dir / "results" / "dilemma_steering.parquet")
+    both = steer[steer.requested_value == "both"]
+    assert st["bars"] == len(both)  # one bar per model × language × method × pair
+    assert set(st["xticks"]) >= set(both["pair"].astype(str))
+    el = page.elements["figure:has(div[data-figure=dilemma-steering])"]
+    assert t("Steering accuracy") in el["text"] and el["height"] > 300
+    for path in shots.values():
+        assert path.stat().st_size > 10_000  # a real picture, not a blank element
+    assert page.load_seconds < 60  # a 5 MB page; on the shared 2-core machine under load it took up to 31 s

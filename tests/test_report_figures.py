@@ -32,7 +32,8 @@ PAIRS = {"Truth vs Loyalty": ("Truth", "Loyalty"), "Justice vs Mercy": ("Justice
 VALUES = ("Care", "Fairness", "Authority")
 DIMS = ("PDI", "IDV")
 FLIP_ALL = {"cn-model": 0.8, "west-model": 0.1}  # consequence flip rate over all pairs (a flag for cn-model)
-FIGURES = {"dilemma-preferences", "dilemma-flips", "dilemma-agreement", "dilemma-trajectories", "def-kl-dimensions",
+FIGURES = {"dilemma-preferences", "dilemma-flips", "dilemma-agreement", "dilemma-steering", "dilemma-trajectories",
+           "def-kl-dimensions",
            "def-insensitivity", "def-mismatch-sex", "def-mismatch-age-group", "def-map", "mark-table3",
            "position-dilemmas"}
 # Position bias: west-model's dilemma answers (all forms) are position-dominated in both languages, its DEF
@@ -321,7 +322,7 @@ def test_position_dominated_models_are_stated_and_their_figures_marked(report_ht
     assert "above 0.3" in top and "p < 0.05" in top
     assert "cn-model —" not in top and "MARK answers" not in top and "escalation" not in top
     b = banners(report_html)
-    marked = {"dilemma-preferences", "dilemma-flips", "dilemma-agreement"} | {
+    marked = {"dilemma-preferences", "dilemma-flips", "dilemma-agreement", "dilemma-steering"} | {
         k for k in figures(report_html) if k.startswith("def-")}  # every DEF figure
     assert "def-map" in marked and set(b) == marked  # not the chains' trajectories, MARK, the position figure
     assert all(v == ["Position-dominated (west-model): not a value finding. See the position-bias note of this "

@@ -228,22 +228,33 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+LANGUAGE_HELP = "language of the report's fixed texts: en | zh (default: the audit file's report.language, else en)"
+
+
+def _language(value: Optional[str]) -> Optional[str]:
+    if value is not None and value not in ("en", "zh"):
+        raise ValueLensError(f"--language: {value!r} is not a report language (en or zh)")
+    return value
+
+
 @app.command(epilog=EXIT_CODES)
 def report(out_dir: Path = typer.Argument(..., help="output directory of a run"),
            out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                              help="report file (.html) or directory; default OUT_DIR/report.html")):
+                                              help="report file (.html) or directory; default OUT_DIR/report.html"),
+           language: Optional[str] = typer.Option(None, "--language", "-l", help=LANGUAGE_HELP)):
     """Write OUT_DIR/report.html: one self-contained HTML report (opens with no network).
     Reads the run without writing to it; with --out it works on read-only media."""
     from valuelens.report.load import report_data
     from valuelens.report.render import REPORT_NAME, render, write_html
 
     with guarded():
+        lang = _language(language)
         dest = out_dir / REPORT_NAME if out is None else out
         if out is not None and (out.suffix.lower() not in {".html", ".htm"} or out.is_dir()):
             dest = out / REPORT_NAME
         data = report_data(out_dir)
         _check_writable(dest, "" if out is not None else "; give --out FILE to write the report elsewhere")
-        console.print(f"report: {write_html(dest, render(data))}")
+        console.print(f"report: {write_html(dest, render(data, lang))}")
 
 
 def _check_writable(dest: Path, hint: str) -> None:
@@ -285,14 +296,15 @@ def view(out_dir: Path = typer.Argument(..., help="output directory of a run (fi
 
 @app.command()
 def compare(out_dirs: list[Path] = typer.Argument(..., help="output directories of two or more runs"),
-            out: Path = typer.Option(..., "--out", "-o", help="report file (.html) or directory (gets report.html)")):
+            out: Path = typer.Option(..., "--out", "-o", help="report file (.html) or directory (gets report.html)"),
+            language: Optional[str] = typer.Option(None, "--language", "-l", help=LANGUAGE_HELP)):
     """One report over several runs; model names that occur in more than one become MODEL@RUN. A model in the
     first run and a later one gets paired differences per item (later − first: paired t, Wilcoxon,
     bootstrap interval)."""
     from valuelens.report import build_comparison
 
     with guarded():
-        console.print(f"report: {build_comparison(out_dirs, out)}")
+        console.print(f"report: {build_comparison(out_dirs, out, _language(language))}")
 
 
 @app.command()

@@ -86,6 +86,14 @@ class Price(Strict):
     output: float = Field(ge=0, allow_inf_nan=False, description="per 1M completion tokens")
 
 
+class ReportSettings(Strict):
+    """The audit file's ``report:`` mapping: how the HTML report is written."""
+
+    language: Literal["en", "zh"] = Field(
+        default="en", description="language of the report's fixed texts (headings, explanations, flags, figure "
+                                  "labels): en | zh; prompts and answers stay as asked")
+
+
 class ModelEntry(Strict):
     """One audited model: how to reach it, and its catalogue metadata.
 
@@ -116,6 +124,8 @@ class ModelEntry(Strict):
         default="unknown", description="base | SFT | RLHF-DPO | full-FT (full fine-tune of a base model)"
                                        + _CATALOGUE_RULE)
     revision: str | None = None
+    toy: bool = Field(default=False, description="a demo or test model (the report shows a banner); true for the "
+                                                 "catalogue's toy models and the scripted: backend" + _CATALOGUE_RULE)
     batch_size: int = Field(default=8, ge=1, le=1024)
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="backend options, checked against the backend's schema "
@@ -193,6 +203,8 @@ class ModelEntry(Strict):
             known = lookup(self.catalogue_ref) if self.catalogue_ref is not None else None
         else:
             known = resolve(self.name, self.backend)
+        if "toy" not in self.model_fields_set and self.backend.strip().startswith("scripted:"):
+            self.__dict__["toy"] = True  # scripted answers: a test double, not a model
         if known is None:
             return self
         self._known = known.name
@@ -319,6 +331,7 @@ class AuditConfig(Strict):
                     "permanently (auth, model not found, 5xx after retries, out of memory) is marked failed in "
                     "run.json and the report, the others go on, and a rerun retries it")
     layers: SerializeAsAny[LayersBase]
+    report: ReportSettings = Field(default_factory=ReportSettings, description="the HTML report: language (en | zh)")
 
     @field_validator("layers", mode="before")
     @classmethod

@@ -36,7 +36,7 @@ Alignment = Literal["base", "SFT", "RLHF-DPO", "full-FT"]
 
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 # the ModelEntry fields a catalogue entry fills in
-FILLED = ("display_name", "region", "family", "params_b", "architecture", "alignment")
+FILLED = ("display_name", "region", "family", "params_b", "architecture", "alignment", "toy")
 
 
 class KnownModel(BaseModel):
@@ -58,6 +58,7 @@ class KnownModel(BaseModel):
     alignment: Alignment | None
     base_model: str | None = None
     open_weights: bool
+    toy: bool = Field(default=False, description="a demo-sized model: runs end to end, not for conclusions")
     source: str = Field(min_length=1)
 
     def keys(self) -> set[str]:
@@ -73,7 +74,7 @@ class KnownModel(BaseModel):
         architecture or alignment as ``"unknown"``)."""
         return {"display_name": self.display_name, "region": self.region, "family": self.family,
                 "params_b": self.params_b, "architecture": self.architecture or "unknown",
-                "alignment": self.alignment or "unknown"}
+                "alignment": self.alignment or "unknown", "toy": self.toy}
 
     def params_text(self) -> str:
         if self.params_b is None:

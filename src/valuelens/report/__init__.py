@@ -19,13 +19,14 @@ from .render import REPORT_NAME, render, write_html
 __all__ = ["build_report", "build_comparison", "REPORT_NAME"]
 
 
-def build_report(out_dir: str | Path) -> Path:
-    """Write ``OUT_DIR/report.html`` from the run's run.json and results tables; returns its path."""
+def build_report(out_dir: str | Path, language: str | None = None) -> Path:
+    """Write ``OUT_DIR/report.html`` from the run's run.json and results tables; returns its path.
+    ``language``: en | zh for the fixed texts (default: the audit's ``report.language``, else en)."""
     out = Path(out_dir)
-    return write_html(out / REPORT_NAME, render(report_data(out)))
+    return write_html(out / REPORT_NAME, render(report_data(out), language))
 
 
-def build_comparison(out_dirs: Sequence[str | Path], dest: str | Path) -> Path:
+def build_comparison(out_dirs: Sequence[str | Path], dest: str | Path, language: str | None = None) -> Path:
     """One report over several runs (rows tagged with their run; clashing model names become MODEL@RUN).
 
     ``dest`` ending in ``.html`` is the file to write; otherwise it is a
@@ -34,4 +35,4 @@ def build_comparison(out_dirs: Sequence[str | Path], dest: str | Path) -> Path:
     path = Path(dest)
     if path.suffix.lower() not in {".html", ".htm"} or path.is_dir():
         path = path / REPORT_NAME
-    return write_html(path, render(comparison_data(list(out_dirs))))
+    return write_html(path, render(comparison_data(list(out_dirs)), language))

@@ -14,6 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .figures import to_json
+from .i18n import tr
+
+MAX_EMBED = 200  # rows of a raw table embedded in the report (folded); all rows are in results/
 
 
 @dataclass
@@ -38,16 +41,24 @@ class Section:
     def items(self, items: list, title: str = "") -> None:
         self.blocks.append({"kind": "list", "items": items, "title": title})
 
-    def table(self, columns: list[str], rows: list[list], title: str = "", caption: str = "") -> None:
-        self.blocks.append({"kind": "table", "columns": columns, "rows": rows, "title": title, "caption": caption})
+    def table(self, columns: list[str], rows: list[list], title: str = "", caption: str = "",
+              collapse: bool = False) -> None:
+        """``collapse``: shown folded (a ``<details>`` the reader opens), with the row count beside the title."""
+        self.blocks.append({"kind": "table", "columns": columns, "rows": rows, "title": title, "caption": caption,
+                            "collapse": collapse, "n_rows": len(rows)})
 
-    def frame(self, df: pd.DataFrame, title: str = "", caption: str = "", max_rows: int | None = None) -> None:
-        shown = df if max_rows is None else df.head(max_rows)
-        if max_rows is not None and len(df) > max_rows:
-            more = f"First {max_rows} of {len(df)} rows; all rows are in the results files."
+    def frame(self, df: pd.DataFrame, title: str = "", caption: str = "", max_rows: int | None = None,
+              collapse: bool = True) -> None:
+        """A table as exported: folded by default, every row up to ``max_rows`` (default :data:`MAX_EMBED`; the
+        rest are in results/, and the caption says so)."""
+        cap = MAX_EMBED if max_rows is None else max_rows
+        shown = df.head(cap)
+        if len(df) > cap:
+            more = tr("First {n} of {total} rows; all rows are in the results files.", n=cap, total=len(df))
             caption = f"{caption} {more}".strip()
         rows = [[_plain(v) for v in r] for r in shown.itertuples(index=False, name=None)]
-        self.table([str(c) for c in df.columns], rows, title, caption)
+        self.table([str(c) for c in df.columns], rows, title, caption, collapse=collapse)
+        self.blocks[-1]["n_rows"] = len(df)
 
     def plot(self, fig: go.Figure, title: str = "", caption: str = "", key: str = "") -> None:
         """``key`` names the figure type (the div's data-figure), so tests and readers can find it."""

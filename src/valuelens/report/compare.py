@@ -31,11 +31,13 @@ from valuelens.comparisons.settings import ComparisonSpec
 from valuelens.errors import ValueLensError
 from valuelens.stats import holm
 
-from .headline import Headline
+from .headline import Headline, label
+from .i18n import N_, plural, tr, tr_known
 from .load import ReportData
 
-GROUPINGS = (("region", "origin region"), ("family", "model family"), ("architecture", "architecture"),
-             ("alignment", "alignment method"), ("size", "size (params_b: small < 10 B ≤ medium < 50 B ≤ large)"))
+GROUPINGS = (("region", N_("origin region")), ("family", N_("model family")), ("architecture", N_("architecture")),
+             ("alignment", N_("alignment method")),
+             ("size", N_("size (params_b: small < 10 B ≤ medium < 50 B ≤ large)")))
 LABELS = dict(GROUPINGS)
 REGION_PAIR = ("China", "Western")
 MIN_MODELS = 2  # automatic comparisons: a group of one model is a model, not a group
@@ -67,36 +69,39 @@ def specs_of(data: ReportData) -> list[tuple[str, ComparisonSpec]]:
             key = spec.model_dump_json()
             if key not in seen:
                 seen.add(key)
-                out.append((f"audit file comparisons[{i}]" + (f" ({run.name})" if data.is_comparison else ""), spec))
+                out.append((tr("audit file comparisons[{i}]", i=i) + (f" ({run.name})" if data.is_comparison else ""),
+                            spec))
     return out
 
 
 def _describe(groups: dict[str, list[str]], names: tuple[str, ...]) -> str:
-    return ", ".join(f"{g}: {len(groups.get(g, []))} model{'s' * (len(groups.get(g, [])) != 1)}" for g in names)
+    return ", ".join(f"{g}: " + plural(len(groups.get(g, [])), "{n} model", "{n} models") for g in names)
 
 
 def compare(data: ReportData, h: Headline) -> Comparisons:
     out = Comparisons()
     if h.values.empty or not h.entries:
-        out.skipped.append("No headline metric is available yet, so there is nothing to compare.")
+        out.skipped.append(tr("No headline metric is available yet, so there is nothing to compare."))
         return out
     covered: set[tuple[str, frozenset[str]]] = set()
     for origin, spec in specs_of(data):
         groups = model_groups(data.catalogue, spec.by, h.models)
         pairs = [tuple(spec.groups)] if spec.groups else list(combinations(sorted(groups), 2))
-        label = LABELS.get(spec.by, spec.by)
+        label = tr(LABELS[spec.by]) if spec.by in LABELS else spec.by
         for a, b in pairs:
             covered.add((spec.by, frozenset((a, b))))
             missing = [g for g in (a, b) if not groups.get(g)]
             if missing:
-                out.skipped.append(f"{origin}: {label} {a} vs {b} not compared: no model with a known {spec.by} "
-                                   f"{' or '.join(missing)} in this report ({_describe(groups, (a, b))}).")
+                out.skipped.append(tr("{origin}: {label} {a} vs {b} not compared: no model with a known {by} "
+                                      "{missing} in this report ({groups}).", origin=origin, label=label, a=a, b=b,
+                                      by=spec.by, missing=tr(" or ").join(missing), groups=_describe(groups, (a, b))))
                 continue
             c = run_spec(spec, origin, label, a, b, groups, h.entries, h.values, data.tables, h.n_resamples, h.seed)
             if min(len(c.models_a), len(c.models_b)) < 2:
-                c.warnings.append("A group of one model: this compares two models (over items), not two groups.")
+                c.warnings.append(tr("A group of one model: this compares two models (over items), not two groups."))
             out.done.append(c)
     for column, label in GROUPINGS:
+        label = tr(label)
         groups = model_groups(data.catalogue, column, h.models)
         pairs = [REGION_PAIR] if column == "region" else list(combinations(sorted(groups), 2))
         pairs = [p for p in pairs if (column, frozenset(p)) not in covered]
@@ -106,17 +111,18 @@ def compare(data: ReportData, h: Headline) -> Comparisons:
                 continue  # every pair is an audit-file comparison
             shown = tuple(REGION_PAIR) if column == "region" else tuple(sorted(groups))
             if not groups:
-                detail = "no model has a known value"
+                detail = tr("no model has a known value")
             elif len(shown) < 2:
-                detail = f"only one group: {_describe(groups, shown)}"
+                detail = tr("only one group: {groups}", groups=_describe(groups, shown))
             else:
                 detail = _describe(groups, shown)
-            out.skipped.append(f"{label} ({column}): not compared; a group comparison needs at least {MIN_MODELS} "
-                               f"models in each of two groups ({detail}).")
+            out.skipped.append(tr("{label} ({column}): not compared; a group comparison needs at least {n} models in "
+                                  "each of two groups ({detail}).", label=label, column=column, n=MIN_MODELS,
+                                  detail=detail))
             continue
         auto = ComparisonSpec(by=column)
         for a, b in ok:
-            out.done.append(run_spec(auto, "automatic", label, a, b, groups, h.entries, h.values, data.tables,
+            out.done.append(run_spec(auto, tr("automatic"), label, a, b, groups, h.entries, h.values, data.tables,
                                      h.n_resamples, h.seed))
     out.n_tests = adjust_all(out.done)
     out.families = family_sizes(out.done)
@@ -134,9 +140,10 @@ def _not_run_note(data: ReportData, c: Comparison) -> None:
         if any(data.layer_of_table(r.entry.metric.table) == layer for r in c.rows):
             missing = [m for m in [*c.models_a, *c.models_b] if data.cell(m, layer) == "not run"]
             if missing:
-                parts.append(f"{layer.title}: {', '.join(missing)}")
+                parts.append(f"{tr_known(layer.title)}: {', '.join(missing)}")
     if parts:
-        c.warnings.append("Not run (left out of that layer's metrics, not counted as 0): " + "; ".join(parts) + ".")
+        c.warnings.append(tr("Not run (left out of that layer's metrics, not counted as 0): ") + tr("; ").join(parts)
+                          + tr("."))
 
 
 @dataclass
@@ -187,7 +194,7 @@ def cross_run(data: ReportData, h: Headline) -> list[CrossRun]:
                 x, y = both[b].to_numpy(float), both[a].to_numpy(float)
                 res = {t: run_test(t, x, y, (x, y), "paired", h.n_resamples, h.seed)[0]
                        for t in ("paired_t", "wilcoxon", "bootstrap")}
-                out.append(CrossRun(model, first, run.name, e.label, len(both), float(y.mean()), float(x.mean()),
+                out.append(CrossRun(model, first, run.name, label(e), len(both), float(y.mean()), float(x.mean()),
                                     res["paired_t"], res["wilcoxon"], res["bootstrap"]))
     tests = [c.paired_t for c in out if c.paired_t is not None and np.isfinite(c.paired_t.p)]
     for o, p in zip(tests, holm([o.p for o in tests])):

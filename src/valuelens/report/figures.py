@@ -14,6 +14,8 @@ from plotly.subplots import make_subplots
 
 from valuelens.stats import BootstrapCI
 
+from .i18n import tr, tr_known
+
 FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "Noto Sans CJK SC", "Helvetica Neue", Arial, sans-serif'
 PALETTE = ("#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5", "#9c6b4e", "#9498a0")
 
@@ -49,6 +51,28 @@ def subplots(rows: int, cols: int, **kw) -> go.Figure:
     return make_subplots(rows=rows, cols=cols, **kw)
 
 
+def zero_text(values) -> list[str]:
+    """"0" for a bar whose value prints as zero (it has no height to see), "" for the others."""
+    out = []
+    for v in values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            out.append("")
+            continue
+        out.append("0" if f == f and abs(f) < 0.0005 else "")
+    return out
+
+
+def _zero_labels(values) -> dict:
+    """go.Bar keywords that write "0" above zero-valued bars (nothing on the others)."""
+    text = zero_text(values)
+    if not any(text):
+        return {}
+    return {"text": text, "texttemplate": "%{text}", "textposition": "outside", "cliponaxis": False,
+            "textfont_size": 10}
+
+
 def metric_bars(df: pd.DataFrame, metrics: list[tuple[str, str, float | None]], series: str | None,
                 x: str = "model") -> go.Figure:
     """One panel per (column, title, threshold); bars per ``x``, one colour per ``series`` value."""
@@ -58,17 +82,18 @@ def metric_bars(df: pd.DataFrame, metrics: list[tuple[str, str, float | None]], 
     for col_i, (col, _, threshold) in enumerate(metrics, start=1):
         for i, lev in enumerate(levels):
             sub = df if lev is None else df[df[series] == lev]
+            text = {"texttemplate": "%{y:.3f}", "textposition": "outside", "textfont_size": 10,
+                    "cliponaxis": False} if label else _zero_labels(sub[col])
             fig.add_trace(go.Bar(x=sub[x].astype(str), y=sub[col], name=str(lev) if lev is not None else col,
                                  legendgroup=str(lev), showlegend=col_i == 1 and lev is not None,
                                  marker_color=_color(i), hovertemplate="%{x}: %{y:.3f}<extra>" + str(lev) + "</extra>",
-                                 texttemplate="%{y:.3f}" if label else None, textposition="outside",
-                                 textfont_size=10, cliponaxis=False),
+                                 **text),
                           row=1, col=col_i)
         if threshold is not None:
             fig.add_hline(y=threshold, line_dash="dash", line_color="#c0392b", line_width=1, row=1, col=col_i,
-                          annotation_text=f"flag {threshold:g}", annotation_font_size=10)
+                          annotation_text=tr("flag {at}", at=f"{threshold:g}"), annotation_font_size=10)
     fig.update_yaxes(rangemode="tozero", tickformat=".3~f")
-    return _style(fig, 360, legend_title_text=series or "")
+    return _style(fig, 360, legend_title_text=tr_known(series) if series else "")
 
 
 def distributions(options: pd.DataFrame, model: str, countries: list[str], languages: list[str]) -> go.Figure:
@@ -93,14 +118,14 @@ def distributions(options: pd.DataFrame, model: str, countries: list[str], langu
                 qs = opt["question_id"].astype(str).tolist()
                 xs, ys, texts = qs, opt["prob"].tolist(), opt["option_text"].astype(str).tolist()
                 if human:
-                    xs = [qs + qs, ["model"] * len(qs) + ["human"] * len(qs)]
+                    xs = [qs + qs, [tr("model")] * len(qs) + [tr("human")] * len(qs)]
                     ys, texts = ys + opt["human_prob"].tolist(), texts + texts
                 fig.add_trace(go.Bar(x=xs, y=ys, name=f"({letter})", legendgroup=letter, marker_color=_color(i),
                                      showlegend=r == 1 and c == 1, customdata=texts,
                                      hovertemplate=f"({letter}) %{{customdata}}<br>%{{y:.3f}}<extra></extra>"),
                               row=r, col=c)
     fig.update_yaxes(range=[0, 1], tickformat=".1~f")
-    return _style(fig, row_px * len(languages) + 60, barmode="stack", legend_title_text="option")
+    return _style(fig, row_px * len(languages) + 60, barmode="stack", legend_title_text=tr("option"))
 
 
 def bars_with_ci(rows: list[dict], title: str) -> go.Figure:
@@ -113,7 +138,7 @@ def bars_with_ci(rows: list[dict], title: str) -> go.Figure:
         minus = [y - ci.low if ci else 0.0 for ci, y in zip(cis, sub["y"])]
         fig.add_trace(go.Bar(x=sub["x"].astype(str), y=sub["y"], name=str(lev), marker_color=_color(i),
                              error_y={"type": "data", "symmetric": False, "array": plus, "arrayminus": minus},
-                             hovertemplate="%{x}: %{y:.3f}<extra>" + str(lev) + "</extra>"))
+                             hovertemplate="%{x}: %{y:.3f}<extra>" + str(lev) + "</extra>", **_zero_labels(sub["y"])))
     fig.update_yaxes(rangemode="tozero", tickformat=".3~f", title_text=title)
     return _style(fig, 360)
 
@@ -125,7 +150,8 @@ def table2_bars(t2: pd.DataFrame, cells: list[str]) -> go.Figure:
     for i, (_, row) in enumerate(t2.iterrows()):
         name = " · ".join(str(row[k]) for k in keys if pd.notna(row[k]))
         fig.add_trace(go.Bar(x=cells, y=[row[c] for c in cells], name=name, marker_color=_color(i),
-                             hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))
+                             hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
+                             **_zero_labels([row[c] for c in cells])))
     fig.update_yaxes(rangemode="tozero", tickformat=".3~f", title_text="1−JSD")
     return _style(fig, 380)
 
@@ -139,7 +165,8 @@ def group_dots(h, comparison, max_panels: int = 8) -> go.Figure:
         for i, (group, models) in enumerate(((comparison.a, comparison.models_a), (comparison.b, comparison.models_b))):
             vals = h.values.loc[models, t.entry.key].dropna()
             fig.add_trace(go.Bar(x=[group], y=[vals.mean()], marker_color=_color(i), opacity=0.35, showlegend=False,
-                                 hovertemplate=f"{group} mean: %{{y:.3f}}<extra></extra>"), row=1, col=col)
+                                 hovertemplate=tr("{group} mean", group=group) + ": %{y:.3f}<extra></extra>",
+                                 **_zero_labels([vals.mean()])), row=1, col=col)
             fig.add_trace(go.Scatter(x=[group] * len(vals), y=vals.tolist(), mode="markers", text=vals.index.tolist(),
                                      marker={"color": _color(i), "size": 9, "line": {"width": 1, "color": "#fff"}},
                                      showlegend=False, hovertemplate="%{text}: %{y:.3f}<extra></extra>"),
@@ -190,14 +217,15 @@ def grid_bars(df: pd.DataFrame, y: str, x: str | tuple[str, str], series: str, r
                 color = (colors or {}).get(s) or _color(si)
                 fig.add_trace(go.Bar(x=xs, y=sub[y].tolist(), name=str(s), legendgroup=str(s),
                                      showlegend=s not in shown, marker_color=color, error_y=err,
-                                     hovertemplate=f"%{{x}}: %{{y:{fmt}}}<extra>{s}</extra>"), row=ri, col=ci_)
+                                     hovertemplate=f"%{{x}}: %{{y:{fmt}}}<extra>{s}</extra>",
+                                     **({} if stacked else _zero_labels(sub[y]))), row=ri, col=ci_)
                 shown.add(s)
             if threshold is not None:
                 fig.add_hline(y=threshold, line_dash="dash", line_color="#c0392b", line_width=1, row=ri, col=ci_)
     fig.update_yaxes(rangemode="tozero", tickformat=".3~f")
     fig.update_yaxes(title_text=ytitle, col=1)
     _style(fig, (row_px + gap - 120) * len(rl) + 80, barmode="stack" if stacked else "group",
-           legend_title_text=series)
+           legend_title_text=tr_known(series))
     if not isinstance(x, str):
         fig.update_layout(margin_b=130)
     return fig

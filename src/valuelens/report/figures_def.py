@@ -13,11 +13,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .figures import GREY, _color, _style, grid_bars, levels, subplots
+from .i18n import N_, tr
 from .load import HUMAN
 
-RATES = (("ff_rate", "FF: false facts"), ("cv_rate", "CV: value conflicts"),
-         ("judge_ff_rate", "FF (LLM judge)"), ("judge_cv_rate", "CV (LLM judge)"))
-FACETS = {"sex": "sex", "age_group": "age group"}
+RATES = (("ff_rate", N_("FF: false facts")), ("cv_rate", N_("CV: value conflicts")),
+         ("judge_ff_rate", N_("FF (LLM judge)")), ("judge_cv_rate", N_("CV (LLM judge)")))
+FACETS = {"sex": N_("sex"), "age_group": N_("age group")}
 SYMBOLS = ("circle", "diamond", "square", "triangle-up", "cross", "x", "pentagon", "hexagon")
 
 
@@ -25,13 +26,13 @@ def kl_dimensions(dims: pd.DataFrame, threshold: float | None, column: str = "me
     """Mean KL (``column``: mean_kl_valid or DEF's mean_kl_def) per value dimension, a colour per model, a panel
     per language × country."""
     return grid_bars(dims, column, "dimension", "model", rows="language", cols="country",
-                     threshold=threshold, ytitle="mean KL", row_px=320)
+                     threshold=threshold, ytitle=tr("mean KL"), row_px=320)
 
 
 def invalid_share(summary: pd.DataFrame, threshold: float | None) -> go.Figure:
     """def_summary.invalid_share: bars per country, a colour per model, a panel per language."""
     return grid_bars(summary, "invalid_share", "country", "model", cols="language", threshold=threshold,
-                     ytitle="invalid share")
+                     ytitle=tr("invalid share"))
 
 
 def rate_columns(ins: pd.DataFrame) -> list[tuple[str, str]]:
@@ -43,13 +44,13 @@ def insensitivity_long(ins: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for col, label in rate_columns(ins):
         d = ins[["model", "language", "country", col]].rename(columns={col: "rate"})
-        parts.append(d.assign(measure=label, culture=d["country"].astype(str) + " · " + d["language"].astype(str)))
+        parts.append(d.assign(measure=tr(label), culture=d["country"].astype(str) + " · " + d["language"].astype(str)))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def insensitivity(ins: pd.DataFrame) -> go.Figure:
     """FF and CV rates (and the judge's, if any): a panel per rate, bars per model, a colour per culture."""
-    return grid_bars(insensitivity_long(ins), "rate", "model", "culture", cols="measure", ytitle="rate")
+    return grid_bars(insensitivity_long(ins), "rate", "model", "culture", cols="measure", ytitle=tr("rate"))
 
 
 def mismatch(profile: pd.DataFrame, facet: str) -> go.Figure:
@@ -58,7 +59,7 @@ def mismatch(profile: pd.DataFrame, facet: str) -> go.Figure:
     rows = profile[profile["facet"] == facet]
     colors = {g: (GREY if g == "tie" else _color(i)) for i, g in enumerate(levels(rows, "group"))}
     return grid_bars(rows, "share", ("dimension", "model"), "group", rows="language", cols="country", stacked=True,
-                     colors=colors, ytitle="share of missed majorities", row_px=320)
+                     colors=colors, ytitle=tr("share of missed majorities"), row_px=320)
 
 
 def cultural_map(points: pd.DataFrame) -> go.Figure:
@@ -79,7 +80,7 @@ def cultural_map(points: pd.DataFrame) -> go.Figure:
         groups.sort(key=lambda g: g[0] != HUMAN)
         for model, lang in groups:
             g = pts[(pts["model"] == model) & (pts["language"] == lang)]
-            name = "human survey" if model == HUMAN else f"{model} · {lang}"
+            name = tr("human survey") if model == HUMAN else f"{model} · {lang}"
             fig.add_trace(go.Scatter(
                 x=g["pc1"].tolist(), y=g["pc2"].tolist(), mode="lines+markers+text", name=name, legendgroup=name,
                 showlegend=name not in shown, text=g["country"].astype(str).tolist(), textposition="top center",
@@ -94,10 +95,10 @@ def cultural_map(points: pd.DataFrame) -> go.Figure:
         fig.update_yaxes(title_text=f"PC2{e2}", zeroline=True, zerolinecolor="#dde2ea", row=1, col=c)
     fig.update_xaxes(tickformat=".2~f")
     fig.update_yaxes(tickformat=".2~f")
-    return _style(fig, 480, legend_title_text="points")
+    return _style(fig, 480, legend_title_text=tr("points"))
 
 
 def _explained(pts: pd.DataFrame, col: str) -> str:
     if col not in pts.columns or not pts[col].notna().any():
         return ""
-    return f" ({100 * float(pts[col].dropna().iloc[0]):.1f}% of variance)"
+    return tr(" ({pct}% of variance)", pct=f"{100 * float(pts[col].dropna().iloc[0]):.1f}")

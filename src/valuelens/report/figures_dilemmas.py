@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .figures import GREY, _color, _style, grid_bars, levels, subplots
+from .i18n import tr
 
 NO_CHOICE = "(no choice)"
 CI = ("ci_low", "ci_high")
@@ -34,7 +35,7 @@ def position_bias(df: pd.DataFrame, threshold: float) -> go.Figure:
     """Position TV per part (dilemmas, chains, MoralChoice), one colour per model, a panel per language;
     ``df``: the ``forms == "all"`` rows of dilemma_position_bias."""
     return grid_bars(df, "position_tv", "part", "model", cols="language", threshold=threshold,
-                     ytitle="position TV (0 to 0.5)")
+                     ytitle=tr("position TV (0 to 0.5)"))
 
 
 def preferences(pref: pd.DataFrame) -> go.Figure:
@@ -46,19 +47,26 @@ def preferences(pref: pd.DataFrame) -> go.Figure:
     df = pref.assign(_order=pref["value"].map(lambda v: v == NO_CHOICE))  # the no-choice share on top
     df = df.sort_values("_order", kind="stable").drop(columns="_order")
     return grid_bars(df, "estimate", ("language", "model"), "value", cols="pair", stacked=True, colors=colors,
-                     ytitle="share of dilemmas", row_px=330)
+                     ytitle=tr("share of dilemmas"), row_px=330)
 
 
 def flips(df: pd.DataFrame, threshold: float | None) -> go.Figure:
     """Flip rate per value pair (and over all pairs), one colour per model, a panel per language."""
     return grid_bars(df, "estimate", "pair", "model", cols="language", ci=CI, threshold=threshold,
-                     ytitle="flip rate")
+                     ytitle=tr("flip rate"))
+
+
+def steering(df: pd.DataFrame) -> go.Figure:
+    """Steering accuracy per value pair (and over all pairs), one colour per model, a panel per steering
+    method (rows) and language; ``df``: the rows of dilemma_steering to draw (requested_value "both")."""
+    return grid_bars(df, "estimate", "pair", "model", rows="method", cols="language", ci=CI, threshold=None,
+                     ytitle=tr("steering accuracy"))
 
 
 def agreement(df: pd.DataFrame, threshold: float | None) -> go.Figure:
     """Agreement ratio per value pair, a panel per comparison (Direct vs Reverse, all forms) × language."""
     return grid_bars(df, "estimate", "pair", "model", rows="comparison", cols="language", ci=CI,
-                     threshold=threshold, ytitle="agreement")
+                     threshold=threshold, ytitle=tr("agreement"))
 
 
 def trajectories(wins: pd.DataFrame) -> go.Figure:
@@ -90,13 +98,13 @@ def trajectories(wins: pd.DataFrame) -> go.Figure:
                                          name=str(v), legendgroup=str(v), showlegend=v not in shown,
                                          marker_color=_color(i), line={"width": 2}, connectgaps=False, **err,
                                          customdata=list(zip(s["estimate"].tolist(), s["n"].tolist())),
-                                         hovertemplate=f"{v}, step %{{x}}: rank %{{y}}<br>win rate "
-                                                       "%{customdata[0]:.3f} over %{customdata[1]} chains"
-                                                       "<extra></extra>"), row=r, col=c)
+                                         hovertemplate=tr("{value}, step %{{x}}: rank %{{y}}<br>win rate "
+                                                          "%{{customdata[0]:.3f}} over %{{customdata[1]}} chains",
+                                                          value=v) + "<extra></extra>"), row=r, col=c)
                 shown.add(v)
     top = float(pd.to_numeric(wins["rank"], errors="coerce").max())
     top = len(values) if top != top else max(top, 1.0)  # every panel on the same scale, rank 1 at the top
     fig.update_yaxes(range=[top + 0.4, 0.6], dtick=1)
-    fig.update_yaxes(title_text="rank", col=1)
-    fig.update_xaxes(dtick=1, title_text="step", row=len(models))
-    return _style(fig, 260 * len(models) + 80, legend_title_text="value")
+    fig.update_yaxes(title_text=tr("rank"), col=1)
+    fig.update_xaxes(dtick=1, title_text=tr("step"), row=len(models))
+    return _style(fig, 260 * len(models) + 80, legend_title_text=tr("value"))

@@ -23,6 +23,7 @@ from valuelens.comparisons.catalogue import (  # noqa: F401 - re-exported for th
     METRICS,
     OPS,
     POSITION_FLAG,
+    beyond,
     Entry,
     Metric,
     headline_rows,
@@ -30,7 +31,25 @@ from valuelens.comparisons.catalogue import (  # noqa: F401 - re-exported for th
 from valuelens.comparisons.compute import interval
 from valuelens.stats import BootstrapCI
 
+from .i18n import tr, tr_known
 from .load import HUMAN, ReportData
+
+
+def rows_note(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """:func:`headline_rows` with its note in the report's language."""
+    rows, _ = headline_rows(df)
+    filtered = "condition" in df.columns and (df["condition"] == HEADLINE_CONDITION).any()
+    return rows, tr("rows with condition {c}", c=HEADLINE_CONDITION) if filtered else tr("all rows")
+
+
+def label(e: Entry) -> str:
+    """An entry's label in the report's language (the group value, a country or language, as it is)."""
+    return tr(e.metric.label) + (f" · {e.by_value}" if e.by_value else "")
+
+
+def where_text(k: str, v: object) -> str:
+    """"language en", "country China": a table key and its value."""
+    return f"{tr_known(k)} {v}"
 
 
 @dataclass
@@ -49,7 +68,7 @@ class Headline:
         """How the per-model values were taken from the tables."""
         if not self.sources:
             return ""
-        return ("Per-model values are simple means of a table column over the model's rows (NaN skipped): "
+        return (tr("Per-model values are simple means of a table column over the model's rows (NaN skipped): ")
                 + "; ".join(self.sources) + ". " + " ".join(self.notes)).strip()
 
     def per_model(self, entry: Entry) -> pd.Series:
@@ -72,10 +91,10 @@ def compute(data: ReportData, seed: int = 0, n_resamples: int = 2000) -> Headlin
         df = data.tables.get(m.table)
         if df is None or m.column not in df.columns or "model" not in df.columns:
             continue
-        df, which = headline_rows(df)
+        df, which = rows_note(df)
         df = m.rows(df)
-        which += f", {m.which()}" if m.where else ""
-        unit = "item" if m.level == "items" else "language"
+        which += ", " + ", ".join(where_text(c, v) for c, v in m.where) if m.where else ""
+        unit = tr("one per item") if m.level == "items" else tr("one per language")
         groups: list[str | None] = [None]
         if m.by and m.by in df.columns:
             present = df[m.by].dropna().unique().tolist()
@@ -98,8 +117,8 @@ def compute(data: ReportData, seed: int = 0, n_resamples: int = 2000) -> Headlin
                 else:
                     h.no_ci[(e.key, model)] = how
         if any(e.metric is m for e in h.entries):
-            per = f", per {m.by}" if m.by and groups != [None] else ""
-            h.sources.append(f"{m.label} = {m.table}.{m.column} ({which}, one per {unit}{per})")
+            per = tr(", per {by}", by=tr_known(m.by)) if m.by and groups != [None] else ""
+            h.sources.append(f"{tr(m.label)} = {m.table}.{m.column} ({which}, {unit}{per})")
     h.values = pd.DataFrame(cols).reindex(h.models) if cols else pd.DataFrame(index=h.models)
     h.notes.append(interval_note(h))
     return h
@@ -109,16 +128,17 @@ def interval_note(h: Headline) -> str:
     """How the intervals were found, and which headline values have none and why."""
     if not h.entries:
         return ""
-    parts = [(f"Intervals [low, high]: 95%, percentile bootstrap over items ({h.n_resamples} resamples, seed "
-              f"{h.seed}; where a value is a mean over prompt languages, items are resampled within each "
-              "language; position TVs: over the answers, the no-bias baseline recomputed per resample), or the "
-              "layer table's own interval where a model has one row (dilemma and MARK rates, per language).")]
+    parts = [tr("Intervals [low, high]: 95%, percentile bootstrap over items ({n} resamples, seed {seed}; where a "
+                "value is a mean over prompt languages, items are resampled within each language; position TVs: "
+                "over the answers, the no-bias baseline recomputed per resample), or the layer table's own "
+                "interval where a model has one row (dilemma and MARK rates, per language).",
+                n=h.n_resamples, seed=h.seed)]
     missing: dict[str, set[str]] = {}
     for (key, _), why in h.no_ci.items():
-        label = next(e.label for e in h.entries if e.key == key)
-        missing.setdefault(why, set()).add(label)
+        name = next(label(e) for e in h.entries if e.key == key)
+        missing.setdefault(why, set()).add(name)
     for why, labels in missing.items():
-        parts.append(f"No interval ({why}): {', '.join(sorted(labels))}.")
+        parts.append(tr("No interval ({why}): {metrics}.", why=tr_known(why), metrics=", ".join(sorted(labels))))
     return " ".join(parts)
 
 
@@ -138,11 +158,11 @@ def separation(h: Headline, e: Entry, models: list[str]) -> dict[str, str]:
     for i, model in enumerate(order):
         ci = h.cis.get((e.key, model))
         if ci is None:
-            out[model] = "no interval"
+            out[model] = tr("no interval")
             continue
         near = [order[j] for j in (i - 1, i + 1) if 0 <= j < len(order)
                 and overlaps(ci, h.cis.get((e.key, order[j]))) in (True, None)]
-        out[model] = f"not distinguishable from {', '.join(near)}" if near else ""
+        out[model] = tr("not distinguishable from {models}", models=", ".join(near)) if near else ""
     return out
 
 
@@ -184,28 +204,31 @@ def flags(data: ReportData, h: Headline) -> list[dict]:
             keys = [c for c in ("language", "condition", "country", "context", "value") if c in df.columns]
             for row in df.itertuples(index=False):
                 v = getattr(row, m.column)
-                if pd.notna(v) and OPS[op](v, at) and _also(m, row):
-                    where = ", ".join(f"{k} {getattr(row, k)}" for k in keys)
-                    out.append({"model": row.model, "where": where, "metric": m.label, "value": float(v),
-                                "rule": _rule(m), "meaning": m.meaning, "key": e.key})
+                if pd.notna(v) and beyond(op, v, at) and _also(m, row):
+                    where = ", ".join(where_text(k, getattr(row, k)) for k in keys)
+                    out.append({"model": row.model, "where": where, "metric": tr(m.label), "value": float(v),
+                                "rule": _rule(m), "meaning": tr(m.meaning), "key": e.key})
         else:
             for model, v in h.per_model(e).items():
-                if pd.notna(v) and OPS[op](v, at):
-                    out.append({"model": model, "where": f"{m.by} {e.by_value}" if e.by_value else "all items",
-                                "metric": m.label, "value": float(v), "rule": f"{op} {at:g} (mean)",
-                                "meaning": m.meaning, "key": e.key})
+                if pd.notna(v) and beyond(op, v, at):
+                    out.append({"model": model,
+                                "where": where_text(m.by, e.by_value) if m.by and e.by_value else tr("all items"),
+                                "metric": tr(m.label), "value": float(v),
+                                "rule": tr("{rule} (mean)", rule=f"{op} {at:g}"),
+                                "meaning": tr(m.meaning), "key": e.key})
     return out
 
 
 def _also(m: Metric, row) -> bool:
-    """The metric's extra flag conditions (a column the table lacks, or NaN there, does not count)."""
-    return all(pd.isna(getattr(row, c)) or OPS[op](getattr(row, c), at) for c, op, at in m.flag_also
+    """The metric's extra flag conditions (a column the table lacks, or NaN there, does not count), applied
+    to the values as printed."""
+    return all(pd.isna(getattr(row, c)) or beyond(op, getattr(row, c), at) for c, op, at in m.flag_also
                if hasattr(row, c))
 
 
 def _rule(m: Metric) -> str:
     assert m.flag is not None
-    return " and ".join([f"{m.flag[0]} {m.flag[1]:g}", *(f"{c} {op} {at:g}" for c, op, at in m.flag_also)])
+    return tr(" and ").join([f"{m.flag[0]} {m.flag[1]:g}", *(f"{c} {op} {at:g}" for c, op, at in m.flag_also)])
 
 
 def flag_rules(h: Headline) -> list[dict]:
@@ -214,7 +237,7 @@ def flag_rules(h: Headline) -> list[dict]:
         m = e.metric
         if m.flag and m.key not in seen:
             seen.add(m.key)
-            out.append({"metric": m.label, "rule": _rule(m), "meaning": m.meaning,
+            out.append({"metric": tr(m.label), "rule": _rule(m), "meaning": tr(m.meaning),
                         "source": f"{m.table}.{m.column}" + (f" ({m.which()})" if m.where else "")})
     return out
 
@@ -230,7 +253,7 @@ def bias_profiles(h: Headline, raised: list[dict]) -> list[dict]:
             if pd.isna(v):
                 continue
             hit = (model, e.key) in flagged
-            parts.append({"text": f"{e.metric.profile} ({e.label} {v:.3f})" if hit else f"{e.label} {v:.3f}",
+            parts.append({"text": f"{tr(e.metric.profile)} ({label(e)} {v:.3f})" if hit else f"{label(e)} {v:.3f}",
                           "flag": hit})
         if parts:
             out.append({"model": model, "parts": parts, "n_flags": sum(p["flag"] for p in parts)})

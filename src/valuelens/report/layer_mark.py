@@ -9,26 +9,29 @@ import pandas as pd
 from .blocks import Section
 from .common import need, rest
 from .figures import grid_bars
+from .i18n import N_, tr, tr_known
 from .load import Layer, ReportData
 
-INTRO = ("MARK (Liu et al. 2025b): a multi-stage personality-driven pipeline (stress analysis → MBTI type → stress "
+INTRO = N_("MARK (Liu et al. 2025b): a multi-stage personality-driven pipeline (stress analysis → MBTI type → stress "
          "impact on the cognitive functions → a choice per function → weighted vote and explanation) predicts each "
          "survey respondent's answer, compared with three prompting baselines on accuracy, 1−JSD and EMD against "
          "the human answer distribution, and Cohen's κ; p (Holm) is the paired McNemar test against MARK.")
 MEASURES = ("ACC (%)", "1-JSD", "EMD", "kappa")
 MAX_TRACES = 300  # in the viewer; every trace is in results/mark_traces.csv
-STAGES = (("stress", "1. Stress analysis", ("stress_level", "stressors"),
-           "stress level {stress_level}; stressors: {stressors}"),
-          ("type", "2. MBTI type", ("mbti",), "demographic prior {prior_type}; predicted {mbti}"),
-          ("impact", "3. Stress impact on the function stack", ("stack",), "{stack}  (+ positive, - negative impact)"),
-          ("reason", "4. Choice per cognitive function", ("choices",), "{choices}"),
-          ("vote", "5. Weighted vote", ("weights", "answer"), "weights: {weights} → answer {answer}: {answer_text}"),
-          ("explain", "6. Explanation", ("explanation",), "{explanation}"))
-FACTS = (("model", "model"), ("language", "language"), ("country", "country"), ("respondent", "respondent_id"),
-         ("question", "question_id"), ("persona", "persona"), ("MBTI prior", "prior_type"), ("answer", "answer"),
-         ("truth", "truth"),
-         ("correct", "correct"), ("valid", "valid"), ("invalid at stage", "invalid_stage"), ("error", "error"),
-         ("calls", "calls"))
+STAGES = (("stress", N_("1. Stress analysis"), ("stress_level", "stressors"),
+           N_("stress level {stress_level}; stressors: {stressors}")),
+          ("type", N_("2. MBTI type"), ("mbti",), N_("demographic prior {prior_type}; predicted {mbti}")),
+          ("impact", N_("3. Stress impact on the function stack"), ("stack",),
+           N_("{stack}  (+ positive, - negative impact)")),
+          ("reason", N_("4. Choice per cognitive function"), ("choices",), "{choices}"),
+          ("vote", N_("5. Weighted vote"), ("weights", "answer"),
+           N_("weights: {weights} → answer {answer}: {answer_text}")),
+          ("explain", N_("6. Explanation"), ("explanation",), "{explanation}"))
+FACTS = ((N_("model"), "model"), (N_("language"), "language"), (N_("country"), "country"),
+         (N_("respondent"), "respondent_id"), (N_("question"), "question_id"), (N_("persona"), "persona"),
+         (N_("MBTI prior"), "prior_type"), (N_("answer"), "answer"), (N_("truth"), "truth"),
+         (N_("correct"), "correct"), (N_("valid"), "valid"), (N_("invalid at stage"), "invalid_stage"),
+         (N_("error"), "error"), (N_("calls"), "calls"))
 
 
 def table3_long(t3: pd.DataFrame, renamed: dict[str, str]) -> pd.DataFrame:
@@ -95,7 +98,7 @@ class _Values(dict):
 
 
 def _text(r: pd.Series, template: str) -> str:
-    return template.format_map(_Values({k: _plain(v) for k, v in r.items() if not _missing(v)}))
+    return tr_known(template).format_map(_Values({k: _plain(v) for k, v in r.items() if not _missing(v)}))
 
 
 def _plain(v):
@@ -116,10 +119,11 @@ def _stages(r: pd.Series, invalid: str | None, error: str | None) -> list[tuple[
     out = []
     for key, title, cols, template in STAGES:
         if key == invalid:
-            out.append((title, f"no valid reply: {error or 'no error recorded'} (later stages were not run)"))
+            out.append((tr(title), tr("no valid reply: {error} (later stages were not run)",
+                                      error=error or tr("no error recorded"))))
             break
         if any(c in r.index and not _missing(r[c]) for c in cols):
-            out.append((title, _text(r, template)))
+            out.append((tr(title), _text(r, template)))
     return out
 
 
@@ -133,17 +137,17 @@ def trace_groups(traces: pd.DataFrame, limit: int = MAX_TRACES) -> tuple[list[tu
     for model in models:
         rows = traces[traces["model"] == model]
         if len(rows) > per:
-            cut.append(f"{model}: the first {per} of {len(rows)}")
+            cut.append(tr("{model}: the first {n} of {total}", model=model, n=per, total=len(rows)))
         items = []
         for _, r in rows.head(per).iterrows():
             n += 1
             get = lambda c, r=r: _plain(r[c]) if c in r.index and not _missing(r[c]) else None  # noqa: E731
             label = " · ".join(str(get(c)) for c in ("language", "country") if get(c) is not None)
-            label += f" · respondent {get('respondent_id')} · {get('question_id')}"
+            label += " · " + tr("respondent {id}", id=get("respondent_id")) + f" · {get('question_id')}"
             if get("valid") is not None and not bool(get("valid")):
-                label += " · invalid"
+                label += " · " + tr("invalid")
             stages = _stages(r, get("invalid_stage"), get("error"))
-            facts = [(name, get(c)) for name, c in FACTS if get(c) is not None]
+            facts = [(tr(name), get(c)) for name, c in FACTS if get(c) is not None]
             items.append({"id": n, "label": label, "facts": facts, "stages": stages})
         groups.append((str(model), items))
     return groups, cut
@@ -151,40 +155,43 @@ def trace_groups(traces: pd.DataFrame, limit: int = MAX_TRACES) -> tuple[list[tu
 
 def section(sec: Section, data: ReportData, layer: Layer) -> None:
     t = data.layer_tables(layer)
-    sec.text(INTRO)
+    sec.text(tr(INTRO))
     shown: set[str] = set()
     if "mark_table3" in t:
-        t3 = need(sec, t, "mark_table3", "Table 3 layout", ("language", "method"))
+        t3 = need(sec, t, "mark_table3", tr("Table 3 layout"), ("language", "method"))
     else:  # built after all models: absent while a run is partial
         t3 = None
-        sec.text("Table 3 layout: not shown, this run has no table mark_table3 (it is written after every model "
-                 "has finished; mark_summary, if present below, has the same numbers per model).", "warn")
+        sec.text(tr("Table 3 layout: not shown, this run has no table mark_table3 (it is written after every model "
+                    "has finished; mark_summary, if present below, has the same numbers per model)."), "warn")
     if t3 is not None:
         shown_t3, flagged = not_computable_cells(t3)
         if flagged:
-            sec.text("Not computable here: " + flagged + ". The human data are country-level distributions without "
-                     "respondents (personas drawn from marginals), so no simulated answer has a real answer to match; "
-                     "1−JSD and EMD are against each country's distribution.", "warn")
-        sec.frame(shown_t3, "Table 3 layout", "As exported (mark_table3): per prompt language and method, per model: "
-                  "accuracy (%), 1−JSD and EMD against the human answers, Cohen's κ, and the Holm-corrected p of "
-                  "the paired test against MARK" + ("; cells marked 'not computable' have no value (see above)."
-                                                    if flagged else "."))
+            sec.text(tr("Not computable here: {what}. The human data are country-level distributions without "
+                        "respondents (personas drawn from marginals), so no simulated answer has a real answer to "
+                        "match; 1−JSD and EMD are against each country's distribution.", what=flagged), "warn")
+        sec.frame(shown_t3, tr("Table 3 layout"), tr("As exported (mark_table3): per prompt language and method, per "
+                                                     "model: accuracy (%), 1−JSD and EMD against the human answers, "
+                                                     "Cohen's κ, and the Holm-corrected p of the paired test against "
+                                                     "MARK.") + (" " + tr("Cells marked 'not computable' have no "
+                                                                          "value (see above).") if flagged else ""),
+                  collapse=False)
         long = table3_long(t3, data.renamed)
         if len(long):
             sec.plot(grid_bars(long, "value", "method", "model", rows="language", cols="measure", shared_y=False,
                                row_px=320),
-                     "Table 3 measures", "The numbers of the table above, a panel per measure and language.",
+                     tr("Table 3 measures"), tr("The numbers of the table above, a panel per measure and language."),
                      key="mark-table3")
         shown.add("mark_table3")
-    traces = need(sec, t, "mark_traces", "Trace viewer", ("model", "respondent_id", "question_id"))
+    traces = need(sec, t, "mark_traces", tr("Trace viewer"), ("model", "respondent_id", "question_id"))
     if traces is not None:
         groups, cut = trace_groups(traces)
         n = sum(len(g) for _, g in groups)
-        caption = (f"{n} traces from mark_traces (one per MARK respondent · question); pick one to see what each "
-                   "stage produced. The full traces with every prompt and raw reply are in OUT/mark_traces/*.jsonl.")
+        caption = tr("{n} traces from mark_traces (one per MARK respondent · question); pick one to see what each "
+                     "stage produced. The full traces with every prompt and raw reply are in "
+                     "OUT/mark_traces/*.jsonl.", n=n)
         if cut:
-            caption += f" Shown: {'; '.join(cut)} (all are in results/mark_traces.csv)."
-        sec.traces("mark-traces", "Trace viewer", groups, caption)
+            caption += " " + tr("Shown: {cut} (all are in results/mark_traces.csv).", cut="; ".join(cut))
+        sec.traces("mark-traces", tr("Trace viewer"), groups, caption)
         shown.add("mark_traces")
     if "mark_summary" in t:
         t = {**t, "mark_summary": summary_display(t["mark_summary"])}

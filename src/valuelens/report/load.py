@@ -19,6 +19,8 @@ import pandas as pd
 from valuelens.errors import ValueLensError
 from valuelens.results import RESULTS_DIR, read_tables
 
+from .i18n import tr
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -102,16 +104,20 @@ class ReportData:
             return "ok", ""
         configured = [r for r in self.runs if _configured(r.manifest, layer)]
         if not configured:
-            return "not run", "This layer was not part of the audit."
+            return "not run", tr("This layer was not part of the audit.")
         reasons = []
         for r in configured:
             status = r.manifest.get("status", "unknown")
-            why = {"running": "the run is still in progress (or was killed; rerun the same command to resume)",
-                   "failed": f"the run failed: {r.manifest.get('error', 'no error recorded')}",
-                   "finished": "the run finished without writing tables for this layer",
-                   }.get(status, f"run status {status!r}")
+            if status == "running":
+                why = tr("the run is still in progress (or was killed; rerun the same command to resume)")
+            elif status == "failed":
+                why = tr("the run failed: {error}", error=r.manifest.get("error", tr("no error recorded")))
+            elif status == "finished":
+                why = tr("the run finished without writing tables for this layer")
+            else:
+                why = tr("run status {status}", status=repr(status))
             reasons.append(f"{r.name}: {why}" if self.is_comparison else why[0].upper() + why[1:])
-        return "no data yet", "; ".join(reasons) + "."
+        return "no data yet", "; ".join(reasons) + tr(".")
 
     def layer_of_table(self, table: str) -> Layer | None:
         """The layer whose prefix the table name has."""
@@ -226,7 +232,7 @@ AUDIT_FIELDS: dict[str, tuple[type, ...]] = {
 MODEL_FIELDS: dict[str, tuple[type, ...]] = {
     "name": _STR, "display_name": _STR, "backend": _STR, "region": _STR, "family": _STR, "architecture": _STR,
     "alignment": _STR, "revision": _STR, "params_b": (int, float), "calls_made": _INT, "calls_cached": _INT,
-    "faults": _DICT, "status": _STR, "options": _DICT,
+    "faults": _DICT, "status": _STR, "options": _DICT, "toy": (bool,),
 }
 LAYER_FIELDS: dict[str, tuple[type, ...]] = {  # run.json["layers"][i]; key, title, prefix, config_keys required
     "key": _STR, "title": _STR, "prefix": _STR, "config_keys": _LIST, "section": _STR, "order": _INT,

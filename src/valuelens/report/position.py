@@ -17,15 +17,26 @@ from valuelens.metrics import POSITION_ALPHA as ALPHA
 from valuelens.metrics import POSITION_DRAWS as DRAWS
 from valuelens.metrics import POSITION_TV_THRESHOLD as THRESHOLD
 
+from valuelens.comparisons.catalogue import POSITION_FLAG, beyond
+
+from .i18n import N_, tr, tr_known
 from .load import ReportData
 
-RULE = (f"position-dominated = total variation (TV) between the positions of the chosen options and the no-bias "
-        f"baseline (each item with k options: 1/k on each of its positions) above {THRESHOLD:g} — with two options, "
-        f"one position chosen in more than {50 + 100 * THRESHOLD:.0f}% of the answers — and p < {ALPHA:g} for that "
-        f"TV under no bias (Monte Carlo, {DRAWS} seeded draws of uniform choices), so a few answers are not enough; "
-        f"where the humans' answers are known (first-token: each item's most chosen option; MARK: the respondents' "
-        f"answers), also a TV above {THRESHOLD:g} from the humans' own positions, as survey scales are not "
-        f"position-neutral")
+RULE_TEXT = N_("position-dominated = total variation (TV) between the positions of the chosen options and the "
+               "no-bias baseline (each item with k options: 1/k on each of its positions) above {at} — with two "
+               "options, one position chosen in more than {pct}% of the answers — and p < {alpha} for that TV under "
+               "no bias (Monte Carlo, {draws} seeded draws of uniform choices), so a few answers are not enough; "
+               "where the humans' answers are known (first-token: each item's most chosen option; MARK: the "
+               "respondents' answers), also a TV above {at} from the humans' own positions, as survey scales are "
+               "not position-neutral")
+
+
+def rule() -> str:
+    """The position-bias rule in the report's language."""
+    return tr(RULE_TEXT, at=f"{THRESHOLD:g}", pct=f"{50 + 100 * THRESHOLD:.0f}", alpha=f"{ALPHA:g}", draws=DRAWS)
+
+
+RULE = rule()  # English, for code that quotes it
 
 
 @dataclass(frozen=True)
@@ -39,15 +50,15 @@ class Source:
 
 
 SOURCES = (
-    Source("first_token", "first_token", "first-token probe", "first_token_summary"),
-    Source("dilemmas", "dilemmas", "dilemmas (all prompt forms)", "dilemma_position_bias",
+    Source("first_token", "first_token", N_("first-token probe"), "first_token_summary"),
+    Source("dilemmas", "dilemmas", N_("dilemmas (all prompt forms)"), "dilemma_position_bias",
            (("part", "dilemmas"), ("forms", "all"))),
-    Source("chains", "dilemmas", "escalation chains (both orders)", "dilemma_position_bias",
+    Source("chains", "dilemmas", N_("escalation chains (both orders)"), "dilemma_position_bias",
            (("part", "chains"), ("forms", "all"))),
-    Source("moralchoice", "dilemmas", "MoralChoice (six forms)", "dilemma_position_bias",
+    Source("moralchoice", "dilemmas", N_("MoralChoice (six forms)"), "dilemma_position_bias",
            (("part", "moralchoice"), ("forms", "all"))),
-    Source("def", "def", "DEF answers (shown positions)", "def_summary"),
-    Source("mark", "mark", "MARK answers", "mark_summary", (("method", "mark"),)),
+    Source("def", "def", N_("DEF answers (shown positions)"), "def_summary"),
+    Source("mark", "mark", N_("MARK answers"), "mark_summary", (("method", "mark"),)),
 )
 FIGURE_SOURCE = {"dilemma-trajectories": "chains"}  # a figure's answers; default: its layer's first source
 NOT_AFFECTED = ("position",)  # figure keys starting with these show the position measure itself
@@ -74,12 +85,13 @@ class Hit:
     vs_human: float = float("nan")
 
     def text(self, with_part: bool = True) -> str:
-        part = f"{self.source.part}, " if with_part else ""
+        part = f"{tr(self.source.part)}, " if with_part else ""
         where = f"{self.where}: " if self.where else ""
-        human = (f" (humans' own positions: TV {self.human_tv:.3f}; from them: {self.vs_human:.3f})"
-                 if self.vs_human == self.vs_human else "")
-        return (f"{self.model} — {part}{where}position TV {self.tv:.3f}{human}, position {self.top_position} "
-                f"chosen in {100 * self.share:.0f}% of {self.n} answers")
+        human = (tr(" (humans' own positions: TV {tv}; from them: {d})", tv=f"{self.human_tv:.3f}",
+                    d=f"{self.vs_human:.3f}") if self.vs_human == self.vs_human else "")
+        return f"{self.model} — {part}{where}" + tr(
+            "position TV {tv}{human}, position {top} chosen in {pct}% of {n} answers", tv=f"{self.tv:.3f}",
+            human=human, top=self.top_position, pct=f"{100 * self.share:.0f}", n=self.n)
 
 
 def _rows(df: pd.DataFrame, src: Source) -> pd.DataFrame:
@@ -100,7 +112,9 @@ def hits(data: ReportData, layer: str | None = None) -> list[Hit]:
         df = _rows(df, src)
         dominated = df["position_dominated"].map(lambda v: bool(v) if pd.notna(v) else False).astype(bool)
         for r in df[dominated].to_dict("records"):
-            where = ", ".join(f"{k} {r[k]}" for k in src.keys if k in r and pd.notna(r[k]))
+            if not beyond(">", r["position_tv"], POSITION_FLAG):  # as printed: a TV shown as 0.300 is not above 0.3
+                continue
+            where = ", ".join(f"{tr_known(k)} {r[k]}" for k in src.keys if k in r and pd.notna(r[k]))
             out.append(Hit(src, str(r["model"]), where, float(r["position_tv"]), int(r["top_position"]),
                            float(r["top_position_share"]), int(r["position_n"]),
                            float(r.get("reference_position_tv", float("nan"))),
@@ -113,11 +127,12 @@ def checked(data: ReportData, layer: str | None = None) -> list[str]:
     parts = []
     for src in SOURCES:
         df = data.tables.get(src.table) if layer in (None, src.layer) else None
-        if df is not None and "position_tv" in df.columns and len(_rows(df, src)) and src.part not in parts:
-            parts.append(src.part)
+        if df is not None and "position_tv" in df.columns and len(_rows(df, src)) and tr(src.part) not in parts:
+            parts.append(tr(src.part))
     return parts
 
 
 def banner(found: list[Hit]) -> str:
     models = ", ".join(dict.fromkeys(h.model for h in found))
-    return f"Position-dominated ({models}): not a value finding. See the position-bias note of this layer."
+    return tr("Position-dominated ({models}): not a value finding. See the position-bias note of this layer.",
+              models=models)

@@ -21,29 +21,40 @@ import pandas as pd
 from markupsafe import Markup
 
 from .blocks import Section
+from .i18n import N_, tr, tr_known
 from .load import ReportData
 
 CAP = 40  # samples embedded per (model, layer, table, language); all are in results/samples.parquet
 SECTION_ID = "samples"
 
-# Every fixed text of the browser, for a translation table (issue 23 item 7).
+# Every fixed text of the browser (English keys of the translation table, report/i18n.py); texts() gives them
+# in the report's language.
 TEXTS: dict[str, str] = {
-    "title": "Sample browser",
-    "intro": "Every model call the layers made: the prompt as sent, the reply or the option probabilities, the "
-             "parsed answer and whether it was valid. Filter by model, layer, language or any text (an item id, "
-             "words of the prompt or reply). Links beside flags, headline metrics and figures open it filtered to "
-             "the samples behind them.",
-    "capped": "{shown} of {total} samples are embedded: at most {cap} per model × layer × table × language, spread "
-              "evenly over each; all are in {path} (one row per call; join key: model, table, row_id).",
-    "all": "All {total} samples are embedded ({path} has them as a table; join key: model, table, row_id).",
-    "none": "No samples table in this run (results/samples.parquet is written by valuelens runs since issue 23).",
-    "model": "model", "layer": "layer", "table": "table", "language": "language", "search": "search", "any": "any",
-    "matches": "{n} matching samples", "first": "(first {n} shown)", "prompt": "Prompt", "reply": "Reply",
-    "probs": "Option probabilities", "parsed": "parsed", "valid": "valid", "invalid": "invalid",
-    "failure": "failure", "key": "cache key", "link": "Samples behind this",
-    "flag_links": "Samples behind each flag", "metric_links": "Samples behind each headline metric",
-    "figure_link": "Samples behind this figure",
+    "title": N_("Sample browser"),
+    "intro": N_("Every model call the layers made: the prompt as sent, the reply or the option probabilities, "
+                "the parsed answer and whether it was valid. Filter by model, layer, language or any text (an item "
+                "id, words of the prompt or reply). Links beside flags, headline metrics and figures open it "
+                "filtered to the samples behind them."),
+    "capped": N_("{shown} of {total} samples are embedded: at most {cap} per model × layer × table × language, "
+                 "spread evenly over each; all are in {path} (one row per call; join key: model, table, row_id)."),
+    "all": N_("All {total} samples are embedded ({path} has them as a table; join key: model, table, row_id)."),
+    "none": N_("No samples table in this run (results/samples.parquet is written by valuelens runs since issue "
+               "23)."),
+    "model": N_("model"), "layer": N_("layer"), "table": N_("table"), "language": N_("language"),
+    "search": N_("search"), "any": N_("any"), "matches": N_("{n} matching samples"),
+    "first": N_("(first {n} shown)"), "prompt": N_("Prompt"), "reply": N_("Reply"),
+    "probs": N_("Option probabilities"), "parsed": N_("parsed"), "valid": N_("valid"), "invalid": N_("invalid"),
+    "failure": N_("failure"), "key": N_("cache key"), "link": N_("Samples behind this"),
+    "flag_links": N_("Samples behind each flag"), "metric_links": N_("Samples behind each headline metric"),
+    "figure_link": N_("Samples behind this figure"),
 }
+
+
+
+def texts() -> dict[str, str]:
+    """:data:`TEXTS` in the report's language (placeholders left for the caller and the page's script)."""
+    return {k: tr(v) for k, v in TEXTS.items()}
+
 
 PATH = "results/samples.parquet"
 # A figure's samples, where its key names a finer set than its layer's: the per-call table it is drawn from.
@@ -100,17 +111,18 @@ def records(df: pd.DataFrame) -> dict[str, list[Any]]:
 
 
 def section(data: ReportData, cap: int = CAP) -> Section:
-    sec = Section(SECTION_ID, TEXTS["title"])
+    T = texts()
+    sec = Section(SECTION_ID, T["title"])
     samples = data.tables.get("samples")
     if samples is None or samples.empty:
-        sec.status, sec.reason = "no data yet", TEXTS["none"]
+        sec.status, sec.reason = "no data yet", T["none"]
         return sec
     shown = embedded(samples, cap)
-    sec.text(TEXTS["intro"])
-    note = (TEXTS["capped"].format(shown=len(shown), total=len(samples), cap=cap, path=PATH) if len(shown) < len(samples)
-            else TEXTS["all"].format(total=len(samples), path=PATH))
+    sec.text(T["intro"])
+    note = (T["capped"].format(shown=len(shown), total=len(samples), cap=cap, path=PATH) if len(shown) < len(samples)
+            else T["all"].format(total=len(samples), path=PATH))
     payload = json.dumps(records(shown), ensure_ascii=False, separators=(",", ":"))
-    sec.blocks.append({"kind": "samples", "note": note, "texts": TEXTS, "cap": cap, "total": len(samples),
+    sec.blocks.append({"kind": "samples", "note": note, "texts": T, "cap": cap, "total": len(samples),
                        "models": sorted(shown["model"].astype(str).unique()),
                        "layers": sorted(shown["layer"].astype(str).unique()),
                        "tables": sorted(shown["table"].astype(str).unique()),
@@ -130,19 +142,19 @@ def link_everything(data: ReportData, secs: list[Section], flags: list[dict], me
         for b in s.blocks:
             if b["kind"] == "plot" and key:
                 b["samples_href"] = href(layer=key, table=FIGURE_TABLES.get(b.get("key", ""), ""))
-                b["samples_text"] = TEXTS["figure_link"]
+                b["samples_text"] = tr(TEXTS["figure_link"])
     summary = next((s for s in secs if s.id == "summary"), None)
     if summary is None:
         return
     if flags:
         links = []
         for f in flags:
-            lang = re.search(r"language (\w+)", str(f.get("where", "")))
+            lang = re.search(re.escape(tr_known("language")) + r" (\w+)", str(f.get("where", "")))
             layer = _layer_of(data, f.get("table", ""))
             links.append({"text": f"{f['model']} · {f['metric']} · {f.get('where', '')}",
                           "href": href(model=f["model"], layer=layer, language=lang.group(1) if lang else "")})
-        summary.blocks.append({"kind": "links", "title": TEXTS["flag_links"], "links": links, "cls": "flag-links"})
+        summary.blocks.append({"kind": "links", "title": tr(TEXTS["flag_links"]), "links": links, "cls": "flag-links"})
     if metrics:
-        summary.blocks.append({"kind": "links", "title": TEXTS["metric_links"], "cls": "metric-links",
+        summary.blocks.append({"kind": "links", "title": tr(TEXTS["metric_links"]), "cls": "metric-links",
                                "links": [{"text": m["label"], "href": href(layer=_layer_of(data, m["table"]))}
                                          for m in metrics]})
