@@ -925,6 +925,38 @@ _KNOWN: dict[str, str] = {
     "p < 0.05": "位置 TV 改为对“无位置偏差”做检验：见该层表中的 position_p；其标记要求 p < 0.05",
     "a mean over languages; each language's interval is in the layer's table (ci_low, ci_high)":
         "这是多种语言的平均；各语言的区间见该层的表（ci_low、ci_high）",
+    # run facts: per-model states, tokens and cost (issue 20.5-6), MARK on country-level data (issue 18.4)
+    "Cells marked 'not computable' have no value (see above).": "标为“不可计算”的单元格没有数值（见上文）。",
+    "Cost from the audit file's prices per 1M tokens.": "费用按审计文件中每 100 万 token 的价格计算。",
+    "No prices in the audit file: no cost.": "审计文件中没有价格：不计算费用。",
+    "Not computable here: {what}. The human data are country-level distributions without respondents (personas "
+    "drawn from marginals), so no simulated answer has a real answer to match; 1−JSD and EMD are against each "
+    "country's distribution.":
+        "此处不可计算：{what}。人类数据是没有受访者个体的国家层面分布（人物设定由边际分布抽取），"
+        "因此模拟回答没有可对照的真实回答；1−JSD 和 EMD 是相对于各国分布计算的。",
+    "Tokens of the calls made this run, and (cached) the tokens the calls served from the cache had when they were "
+    "made, not spent again. Tokens by: server = the server's usage, tokenizer = the model's tokenizer, estimate = "
+    "about 4 characters per token (1 per CJK character); calls stored before tokens were counted are left out of "
+    "the cached tokens.":
+        "本次运行所发调用的 token 数，以及（缓存）由缓存提供的调用在当初发出时的 token 数，这些不会再次花费。"
+        "计数来源：server = 服务器返回的 usage，tokenizer = 模型的分词器，estimate = 约每 4 个字符计 1 个 token"
+        "（每个中日韩字符计 1 个）；在开始计数 token 之前存储的调用不计入缓存 token。",
+    "cap reached": "已达上限",
+    "failed ({error}); {kept}; the other models ran. Rerunning the same command retries it (the others come from "
+    "the cache).": "失败（{error}）；{kept}；其他模型已运行。重新运行同一命令会重试它（其他模型的结果来自缓存）。",
+    "it has no results in the tables": "它在表中没有结果",
+    "stopped: budget ({why}); {kept}. Raise its max_calls / max_cost and rerun to continue (what it made comes from "
+    "the cache).": "因预算停止（{why}）；{kept}。提高其 max_calls / max_cost 后重新运行即可继续（已完成的调用来自缓存）。",
+    "the layers it finished ({layers}) are in the tables, the others not": "它完成的评估层（{layers}）在表中，其余的不在",
+    "tokens and cost per model × layer": "每个模型 × 评估层的 token 与费用",
+    "state": "状态",
+    "prompt tokens": "提示 token",
+    "completion tokens": "生成 token",
+    "cached prompt tokens": "缓存的提示 token",
+    "cached completion tokens": "缓存的生成 token",
+    "tokens by": "计数来源",
+    "cost": "费用",
+    "cost of cached": "缓存部分的费用",
 }
 
 ZH: dict[str, str] = {**_KNOWN, **_MAIN,
