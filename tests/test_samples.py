@@ -211,7 +211,10 @@ return {hash: location.hash, filters: f, matches: Number(root.getAttribute('data
 """
 
 
-def test_report_flag_opens_the_samples_behind_it(demo, demo_out, tmp_path):
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_report_flag_opens_the_samples_behind_it(demo, demo_out, tmp_path, lang):
+    """In both report languages: a flag's link opens the sample browser on exactly its samples, a figure's
+    link on its table's; the browser is drawn (its element's screenshot) with its fixed texts in the language."""
     import os
 
     import browser
@@ -223,7 +226,9 @@ def test_report_flag_opens_the_samples_behind_it(demo, demo_out, tmp_path):
         pytest.fail(f"VALUELENS_REQUIRE_BROWSER is set but {why}")
     if why:
         pytest.skip(f"browser check skipped: {why}")
-    html = build_report(demo_out)
+    from valuelens.report.i18n_zh import ZH
+
+    html = build_report(demo_out, lang)
 
     def act(driver):
         driver.execute_script(CLICK_FLAG_JS)
@@ -234,9 +239,14 @@ def test_report_flag_opens_the_samples_behind_it(demo, demo_out, tmp_path):
         return flag, driver.execute_script(READ_BROWSER_JS)
 
     artifacts = Path(os.environ.get("VALUELENS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
-    page = browser.open_page(html, artifacts / "report-samples.png", timeout=120, act=act)
+    page = browser.open_page(html, artifacts / f"report-samples-{lang}.png", timeout=120, act=act,
+                             shots={"#samples": artifacts / f"sample-browser-{lang}.png"})
     assert page.errors == [], page.errors
     assert page.foreign_requests == []
+    shot = page.elements["#samples"]
+    assert shot["width"] > 300 and shot["height"] > 100 and Path(shot["path"]).stat().st_size > 5_000
+    word = "search" if lang == "en" else ZH["search"]  # the browser's fixed texts are in the report's language
+    assert word in shot["text"], shot["text"][:300]
     got, fig = page.acted
     assert got is not None, "no flag link in the report"
     # a figure's link: its layer's samples of the table it is drawn from
@@ -258,7 +268,7 @@ def test_report_flag_opens_the_samples_behind_it(demo, demo_out, tmp_path):
         if row.kind == "generate":
             assert (row.reply or "—").split("\n")[0].strip()[:30] in text
         else:
-            assert "Option probabilities" in text
+            assert ("Option probabilities" if lang == "en" else ZH["Option probabilities"]) in text
 
 
 def test_first_token_orders_content_free_prompts_and_wordings_have_their_samples(tmp_path):
