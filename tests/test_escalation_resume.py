@@ -8,17 +8,14 @@ average 11, a few CPU-seconds per run."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_kill_resume import _stored
+from test_kill_resume import kill_at
 
 from valuelens.data.dilemmas import builtin_chains
 from valuelens.store import STORE_NAME
@@ -60,17 +57,7 @@ def test_sigkill_mid_chain_then_resume_gives_identical_tables(tmp_path):
     assert json.loads((ref_out / "run.json").read_text())["calls"]["calls_made"] == ASKED
 
     audit = _audit(tmp_path, out)
-    kills = 0
-    for target in (3, 16, 33, 50, 66):  # inside steps 1-5 of the step-by-step batches
-        proc = subprocess.Popen([sys.executable, "-m", "valuelens", "run", str(audit), "-q"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while _stored(out) < target and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.005)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=30)
+    kills = kill_at(audit, out, (3, 16, 33, 50, 66))  # inside steps 1-5 of the step-by-step batches
     assert kills >= 3, "the run finished before most kill points: make it longer"
     final = _run(audit)
     assert final.returncode == 0, final.stderr

@@ -52,6 +52,23 @@ def _stored(out: Path) -> int:
         return 0
 
 
+def kill_at(audit: Path, out: Path, targets, wait: float = 600) -> int:
+    """Start the audit once per target and SIGKILL it once ``out``'s store holds that many calls (a run that
+    ends first is left to end); the number of kills. ``wait`` only guards against a hung run: the target,
+    or the run's end, decides, not the clock."""
+    kills = 0
+    for target in targets:
+        proc = _start(audit)
+        deadline = time.time() + wait
+        while _stored(out) < target and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+    return kills
+
+
 @pytest.mark.slow
 def test_sigkill_at_several_points_then_resume(tmp_path, tiny_model_dir):
     ref_out, out = tmp_path / "ref", tmp_path / "killed"
@@ -62,16 +79,7 @@ def test_sigkill_at_several_points_then_resume(tmp_path, tiny_model_dir):
     assert ASKED - N_QUESTIONS <= total <= ASKED
 
     audit = _audit(tmp_path, tiny_model_dir, out)
-    kills = 0
-    for target in (1, 9, 23, 40, 57, 71, 88, 103, 115):
-        proc = _start(audit)
-        deadline = time.time() + 120
-        while _stored(out) < target and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.005)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
+    kills = kill_at(audit, out, (1, 9, 23, 40, 57, 71, 88, 103, 115))
     assert kills >= 6, "the audit finished before most kill points: make it longer"
     final = subprocess.run([sys.executable, "-m", "valuelens", "run", str(audit), "-q"], capture_output=True, text=True,
                            timeout=300)
@@ -137,16 +145,7 @@ def test_sigkill_a_sampled_def_run_then_resume(tmp_path, tiny_model_dir):
     assert total >= 32 and answers.temperature.gt(0).all() and set(answers.num_beams) == {1, 2}
 
     audit = _def_audit(tmp_path, tiny_model_dir, out)
-    kills = 0
-    for target in (1, 12, 24):
-        proc = _start(audit)
-        deadline = time.time() + 600  # the target, or the run's end, decides; not the clock
-        while _stored(out) < target and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.005)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
+    kills = kill_at(audit, out, (1, 12, 24))
     assert kills >= 2, "the run finished before most kill points: make it longer"
     final = subprocess.run([sys.executable, "-m", "valuelens", "run", str(audit), "-q"], capture_output=True, text=True,
                            timeout=600)

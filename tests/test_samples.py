@@ -6,8 +6,6 @@ SIGKILL and resumed writes the same samples as an uninterrupted one."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +17,7 @@ import pytest
 import yaml
 
 from test_demo import _script
+from test_kill_resume import _stored, kill_at
 from valuelens import api as vl
 from valuelens.config import demo_audit_text, parse_audit
 from valuelens.layers.samples import COLUMNS, SAMPLE_TABLES, unjoined
@@ -146,14 +145,6 @@ def _resume_audit(tmp_path: Path, out: Path) -> Path:
     return p
 
 
-def _stored(out: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{out / STORE_NAME}?mode=ro", uri=True, timeout=5) as c:
-            return c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def _run(audit: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "valuelens", "run", str(audit), "-q"], capture_output=True,
                           text=True, timeout=600)
@@ -168,17 +159,7 @@ def test_samples_are_the_same_after_sigkill_and_resume(tmp_path):
     assert r.returncode == 0, r.stderr
     total = _stored(ref_out)
     audit = _resume_audit(tmp_path / "b", out)
-    kills = 0
-    for target in (total // 5, total // 2, (4 * total) // 5):
-        proc = subprocess.Popen([sys.executable, "-m", "valuelens", "run", str(audit), "-q"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while _stored(out) < target and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.005)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
+    kills = kill_at(audit, out, (total // 5, total // 2, (4 * total) // 5))
     assert kills >= 2
     r = _run(audit)
     assert r.returncode == 0, r.stderr
