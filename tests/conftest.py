@@ -14,6 +14,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _threads = max(1, (os.cpu_count() or 1) // max(1, int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
+# The CLI's rich console reads COLUMNS once, when valuelens.cli is first imported (in whichever test
+# comes first under xdist): in-process CLI tests (CliRunner) then all see 200 columns, whatever
+# env= they pass. Tests of narrow output set the width themselves (test_terminal, test_catalogue).
+os.environ["COLUMNS"] = "200"
 
 import pytest
 
