@@ -312,11 +312,12 @@ def _tokens(counts: dict[str, Any], price: Any) -> dict[str, Any]:
 
 
 def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manifest, interim: _Interim,
-               index: int, store: Store) -> list[tuple[str, pd.DataFrame]]:
+               index: int, store: Store) -> None:
     """Every selected layer on one model (in its lane's thread, with the lane's store). Each finished
-    layer's tables are exported at once (:class:`_Interim`) and its state goes into run.json["progress"].
-    A budget cap reached (:class:`BudgetReached`) stops the model cleanly: ``stopped: budget``, the layers
-    done so far kept."""
+    layer's tables go to :class:`_Interim` (exported at once; the final tables are merged from it) and its
+    state into run.json["progress"]. A budget cap reached (:class:`BudgetReached`) stops the model cleanly:
+    ``stopped: budget``, the layers done so far kept. The samples of the layers it finished are kept however
+    the model ends (a failed model's finished layers are in the tables too)."""
     entry = audit.models[index]
     options = {k: v for k, v in entry.options.items() if k != "lane"}  # scheduling only, not the backend's
     meter, budget = Meter(), _budget(entry, store)
@@ -325,11 +326,12 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
     except BaseException as e:
         manifest.end_layers(entry.name, _layer_state(e), error=_error_line(e))
         raise
+    model: CachedModel | None = None
+    finished: list[str] = []
     try:
         model = CachedModel(backend, store, entry.name, chunk_size=audit.chunk_size, meter=meter, budget=budget)
-        tables = []
         ctx = audit.layer_context(out, tracker)
-        stopped, finished = "", []
+        stopped = ""
         for spec, settings in layers_of(audit, index):
             key, before = spec.key, meter.snapshot()
             model.layer = key  # the samples log: which layer made each call
@@ -345,17 +347,13 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
                                    **_tokens(Meter.difference(meter.snapshot(), before), entry.price))
                 manifest.end_layers(entry.name, BUDGET, why=f"not started: {e.why}")
                 break
-            mine = []
-            for name, df in done.items():
+            for df in done.values():
                 df.insert(0, "model", entry.name)
-                mine.append((name, df))
-            tables += mine
-            interim.add(index, spec, settings, mine)
+            interim.add(index, spec, settings, list(done.items()))
             finished.append(key)
             manifest.set_layer(entry.name, key, state=DONE, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                **_tokens(Meter.difference(meter.snapshot(), before), entry.price))
         model.on_chunk = None
-        interim.add_samples(index, entry.name, model.samples, finished)
         record = {**entry.catalogue(), "identity": model.identity, "calls_made": model.made,
                   "calls_cached": model.cached, **_tokens(meter.snapshot(), entry.price),
                   "faults": dict(backend.stats), **_backend_facts(backend, model)}
@@ -364,7 +362,6 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
         if stopped:
             record.update(status=BUDGET, stopped=stopped)
         manifest.add_model(index, record)
-        return tables
     except BaseException as e:  # the failing model's faults go on the record too
         status = "cancelled" if isinstance(e, Cancelled) else _status(e)
         manifest.add_model(index, {**entry.catalogue(), "status": status, "faults": dict(backend.stats),
@@ -372,6 +369,8 @@ def _run_model(audit: AuditConfig, out: Path, tracker: Tracker, manifest: _Manif
         manifest.end_layers(entry.name, _layer_state(e), error=_error_line(e))
         raise
     finally:
+        if model is not None:
+            interim.add_samples(index, entry.name, model.samples, finished)
         backend.close()
 
 
