@@ -138,7 +138,7 @@ class CachedModel:
                 self.budget.charge(usages)
             # a request the backend could not serve (``failure``) is not an answer: not stored, retried next run
             self.store.put_many(self.name, [(keys[i], payloads[i], d) for i, d in zip(idx, stored)
-                                            if not (isinstance(d, dict) and d.get("failure"))])
+                                            if not _failed(d)])
             self.made += len(idx)
             for i, r, d in zip(idx, responses, stored):
                 out[i], as_json[i] = r, d
